@@ -1,0 +1,16 @@
+"""Command-line handlers of the likelihood family (filled in by its implementation)."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add this family's own command groups."""
+
+
+def train(args: argparse.Namespace) -> int:
+    raise NotImplementedError("training of the likelihood family is not implemented yet")
+
+
+def sample(args: argparse.Namespace, checkpoint: dict) -> int:
+    raise NotImplementedError("sampling of the likelihood family is not implemented yet")

@@ -1,0 +1,1 @@
+"""See the package README for this module map."""
