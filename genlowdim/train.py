@@ -1,0 +1,485 @@
+"""The training engine: a plain PyTorch loop shared by the model families.
+
+What it guarantees:
+
+- **Seeded and resumable.** The order of the data in epoch ``e`` is a permutation drawn from a generator
+  seeded with ``(seed, e)``; all training noise comes from ``ctx.generator``, whose state is checkpointed.
+  A run killed at any point (``kill -9``) and continued with ``resume=True`` replays the same loss
+  trajectory as an uninterrupted run from its last checkpoint on.
+- **Nothing finished is lost.** ``out/last.pt`` is rewritten atomically every ``checkpoint_every`` steps, at
+  each epoch end and at the end; ``out/best.pt`` whenever the validation loss improves. Both hold model,
+  optimiser, scheduler, generator, EMA, the caller's ``extra_state`` (scalers), the config and library
+  versions. The CSV logs are appended as training goes.
+- **Guarded.** A step whose loss or gradients are NaN/Inf is skipped and counted (and logged); more than
+  ``max_bad_steps`` in a row stops the run with :class:`TrainingDiverged`.
+- **Distributed.** Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in
+  ``DistributedDataParallel`` (gloo on CPU, nccl on CUDA); every global batch is split across ranks
+  (rank ``r`` takes items ``r::world_size``), so the effective batch is ``batch_size`` whatever the number
+  of processes. ``loss_fn`` must compute the loss through ``model(...)`` (the forward) so DDP can
+  synchronise gradients.
+
+Optimiser: Adam; learning rate schedule: ``ReduceLROnPlateau`` on ``val_loss`` (CDVAE's 0.6 / 30 / 1e-4).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from genlowdim.runtime import load_checkpoint, progress, save_checkpoint
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many consecutive steps had a non-finite loss or gradient."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 100
+    max_steps: int | None = None          # stop after this many optimiser steps (all epochs together)
+    max_minutes: float | None = None      # wall-clock budget, summed over resumed sessions
+    batch_size: int = 256                 # global batch (split across ranks under DDP)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip_value: float | None = 0.5   # CDVAE clips gradients by value
+    grad_clip_norm: float | None = None
+    ema_decay: float | None = None        # e.g. 0.999; validation and best.pt then use the EMA weights
+    plateau_factor: float = 0.6
+    plateau_patience: int = 30            # in validations
+    min_lr: float = 1e-4
+    checkpoint_every: int = 200           # steps
+    val_every: int = 1                    # epochs
+    log_every: int = 10                   # steps; the logged loss is the mean over the window
+    seed: int = 0
+    max_bad_steps: int = 50
+
+
+@dataclass
+class StepContext:
+    """Handed to ``loss_fn`` each step."""
+
+    epoch: int
+    step: int
+    generator: torch.Generator
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+
+@dataclass
+class FitResult:
+    out_dir: Path
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    steps: int
+    epochs_completed: int
+    best_val: float | None
+    skipped_steps: int
+    stopped_because: str
+    history: list[dict] = field(default_factory=list)
+
+
+LossFn = Callable[[nn.Module, Any, StepContext], "tuple[torch.Tensor, dict[str, float]]"]
+
+
+@dataclass
+class _State:
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0   # global batches of the current epoch already consumed
+    best_val: float | None = None
+    skipped: int = 0
+    bad_in_row: int = 0
+    elapsed_s: float = 0.0
+
+
+def _dist_info() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+def _init_distributed(device: torch.device) -> tuple[int, int]:
+    rank, world = _dist_info()
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    return rank, world
+
+
+def epoch_order(num_items: int, seed: int, epoch: int) -> torch.Tensor:
+    """The permutation of item indices used in ``epoch`` (depends only on seed and epoch)."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(num_items, generator=gen)
+
+
+def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class _Ema:
+    """Exponential moving average of floating-point parameters and buffers."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for key, value in model.state_dict().items():
+            if value.dtype.is_floating_point:
+                self.shadow[key].lerp_(value.detach(), 1.0 - self.decay)
+            else:
+                self.shadow[key].copy_(value)
+
+
+def _grads_finite(model: nn.Module) -> bool:
+    return all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+class _CsvLog:
+    """Append-only CSV with a header fixed by the first row; on resume, rows past ``step`` are dropped."""
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        self.fields: list[str] | None = None
+        if resume_step is not None and path.exists():
+            with open(path) as fh:
+                rows = list(csv.DictReader(fh))
+            self.fields = list(rows[0].keys()) if rows else None
+            keep = [r for r in rows if int(r["step"]) <= resume_step]
+            self._rewrite(keep)
+        elif path.exists():
+            path.unlink()
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        with open(self.path, "w", newline="") as fh:
+            if self.fields:
+                writer = csv.DictWriter(fh, fieldnames=self.fields)
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def append(self, row: dict) -> None:
+        new_file = self.fields is None
+        if new_file:
+            self.fields = list(row.keys())
+        with open(self.path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
+            if new_file:
+                writer.writeheader()
+            writer.writerow({k: row.get(k, "") for k in self.fields})
+
+
+class Trainer:
+    """One training run; use :func:`fit` unless you need to step it by hand."""
+
+    def __init__(self, model: nn.Module, train_set: Sequence, *, loss_fn: LossFn,
+                 val_fn: Callable[[nn.Module], dict] | None, settings: TrainSettings,
+                 out_dir: str | Path, family: str, config: dict, extra_state: dict | None,
+                 device: torch.device | str, collate: Callable[[list], Any] | None):
+        if len(train_set) == 0:
+            raise ValueError("training set is empty: nothing to train on")
+        self.device = torch.device(device)
+        self.rank, self.world = _init_distributed(self.device)
+        self.model = model.to(self.device)
+        self.train_set, self.loss_fn, self.val_fn = train_set, loss_fn, val_fn
+        self.s, self.family, self.config = settings, family, config
+        self.extra_state = extra_state or {}
+        self.out = Path(out_dir)
+        self.collate = collate or _default_collate
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr,
+                                          weight_decay=settings.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, factor=settings.plateau_factor, patience=settings.plateau_patience,
+            min_lr=settings.min_lr)
+        self.generator = torch.Generator(self.device).manual_seed(settings.seed + 7919 * self.rank)
+        self.ema = _Ema(model, settings.ema_decay) if settings.ema_decay else None
+        self.state = _State()
+        self.history: list[dict] = []
+        self.ddp_model = self._wrap_ddp()
+
+    def _wrap_ddp(self) -> nn.Module:
+        if self.world == 1:
+            return self.model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
+                                                   find_unused_parameters=True)
+
+    # ----- checkpoints -------------------------------------------------------------------------
+    def _payload(self) -> dict:
+        return {
+            "family": self.family, "config": self.config, "state_dict": self.model.state_dict(),
+            "ema_state_dict": self.ema.shadow if self.ema else None,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "train_state": asdict(self.state), "settings": asdict(self.s),
+            "extra_state": self.extra_state,
+        }
+
+    def save(self, name: str) -> Path:
+        path = self.out / name
+        if self.rank == 0:
+            save_checkpoint(path, self._payload())
+        self._barrier()
+        return path
+
+    def _barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def restore(self, path: Path) -> None:
+        payload = load_checkpoint(path, family=self.family, map_location=self.device)
+        self.model.load_state_dict(payload["state_dict"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.generator.set_state(payload["generator"].cpu())
+        torch.set_rng_state(payload["torch_rng"].cpu())
+        if self.ema and payload.get("ema_state_dict"):
+            self.ema.shadow = {k: v.to(self.device) for k, v in payload["ema_state_dict"].items()}
+        self.state = _State(**payload["train_state"])
+        self.extra_state = payload.get("extra_state") or self.extra_state
+
+    # ----- steps -------------------------------------------------------------------------------
+    def _step(self, batch: Any) -> tuple[float | None, dict]:
+        ctx = StepContext(self.state.epoch, self.state.step, self.generator, self.device,
+                          self.rank, self.world)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, logs = self.loss_fn(self.ddp_model, batch, ctx)
+        ok = bool(torch.isfinite(loss))
+        if ok:
+            loss.backward()
+            ok = _grads_finite(self.model)
+        ok = self._all_ranks_agree(ok)
+        if not ok:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state.skipped += 1
+            self.state.bad_in_row += 1
+            if self.state.bad_in_row > self.s.max_bad_steps:
+                raise TrainingDiverged(f"{self.state.bad_in_row} consecutive steps had a non-finite "
+                                       f"loss or gradient (step {self.state.step})")
+            return None, logs
+        self.state.bad_in_row = 0
+        if self.s.grad_clip_value is not None:
+            nn.utils.clip_grad_value_(self.model.parameters(), self.s.grad_clip_value)
+        if self.s.grad_clip_norm is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.s.grad_clip_norm)
+        self.optimizer.step()
+        if self.ema:
+            self.ema.update(self.model)
+        return self._mean_over_ranks(loss.detach()), logs
+
+    def _all_ranks_agree(self, ok: bool) -> bool:
+        if self.world == 1:
+            return ok
+        flag = torch.tensor([1.0 if ok else 0.0], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+        return bool(flag.item() > 0)
+
+    def _mean_over_ranks(self, value: torch.Tensor) -> float:
+        if self.world > 1:
+            value = value.clone()
+            torch.distributed.all_reduce(value)
+            value /= self.world
+        return float(value)
+
+    # ----- validation --------------------------------------------------------------------------
+    def validate(self) -> dict:
+        if self.val_fn is None:
+            return {}
+        raw = None
+        if self.ema:
+            raw = copy.deepcopy(self.model.state_dict())
+            self.model.load_state_dict(self.ema.shadow)
+        self.model.eval()
+        with torch.no_grad():
+            result = dict(self.val_fn(self.model))
+        self.model.train()
+        if raw is not None:
+            self.model.load_state_dict(raw)
+        if "val_loss" not in result:
+            raise KeyError("val_fn must return a dict with a 'val_loss' entry")
+        if self.world > 1:  # every rank steps its scheduler with rank 0's value
+            val = torch.tensor([float(result["val_loss"])], device=self.device)
+            torch.distributed.broadcast(val, src=0)
+            result["val_loss"] = float(val)
+        return result
+
+    # ----- the loop ----------------------------------------------------------------------------
+    def _budget_left(self, started: float) -> bool:
+        s = self.s
+        if s.max_steps is not None and self.state.step >= s.max_steps:
+            return False
+        if s.max_minutes is not None:
+            spent = self.state.elapsed_s + time.monotonic() - started
+            if spent >= 60.0 * s.max_minutes:
+                return False
+        return True
+
+    def run(self, resume: bool = False) -> FitResult:
+        last = self.out / "last.pt"
+        if resume and last.exists():
+            self.restore(last)
+        elif last.exists() and not resume:
+            raise FileExistsError(f"{self.out} already holds a run (last.pt); pass resume to continue "
+                                  f"it or choose another output directory")
+        self.out.mkdir(parents=True, exist_ok=True)
+        resume_step = self.state.step if resume else None
+        train_log = _CsvLog(self.out / "log.csv", resume_step) if self.rank == 0 else None
+        val_log = _CsvLog(self.out / "val.csv", resume_step) if self.rank == 0 else None
+        started = time.monotonic()
+        stopped = self._loop(started, train_log, val_log)
+        self.state.elapsed_s += time.monotonic() - started
+        self.save("last.pt")
+        if self.rank == 0:
+            plot_losses(self.out)
+        best = self.out / "best.pt"
+        return FitResult(self.out, last, best if best.exists() else None, self.state.step,
+                         self.state.epoch, self.state.best_val, self.state.skipped, stopped,
+                         self.history)
+
+    def _loop(self, started: float, train_log, val_log) -> str:
+        s = self.s
+        while self.state.epoch < s.epochs:
+            batches = _batches(epoch_order(len(self.train_set), s.seed, self.state.epoch), s.batch_size)
+            if not self._run_epoch(batches, started, train_log):
+                return "budget"
+            self.state.epoch += 1
+            self.state.batch_in_epoch = 0
+            if self.state.epoch % s.val_every == 0 or self.state.epoch == s.epochs:
+                self._validate_and_log(val_log)
+            self._checkpoint_elapsed(started, "last.pt")
+        return "epochs"
+
+    def _run_epoch(self, batches: list[torch.Tensor], started: float, train_log) -> bool:
+        window: list[float] = []
+        quiet = self.rank != 0 or os.environ.get("GENLOWDIM_QUIET") == "1"
+        bar = progress(total=len(batches), initial=self.state.batch_in_epoch, leave=False,
+                       desc=f"epoch {self.state.epoch}", disable=quiet)
+        self.model.train()
+        for index in batches[self.state.batch_in_epoch:]:
+            if not self._budget_left(started):
+                bar.close()
+                return False
+            shard = index[self.rank::self.world].tolist()
+            batch = _to_device(self.collate([self.train_set[i] for i in shard]), self.device)
+            loss, logs = self._step(batch)
+            self.state.step += 1
+            self.state.batch_in_epoch += 1
+            bar.update(1)
+            if loss is not None:
+                window.append(loss)
+                bar.set_postfix(loss=f"{loss:.4g}")
+            if self.state.step % self.s.log_every == 0:
+                self._log_train(train_log, window, logs)
+                window = []
+            if self.state.step % self.s.checkpoint_every == 0:
+                self._checkpoint_elapsed(started, "last.pt")
+        bar.close()
+        return True
+
+    def _checkpoint_elapsed(self, started: float, name: str) -> None:
+        # elapsed time is stored so max_minutes counts across resumed sessions
+        now = time.monotonic()
+        saved = self.state.elapsed_s
+        self.state.elapsed_s = saved + now - started
+        self.save(name)
+        self.state.elapsed_s = saved
+
+    def _log_train(self, train_log, window: list[float], logs: dict) -> None:
+        row = {"step": self.state.step, "epoch": self.state.epoch,
+               "lr": self.optimizer.param_groups[0]["lr"],
+               "loss": sum(window) / len(window) if window else math.nan,
+               "skipped": self.state.skipped}
+        row.update({k: float(v) for k, v in logs.items()})
+        self.history.append(row)
+        if train_log is not None:
+            train_log.append(row)
+
+    def _validate_and_log(self, val_log) -> None:
+        result = self.validate()
+        if not result:
+            return
+        val = float(result["val_loss"])
+        self.scheduler.step(val)
+        row = {"step": self.state.step, "epoch": self.state.epoch, **result}
+        if val_log is not None:
+            val_log.append(row)
+        if math.isfinite(val) and (self.state.best_val is None or val < self.state.best_val):
+            self.state.best_val = val
+            self.save("best.pt")
+
+
+def _default_collate(items: list) -> Any:
+    first = items[0]
+    if isinstance(first, torch.Tensor):
+        return torch.stack(items)
+    from torch_geometric.data import Batch, Data
+
+    if isinstance(first, Data):
+        return Batch.from_data_list(items)
+    raise TypeError(f"no default collate for {type(first).__name__}; pass collate=")
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if hasattr(batch, "to"):
+        return batch.to(device)
+    return batch
+
+
+def plot_losses(out_dir: str | Path) -> Path | None:
+    """Write ``out_dir/loss.png`` from ``log.csv`` (and ``val.csv`` when present)."""
+    out_dir = Path(out_dir)
+    rows = _read_csv(out_dir / "log.csv")
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows], label="train")
+    val = _read_csv(out_dir / "val.csv")
+    if val:
+        ax.plot([int(r["step"]) for r in val], [float(r["val_loss"]) for r in val], "o-", label="val")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("symlog")
+    ax.legend()
+    fig.tight_layout()
+    path = out_dir / "loss.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _read_csv(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path) as fh:
+        return [r for r in csv.DictReader(fh) if r.get("loss", "0") not in ("", "nan")]
+
+
+def fit(model: nn.Module, train_set: Sequence, *, loss_fn: LossFn,
+        val_fn: Callable[[nn.Module], dict] | None = None, settings: TrainSettings,
+        out_dir: str | Path, family: str, config: dict, extra_state: dict | None = None,
+        resume: bool = False, device: torch.device | str = "cpu",
+        collate: Callable[[list], Any] | None = None) -> FitResult:
+    """Train ``model`` on ``train_set`` (a sequence of items; ``collate`` turns a list into a batch).
+
+    ``loss_fn(model, batch, ctx) -> (loss, logs)`` computes a scalar loss through ``model(...)`` and a dict
+    of floats to log; draw all noise from ``ctx.generator``. ``val_fn(model) -> {"val_loss": ..., ...}``
+    must be deterministic (it runs under ``torch.no_grad`` with EMA weights when EMA is on).
+    """
+    trainer = Trainer(model, train_set, loss_fn=loss_fn, val_fn=val_fn, settings=settings,
+                      out_dir=out_dir, family=family, config=config, extra_state=extra_state,
+                      device=device, collate=collate)
+    return trainer.run(resume=resume)

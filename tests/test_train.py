@@ -1,0 +1,188 @@
+"""The training engine: resume reproduces the trajectory, NaN guard, checkpoints, DDP equivalence."""
+from __future__ import annotations
+
+import csv
+import os
+import socket
+
+import pytest
+import torch
+from torch import nn
+
+from genlowdim.runtime import load_checkpoint
+from genlowdim.train import TrainSettings, TrainingDiverged, epoch_order, fit
+
+torch.set_num_threads(1)
+
+
+def _data(n=40, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=gen)
+    y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.1 * torch.randn(n, generator=gen)
+    return [torch.cat([xi, yi.view(1)]) for xi, yi in zip(x, y)]
+
+
+class Regressor(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+
+    def forward(self, batch, noise=None):
+        x = batch[:, :3] if noise is None else batch[:, :3] + noise
+        return ((self.net(x).squeeze(-1) - batch[:, 3]) ** 2).mean()
+
+
+def noisy_loss(model, batch, ctx):
+    # training noise drawn from the checkpointed generator, as model families do
+    noise = 0.1 * torch.randn(batch.shape[0], 3, generator=ctx.generator)
+    loss = model(batch, noise)
+    return loss, {"mse": loss.item()}
+
+
+def _settings(**kw):
+    base = dict(epochs=4, batch_size=8, lr=1e-2, log_every=1, checkpoint_every=5, seed=3,
+                grad_clip_value=None)
+    base.update(kw)
+    return TrainSettings(**base)
+
+
+def _losses(out):
+    with open(out / "log.csv") as fh:
+        return [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(fh)]
+
+
+def test_epoch_order_is_a_seeded_permutation():
+    a, b = epoch_order(10, 1, 2), epoch_order(10, 1, 2)
+    assert torch.equal(a, b) and sorted(a.tolist()) == list(range(10))
+    assert not torch.equal(epoch_order(10, 1, 3), a)
+
+
+def test_resume_after_crash_follows_uninterrupted_trajectory(tmp_path):
+    data = _data()
+    full = fit(Regressor(), data, loss_fn=noisy_loss, settings=_settings(), out_dir=tmp_path / "a",
+               family="toy", config={})
+    assert full.steps == 20  # 4 epochs x 5 batches
+
+    def crashing_loss(model, batch, ctx):
+        if ctx.step == 13:
+            raise KeyboardInterrupt  # dies between checkpoints (last one at step 10)
+        return noisy_loss(model, batch, ctx)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(Regressor(), data, loss_fn=crashing_loss, settings=_settings(), out_dir=tmp_path / "b",
+            family="toy", config={})
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["train_state"]["step"] == 10
+    fit(Regressor(), data, loss_fn=noisy_loss, settings=_settings(), out_dir=tmp_path / "b",
+        family="toy", config={}, resume=True)
+    a, b = _losses(tmp_path / "a"), _losses(tmp_path / "b")
+    assert [s for s, _ in b] == list(range(1, 21))
+    for (_, la), (_, lb) in zip(a, b):
+        assert la == pytest.approx(lb, rel=1e-6, abs=1e-9)
+    wa = load_checkpoint(tmp_path / "a" / "last.pt")["state_dict"]
+    wb = load_checkpoint(tmp_path / "b" / "last.pt")["state_dict"]
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key])
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    data = _data()
+    fit(Regressor(), data, loss_fn=noisy_loss, settings=_settings(epochs=1), out_dir=tmp_path,
+        family="toy", config={})
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        fit(Regressor(), data, loss_fn=noisy_loss, settings=_settings(epochs=1), out_dir=tmp_path,
+            family="toy", config={})
+
+
+def test_nan_steps_are_skipped_and_counted(tmp_path):
+    data = _data()
+
+    def sometimes_nan(model, batch, ctx):
+        loss, logs = noisy_loss(model, batch, ctx)
+        return (loss * float("nan") if ctx.step in (2, 7) else loss), logs
+
+    result = fit(Regressor(), data, loss_fn=sometimes_nan, settings=_settings(), out_dir=tmp_path,
+                 family="toy", config={})
+    assert result.skipped_steps == 2 and result.steps == 20
+    weights = load_checkpoint(tmp_path / "last.pt")["state_dict"]
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_divergence_stops_with_clear_error(tmp_path):
+    def always_nan(model, batch, ctx):
+        return model(batch) * float("inf"), {}
+
+    with pytest.raises(TrainingDiverged, match="consecutive steps"):
+        fit(Regressor(), _data(), loss_fn=always_nan, settings=_settings(max_bad_steps=3),
+            out_dir=tmp_path, family="toy", config={})
+
+
+def test_validation_best_checkpoint_ema_and_plot(tmp_path):
+    data = _data()
+    val_data = torch.stack(_data(seed=1))
+    calls = []
+
+    def val_fn(model):
+        calls.append(1)
+        return {"val_loss": float(model(val_data))}
+
+    result = fit(Regressor(), data, loss_fn=noisy_loss, val_fn=val_fn,
+                 settings=_settings(ema_decay=0.9, epochs=6), out_dir=tmp_path, family="toy",
+                 config={"x": 1}, extra_state={"scale": torch.tensor([2.0])})
+    assert len(calls) == 6
+    best = load_checkpoint(tmp_path / "best.pt", family="toy")
+    assert best["config"] == {"x": 1} and float(best["extra_state"]["scale"]) == 2.0
+    assert best["ema_state_dict"] is not None
+    assert result.best_val == pytest.approx(min(
+        float(r["val_loss"]) for r in csv.DictReader(open(tmp_path / "val.csv"))))
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+
+
+def test_step_budget_and_empty_set(tmp_path):
+    result = fit(Regressor(), _data(), loss_fn=noisy_loss, settings=_settings(max_steps=7),
+                 out_dir=tmp_path / "a", family="toy", config={})
+    assert result.steps == 7 and result.stopped_because == "budget"
+    with pytest.raises(ValueError, match="empty"):
+        fit(Regressor(), [], loss_fn=noisy_loss, settings=_settings(), out_dir=tmp_path / "b",
+            family="toy", config={})
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def deterministic_loss(model, batch, ctx):
+    loss = model(batch)
+    return loss, {}
+
+
+def _ddp_worker(rank, world, port, out, data):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), GENLOWDIM_QUIET="1")
+    torch.set_num_threads(1)
+    fit(Regressor(), data, loss_fn=deterministic_loss, settings=_settings(epochs=2, checkpoint_every=100),
+        out_dir=out, family="toy", config={})
+    # each rank reports its own parameters so the test can compare ranks
+    model_state = load_checkpoint(os.path.join(out, "last.pt"))["state_dict"]
+    torch.save(model_state, os.path.join(out, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_processes_match_single_process(tmp_path):
+    data = _data(n=32)
+    single = fit(Regressor(), data, loss_fn=deterministic_loss,
+                 settings=_settings(epochs=2, checkpoint_every=100), out_dir=tmp_path / "single",
+                 family="toy", config={})
+    assert single.steps == 8
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "ddp"), data),
+                                nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    ref = load_checkpoint(tmp_path / "single" / "last.pt")["state_dict"]
+    for key in ref:
+        torch.testing.assert_close(ranks[0][key], ranks[1][key], rtol=0, atol=0)
+        torch.testing.assert_close(ranks[0][key], ref[key], rtol=1e-5, atol=1e-6)
+    a, b = _losses(tmp_path / "single"), _losses(tmp_path / "ddp")
+    for (_, la), (_, lb) in zip(a, b):
+        assert la == pytest.approx(lb, rel=1e-5)
