@@ -1,1 +1,20 @@
-"""See the package README for this module map."""
+"""Diffusion/score core: schedules, kernels, DSM loss, samplers and PF-ODE likelihood (tensors only).
+
+Imports nothing from the model families (``genlowdim.crystal``, ``lowrank``, ``likelihood``) or
+``genlowdim.metrics``; see docs/core.md.
+"""
+from .batch import append_dims, expand_sigma, num_graphs, per_graph_to_nodes, per_sample_mean
+from .samplers import (
+    SAMPLERS,
+    CountingDenoiser,
+    denoiser_from_score,
+    get_sampler,
+    sample_ald,
+    sample_ddim,
+    sample_euler_maruyama,
+    sample_ode_euler,
+    sample_ode_heun,
+    sample_pc,
+    score_from_denoiser,
+)
+from .schedules import append_zero, sigmas_geometric, sigmas_karras, vp_cosine, vp_linear, vp_to_ve_sigmas
