@@ -18,3 +18,15 @@ from .samplers import (
     score_from_denoiser,
 )
 from .schedules import append_zero, sigmas_geometric, sigmas_karras, vp_cosine, vp_linear, vp_to_ve_sigmas
+from .kernels import (
+    gaussian_score,
+    lowrank_gaussian_logpdf,
+    lowrank_gaussian_score,
+    molrg_denoise,
+    molrg_logpdf,
+    molrg_posterior_weights,
+    molrg_score,
+    wrapped_normal_images,
+    wrapped_normal_logpdf,
+    wrapped_normal_score,
+)
