@@ -1,1 +1,18 @@
-"""See the package README for this module map."""
+"""Metrics shared by every model family.
+
+Crystal metrics follow CDVAE (Xie et al., ICLR 2022) exactly, with every parameter recorded:
+
+- ``structure``: structural validity (minimum-image distances, cell volume), density, element counts
+- ``composition``: charge-neutrality + Pauling test over SMACT 2.2.1's pinned oxidation-state table
+- ``fingerprints``: CrystalNN "ops" structure fingerprints and normalised Magpie composition fingerprints
+- ``coverage``: COV-R / COV-P / AMSD / AMCD on any feature arrays
+- ``properties``: Wasserstein-1 of density, number of elements and a predicted property
+- ``matching``: reconstruction match rate / RMS distance, uniqueness and novelty (StructureMatcher)
+- ``evaluate``: ``evaluate_generation`` / ``evaluate_reconstruction`` (what ``genlowdim evaluate`` runs)
+
+Plain-vector metrics live in ``vectors`` and ``subspace``. Nothing heavy is imported here: import the
+submodule you need (``from genlowdim.metrics.evaluate import evaluate_generation``).
+"""
+from genlowdim.metrics.result import MetricResult
+
+__all__ = ["MetricResult"]

@@ -1,8 +1,116 @@
-"""Command-line handlers of the metrics package (``genlowdim evaluate``)."""
+"""``genlowdim evaluate``: CDVAE's generation / reconstruction metrics on any model's output.
+
+    genlowdim evaluate SAMPLES --reference perov_5:test --out DIR [--train perov_5:train]
+    genlowdim evaluate PREDICTIONS --reference TRUTH --mode reconstruction --out DIR
+
+SAMPLES/PREDICTIONS/TRUTH: a CIF folder, (multi-block) CIF, extxyz, CDVAE CSV or genlowdim JSON (``.gz``
+fine), or a genlowdim sample directory (its ``samples.extxyz`` is read). ``--reference``/``--train``
+also take a dataset split ``name:split``.
+"""
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` command."""
+    p = subparsers.add_parser("evaluate", help="CDVAE metrics of generated or reconstructed crystals",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("samples", metavar="SAMPLES", help="generated (or predicted) structures")
+    p.add_argument("--reference", required=True, help="reference set: file/folder or dataset split name:split")
+    p.add_argument("--out", required=True, help="output folder (metrics.json, structures.csv, PNGs)")
+    p.add_argument("--mode", choices=("generation", "reconstruction"), default="generation")
+    p.add_argument("--train", default=None, help="training structures for novelty (file or name:split)")
+    p.add_argument("--dataset", default=None, help="dataset whose coverage thresholds to use "
+                   "(default: the name in --reference name:split)")
+    p.add_argument("--cutoffs", nargs=2, type=float, default=None, metavar=("S", "C"),
+                   help="coverage thresholds: structure and composition fingerprint distances")
+    p.add_argument("--seed", type=int, default=0, help="seed of the property subsample (default 0)")
+    p.add_argument("--num-property-samples", type=int, default=1000,
+                   help="valid crystals drawn for the property statistics (default 1000)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all usable cores)")
+    p.add_argument("--data-dir", default=None, help="folder holding the datasets (for name:split)")
+    p.add_argument("--pair-by", choices=("auto", "order", "id"), default="auto",
+                   help="reconstruction: pair predictions with truths by id or by order (auto: id "
+                   "when every truth id has a prediction)")
+    p.add_argument("--stol", type=float, default=0.5, help="StructureMatcher stol (default 0.5)")
+    p.add_argument("--angle-tol", type=float, default=10.0, help="StructureMatcher angle_tol (degrees)")
+    p.add_argument("--ltol", type=float, default=0.3, help="StructureMatcher ltol (default 0.3)")
+    p.set_defaults(func=run)
+
+
+def _is_dataset_ref(spec: str) -> bool:
+    return ":" in spec and not Path(spec).exists()
+
+
+def load_input(spec: str, data_dir: str | None = None) -> tuple[list[str], list]:
+    """(ids, structures) from a file, folder, sample directory or dataset split ``name:split``."""
+    from genlowdim.cli import UsageError
+
+    if _is_dataset_ref(spec):
+        from genlowdim.crystal.data import load_dataset, parse_dataset_ref
+
+        name, split = parse_dataset_ref(spec)
+        kwargs = {"data_dir": data_dir} if data_dir else {}
+        records = load_dataset(name, split, **kwargs).records
+        return [str(r.material_id) for r in records], [r.to_structure() for r in records]
+    path = Path(spec)
+    if path.is_dir() and (path / "samples.extxyz").is_file():
+        path = path / "samples.extxyz"
+    elif not path.exists():
+        raise UsageError(f"{spec}: no such file or folder (nor a dataset split name:split)")
+    from genlowdim.crystal.io import StructureReadError, read_structures
+
+    try:
+        pairs = read_structures(path)
+    except StructureReadError as err:
+        raise UsageError(str(err)) from err
+    if not pairs:
+        raise UsageError(f"{path}: holds no structures")
+    return [i for i, _ in pairs], [s for _, s in pairs]
+
+
+def pair_by_id(pred_ids, preds, truth_ids, truths, how: str = "auto") -> tuple[list, list[str]]:
+    """Predictions reordered to follow the truths; a truth without prediction gets ``None``."""
+    from genlowdim.cli import UsageError
+
+    lookup = dict(zip(pred_ids, preds))
+    use_id = how == "id" or (how == "auto" and all(t in lookup for t in truth_ids))
+    if use_id:
+        if len(lookup) != len(pred_ids):
+            raise UsageError("predictions contain repeated ids; pair by order (--pair-by order)")
+        return [lookup.get(t) for t in truth_ids], list(truth_ids)
+    if len(preds) != len(truths):
+        raise UsageError(f"{len(preds)} predictions but {len(truths)} truths, and their ids differ: "
+                         "pass matching ids or equally long files")
+    return list(preds), list(truth_ids)
+
+
+def run(args: argparse.Namespace) -> int:
+    from genlowdim.metrics.evaluate import evaluate_generation, evaluate_reconstruction, format_table
+
+    ids, structures = load_input(args.samples, args.data_dir)
+    ref_ids, reference = load_input(args.reference, args.data_dir)
+    if args.mode == "reconstruction":
+        preds, ids = pair_by_id(ids, structures, ref_ids, reference, args.pair_by)
+        report = evaluate_reconstruction(preds, reference, stol=args.stol, angle_tol=args.angle_tol,
+                                         ltol=args.ltol, workers=args.workers, out_dir=args.out, ids=ids)
+    else:
+        dataset = args.dataset or (args.reference.split(":")[0] if _is_dataset_ref(args.reference) else None)
+        cut = args.cutoffs or (None, None)
+        train = load_input(args.train, args.data_dir)[1] if args.train else None
+        try:
+            report = evaluate_generation(
+                structures, reference, dataset=dataset, struct_cutoff=cut[0], comp_cutoff=cut[1],
+                train_structures=train, num_property_samples=args.num_property_samples, seed=args.seed,
+                workers=args.workers, out_dir=args.out, ids=ids,
+                reference_cache_key=args.reference if _is_dataset_ref(args.reference) else None)
+        except ValueError as err:
+            from genlowdim.cli import UsageError
+
+            raise UsageError(str(err)) from err
+    print(format_table(report))
+    print(f"wrote {Path(args.out) / 'metrics.json'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,220 @@
+"""``evaluate_generation`` / ``evaluate_reconstruction``: CDVAE's evaluation on structure lists.
+
+Both return (and, with ``out_dir``, write as ``metrics.json``) one dict::
+
+    {"mode": "generation" | "reconstruction",
+     "metrics": {struct_valid, comp_valid, valid, cov_recall, cov_precision, amsd_recall, amsd_precision,
+                 amcd_recall, amcd_precision, wdist_density, wdist_num_elems, wdist_prop, match_rate,
+                 rms_dist, unique, novel},        # fractions in [0, 1]; null when not computed
+     "params": {metric name: its parameters, ..., "seed", "versions"}}
+
+Generation computes everything except match_rate/rms_dist (wdist_prop needs a property predictor,
+novel needs training structures). Reconstruction computes struct_valid, comp_valid, valid, match_rate,
+rms_dist. ``out_dir`` also gets ``structures.csv`` (per-structure flags, reasons and distances) and, in
+generation mode, PNG histograms of density / number of elements / property against the reference.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from genlowdim.metrics.composition import compositional_validity
+from genlowdim.metrics.coverage import CUTOFFS, coverage
+from genlowdim.metrics.fingerprints import cached_fingerprints, compute_fingerprints, default_workers
+from genlowdim.metrics.matching import ANGLE_TOL, LTOL, STOL, novelty, reconstruction, uniqueness
+from genlowdim.metrics.properties import property_statistics, seeded_subsample
+from genlowdim.metrics.result import MetricResult, versions
+from genlowdim.metrics.structure import densities, num_elements, structural_validity
+
+METRIC_NAMES = ("struct_valid", "comp_valid", "valid", "cov_recall", "cov_precision", "amsd_recall",
+                "amsd_precision", "amcd_recall", "amcd_precision", "wdist_density", "wdist_num_elems",
+                "wdist_prop", "match_rate", "rms_dist", "unique", "novel")
+
+
+def resolve_cutoffs(dataset: str | None, struct_cutoff: float | None, comp_cutoff: float | None
+                    ) -> tuple[float, float, str]:
+    """(delta_s, delta_c, source): explicit values win, then the dataset's registered thresholds."""
+    if struct_cutoff is not None and comp_cutoff is not None:
+        return float(struct_cutoff), float(comp_cutoff), "given"
+    if dataset is None:
+        raise ValueError("coverage thresholds unknown: pass dataset= (e.g. 'perov_5') or both "
+                         "struct_cutoff and comp_cutoff (--dataset, or --cutoffs S C)")
+    try:
+        from genlowdim.crystal.registry import get_spec
+
+        s, c = get_spec(dataset).cov_thresholds
+        source = f"genlowdim.crystal.registry:{dataset}"
+    except (ImportError, AttributeError):
+        if dataset not in CUTOFFS:
+            raise ValueError(f"no coverage thresholds for dataset {dataset!r}; known: {sorted(CUTOFFS)}")
+        (s, c), source = CUTOFFS[dataset], f"CDVAE COV_Cutoffs:{dataset}"
+    s = float(s) if struct_cutoff is None else float(struct_cutoff)
+    c = float(c) if comp_cutoff is None else float(comp_cutoff)
+    return s, c, source
+
+
+def _validity(structures: Sequence) -> tuple[MetricResult, MetricResult]:
+    return structural_validity(structures), compositional_validity(structures)
+
+
+def _pack(mode: str, results: dict[str, MetricResult], extra_params: dict) -> dict:
+    metrics = {name: (results[name].value if name in results else None) for name in METRIC_NAMES}
+    # versions are recorded once, at the top level
+    params = {name: {k: v for k, v in results[name].params.items() if k != "versions"}
+              for name in METRIC_NAMES if name in results}
+    params.update(extra_params, versions=versions())
+    return {"mode": mode, "metrics": metrics, "params": params}
+
+
+def evaluate_generation(structures: Sequence, reference_structures: Sequence, *, dataset: str | None = None,
+                        struct_cutoff: float | None = None, comp_cutoff: float | None = None,
+                        train_structures: Sequence | None = None,
+                        property_fn: Callable[[list], Sequence[float]] | None = None,
+                        reference_properties: Sequence[float] | None = None,
+                        num_property_samples: int = 1000, seed: int = 0, workers: int | None = None,
+                        out_dir: str | Path | None = None, reference_cache_key: str | None = None,
+                        ids: Sequence[str] | None = None, show_progress: bool = True,
+                        cache_dir: str | Path | None = None) -> dict:
+    """CDVAE generation metrics of ``structures`` (N pymatgen Structures, ``None`` = unbuildable)
+    against ``reference_structures`` (e.g. the test split); see the module docstring for the output.
+
+    valid = struct_valid and comp_valid and fingerprints computed (CDVAE marks a crystal whose
+    fingerprint fails invalid). Reference fingerprints are cached on disk (``cache_dir``, default
+    ``$GENLOWDIM_CACHE_DIR`` or ``~/.cache/genlowdim``) keyed on content + ``reference_cache_key``.
+    """
+    s_cut, c_cut, cut_source = resolve_cutoffs(dataset, struct_cutoff, comp_cutoff)
+    workers = default_workers() if workers is None else workers
+    sv, cv = _validity(structures)
+    fps = compute_fingerprints(structures, workers=workers, show_progress=show_progress,
+                               desc="generated fingerprints")
+    ref_fps, cache_info = cached_fingerprints(reference_structures, reference_cache_key, cache_dir,
+                                              workers=workers, show_progress=show_progress,
+                                              desc="reference fingerprints")
+    ok, ref_ok = fps.ok, ref_fps.ok
+    if not ok.any() or not ref_ok.any():
+        raise ValueError(f"no fingerprints to compare: {int(ok.sum())} generated and "
+                         f"{int(ref_ok.sum())} reference crystals have them")
+    valid = sv.per_item["valid"] & cv.per_item["valid"] & ok
+    results: dict[str, MetricResult] = {"struct_valid": sv, "comp_valid": cv}
+    results["valid"] = MetricResult("valid", float(valid.mean()), {
+        "definition": "struct_valid and comp_valid and fingerprint computed (CDVAE)",
+        "num_valid": int(valid.sum()), "num_fingerprint_failures": int((~ok).sum())}, {"valid": valid})
+    cov = coverage(fps.struct[ok], fps.comp[ok], ref_fps.struct[ref_ok], ref_fps.comp[ref_ok],
+                   s_cut, c_cut, num_generated=len(structures))
+    for res in cov.values():
+        res.params.update(cutoff_source=cut_source, reference_fingerprint_failures=int((~ref_ok).sum()),
+                          reference_cache=cache_info)
+    results.update(cov)
+    results.update(property_statistics(structures, valid, reference_structures, property_fn,
+                                       reference_properties, num_property_samples, seed))
+    results["unique"] = uniqueness(structures, valid)
+    if train_structures is not None:
+        results["novel"] = novelty(structures, train_structures, valid)
+    report = _pack("generation", results, {"seed": seed, "workers": workers,
+                                           "num_generated": len(structures),
+                                           "num_reference": len(reference_structures)})
+    if out_dir is not None:
+        rows = _generation_rows(structures, ids, results, ok, fps.errors, valid, num_property_samples, seed)
+        _write_outputs(Path(out_dir), report, rows)
+        _plot_histograms(Path(out_dir), structures, valid, reference_structures, num_property_samples, seed)
+    return report
+
+
+def evaluate_reconstruction(predictions: Sequence, truths: Sequence, *, stol: float = STOL,
+                            angle_tol: float = ANGLE_TOL, ltol: float = LTOL, workers: int | None = None,
+                            out_dir: str | Path | None = None, ids: Sequence[str] | None = None) -> dict:
+    """CDVAE reconstruction metrics: ``predictions[i]`` is compared with ``truths[i]`` (pair them first,
+    e.g. by id); invalid predictions (struct or comp) count as failures. Returns the metrics.json dict."""
+    if len(predictions) != len(truths):
+        raise ValueError(f"{len(predictions)} predictions but {len(truths)} truths")
+    workers = default_workers() if workers is None else workers
+    sv, cv = _validity(predictions)
+    valid = sv.per_item["valid"] & cv.per_item["valid"]
+    results = {"struct_valid": sv, "comp_valid": cv,
+               "valid": MetricResult("valid", float(valid.mean()) if len(valid) else None,
+                                     {"definition": "struct_valid and comp_valid",
+                                      "num_valid": int(valid.sum())}, {"valid": valid})}
+    results.update(reconstruction(predictions, truths, valid, stol, angle_tol, ltol, workers))
+    report = _pack("reconstruction", results, {"workers": workers, "num_truths": len(truths)})
+    if out_dir is not None:
+        ids = list(ids) if ids is not None else [str(i) for i in range(len(truths))]
+        m = results["match_rate"].per_item
+        rows = [{"id": ids[i], "struct_valid": bool(sv.per_item["valid"][i]),
+                 "invalid_reason": sv.per_item["reason"][i], "comp_valid": bool(cv.per_item["valid"][i]),
+                 "valid": bool(valid[i]), "matched": bool(m["matched"][i]), "rms_dist": m["rms"][i]}
+                for i in range(len(truths))]
+        _write_outputs(Path(out_dir), report, rows)
+    return report
+
+
+def _generation_rows(structures, ids, results, ok, errors, valid, num_samples, seed) -> list[dict]:
+    ids = list(ids) if ids is not None else [str(i) for i in range(len(structures))]
+    sv, cv = results["struct_valid"].per_item, results["comp_valid"].per_item
+    prec = results["cov_precision"].per_item
+    near_s, near_c, covered = (np.full(len(structures), np.nan) for _ in range(3))
+    near_s[ok], near_c[ok], covered[ok] = prec["struct_dist"], prec["comp_dist"], prec["covered"]
+    in_sample = np.zeros(len(structures), bool)
+    in_sample[seeded_subsample(valid, num_samples, seed)] = True
+    dup = results["unique"].per_item["duplicate_of"]
+    novel = results["novel"].per_item["novel"] if "novel" in results else None
+    rows = []
+    for i in range(len(structures)):
+        rows.append({"id": ids[i], "formula": cv["formula"][i], "struct_valid": bool(sv["valid"][i]),
+                     "invalid_reason": sv["reason"][i], "min_distance": sv["min_distance"][i],
+                     "comp_valid": bool(cv["valid"][i]), "fingerprint_ok": bool(ok[i]),
+                     "fingerprint_error": errors[i], "valid": bool(valid[i]),
+                     "nearest_ref_struct_dist": near_s[i], "nearest_ref_comp_dist": near_c[i],
+                     "covered": "" if np.isnan(covered[i]) else bool(covered[i]),
+                     "in_property_sample": bool(in_sample[i]),
+                     "duplicate_of": ids[dup[i]] if dup[i] >= 0 else "",
+                     "novel": "" if novel is None or not valid[i] else bool(novel[i])})
+    return rows
+
+
+def _write_outputs(out_dir: Path, report: dict, rows: list[dict]) -> None:
+    from genlowdim.runtime import atomic_write_text, write_json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "metrics.json", report)
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write_text(out_dir / "structures.csv", buf.getvalue())
+
+
+def _plot_histograms(out_dir: Path, structures, valid, reference, num_samples, seed) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sample = [structures[i] for i in seeded_subsample(valid, num_samples, seed)]
+    for name, fn, label in (("density", densities, "density (g/cm³)"),
+                            ("num_elements", num_elements, "number of distinct elements")):
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ref_v, gen_v = fn(reference), fn(sample) if sample else np.array([])
+        lo, hi = np.min(np.concatenate([ref_v, gen_v])), np.max(np.concatenate([ref_v, gen_v]))
+        bins = np.arange(lo - 0.5, hi + 1.5) if name == "num_elements" else np.linspace(lo, hi, 40)
+        ax.hist(ref_v, bins=bins, density=True, alpha=0.5, label=f"reference ({len(ref_v)})")
+        ax.hist(gen_v, bins=bins, density=True, alpha=0.5, label=f"generated, valid sample ({len(gen_v)})")
+        ax.set_xlabel(label)
+        ax.set_ylabel("density of crystals")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / f"hist_{name}.png", dpi=100)
+        plt.close(fig)
+
+
+def format_table(report: dict) -> str:
+    """Short human-readable table of the computed metrics."""
+    lines = [f"{'metric':<16} value", "-" * 28]
+    for name, value in report["metrics"].items():
+        if value is not None:
+            lines.append(f"{name:<16} {value:.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,229 @@
+"""CDVAE fingerprints: CrystalNN "ops" structure fingerprints and normalised Magpie composition ones.
+
+- Structure: matminer ``CrystalNNFingerprint.from_preset("ops")`` on every site, averaged over sites
+  -> (61,) per crystal (CDVAE ``Crystal.get_fingerprints``). A crystal whose fingerprint raises is
+  counted as failed (its row is NaN) and, as in CDVAE, counts as invalid in generation metrics.
+- Composition: matminer ``ElementProperty.from_preset("magpie")`` -> (132,), normalised with CDVAE's
+  fixed ``CompScalerMeans``/``CompScalerStds`` (``data/cdvae_comp_scaler.json``); NaN -> 0 after scaling,
+  as CDVAE's ``StandardScaler(replace_nan_token=0)`` does.
+
+Speed without changing values: structures that are identical after rounding (lattice, species, wrapped
+fractional coordinates to 1e-8, site order ignored) are computed once; chunks of structures go to a
+process pool (``workers``); a whole set's fingerprints can be cached on disk keyed on its content and the
+fingerprint settings (``cached_fingerprints``).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+STRUCT_DIM = 61
+COMP_DIM = 132
+SCALER_FILE = Path(__file__).parent / "data" / "cdvae_comp_scaler.json"
+CACHE_FORMAT = 1
+SETTINGS = "CrystalNNFingerprint.from_preset('ops') site mean | ElementProperty.from_preset('magpie')"
+
+
+@dataclass
+class Fingerprints:
+    """Fingerprints of N crystals. struct: (N, 61), comp_raw: (N, 132) un-normalised Magpie values;
+    rows of failed crystals are NaN; ``errors[i]`` holds the failure message ('' when fine)."""
+
+    struct: np.ndarray
+    comp_raw: np.ndarray
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> np.ndarray:
+        """(N,) bool: both fingerprints exist."""
+        return np.array([e == "" for e in self.errors], dtype=bool)
+
+    @property
+    def comp(self) -> np.ndarray:
+        """(N, 132) Magpie fingerprints normalised with CDVAE's fixed scaler."""
+        return normalise_composition(self.comp_raw)
+
+
+@lru_cache(maxsize=1)
+def _scaler() -> tuple[np.ndarray, np.ndarray]:
+    raw = json.loads(SCALER_FILE.read_text())
+    return np.asarray(raw["means"], dtype=float), np.asarray(raw["stds"], dtype=float)
+
+
+def normalise_composition(comp_raw: np.ndarray) -> np.ndarray:
+    """CDVAE ``CompScaler.transform``: (x - mean) / std with the published constants, NaN -> 0."""
+    means, stds = _scaler()
+    scaled = (np.asarray(comp_raw, dtype=float) - means) / stds
+    return np.where(np.isnan(scaled), 0.0, scaled)
+
+
+@lru_cache(maxsize=1)
+def _featurizers():
+    import warnings
+
+    from matminer.featurizers.composition.composite import ElementProperty
+    from matminer.featurizers.site.fingerprint import CrystalNNFingerprint
+
+    warnings.filterwarnings("ignore", module="pymatgen")
+    warnings.filterwarnings("ignore", module="matminer")
+    return CrystalNNFingerprint.from_preset("ops"), ElementProperty.from_preset("magpie")
+
+
+def structure_fingerprint(structure) -> np.ndarray:
+    """(61,) site-averaged CrystalNN "ops" fingerprint of one crystal (raises on failure)."""
+    crystal_nn, _ = _featurizers()
+    sites = [crystal_nn.featurize(structure, i) for i in range(len(structure))]
+    return np.asarray(sites, dtype=float).mean(axis=0)
+
+
+def composition_fingerprint(structure) -> np.ndarray:
+    """(132,) raw Magpie features of the crystal's composition (fractions, so unreduced counts are fine)."""
+    _, magpie = _featurizers()
+    return np.asarray(magpie.featurize(structure.composition), dtype=float)
+
+
+def _one(structure) -> tuple[np.ndarray, np.ndarray, str]:
+    nan_s, nan_c = np.full(STRUCT_DIM, np.nan), np.full(COMP_DIM, np.nan)
+    if structure is None:
+        return nan_s, nan_c, "no structure"
+    try:
+        comp = composition_fingerprint(structure)
+        struct = structure_fingerprint(structure)
+    except Exception as err:  # noqa: BLE001 - CDVAE counts any fingerprint failure, never crashes
+        return nan_s, nan_c, f"{type(err).__name__}: {err}"[:300] or "failed"
+    if struct.shape != (STRUCT_DIM,) or not np.isfinite(struct).all():
+        return nan_s, nan_c, "non-finite structure fingerprint"
+    return struct, comp, ""
+
+
+def _chunk_worker(structures: list) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    return [_one(s) for s in structures]
+
+
+def structure_key(structure) -> str:
+    """Content key for de-duplication: lattice, species and wrapped fractional coordinates rounded to
+    1e-8, with sites sorted, so a permuted or bit-identical copy maps to the same key."""
+    if structure is None:
+        return "none"
+    frac = np.round(np.mod(structure.frac_coords, 1.0), 8) % 1.0
+    z = np.array([site.specie.Z for site in structure], dtype=float)[:, None]
+    rows = np.hstack([z, frac])
+    rows = rows[np.lexsort(rows.T[::-1])]
+    data = np.round(structure.lattice.matrix, 8).tobytes() + rows.tobytes()
+    return hashlib.sha1(data).hexdigest()
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def compute_fingerprints(structures: Sequence, workers: int | None = None, chunk_size: int = 16,
+                         show_progress: bool = True, desc: str = "fingerprints") -> Fingerprints:
+    """Fingerprints of ``structures`` (``None`` entries fail), de-duplicated and spread over processes.
+
+    workers: process count (``None`` = all usable cores; 1 = in this process).
+    """
+    from genlowdim.runtime import progress
+
+    keys = [structure_key(s) for s in structures]
+    first: dict[str, int] = {}
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
+    unique_idx = list(first.values())
+    todo = [structures[i] for i in unique_idx]
+    chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
+    workers = default_workers() if workers is None else max(1, int(workers))
+    results: list = [None] * len(chunks)
+    bar = progress(total=len(todo), desc=desc, disable=not show_progress or None)
+    if workers == 1 or len(chunks) <= 1:
+        for c, chunk in enumerate(chunks):
+            results[c] = _chunk_worker(chunk)
+            bar.update(len(chunk))
+    else:
+        results = _run_pool(chunks, workers, bar)
+    bar.close()
+    flat = [r for chunk in results for r in chunk]
+    by_key = {keys[i]: flat[j] for j, i in enumerate(unique_idx)}
+    rows = [by_key[k] for k in keys]
+    struct = np.array([r[0] for r in rows]).reshape(len(rows), STRUCT_DIM)
+    comp = np.array([r[1] for r in rows]).reshape(len(rows), COMP_DIM)
+    return Fingerprints(struct, comp, [r[2] for r in rows])
+
+
+def _run_pool(chunks: list, workers: int, bar) -> list:
+    import multiprocessing as mp
+
+    results: list = [None] * len(chunks)
+    # fork: workers inherit the loaded featurizers (no re-import, works from notebooks and stdin); the
+    # workers run pure numpy/pymatgen code, never torch, so inherited thread pools stay unused.
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    _featurizers()
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)),
+                             mp_context=mp.get_context(method)) as pool:
+        futures = {pool.submit(_chunk_worker, chunk): c for c, chunk in enumerate(chunks)}
+        for fut in as_completed(futures):
+            c = futures[fut]
+            results[c] = fut.result()
+            bar.update(len(chunks[c]))
+    return results
+
+
+def cache_dir() -> Path:
+    """``$GENLOWDIM_CACHE_DIR`` or ``~/.cache/genlowdim``."""
+    env = os.environ.get("GENLOWDIM_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "genlowdim"
+
+
+def content_key(structures: Sequence, extra: str = "") -> str:
+    """SHA-256 over every structure's lattice, species and coordinates (exact bytes, in order) and the
+    fingerprint settings and library versions."""
+    from genlowdim.metrics.result import versions
+
+    v = versions()
+    h = hashlib.sha256(f"{CACHE_FORMAT}|{SETTINGS}|{v.get('matminer')}|{v.get('pymatgen')}|{extra}".encode())
+    for s in structures:
+        if s is None:
+            h.update(b"none;")
+            continue
+        h.update(np.asarray(s.lattice.matrix, dtype=np.float64).tobytes())
+        h.update(",".join(site.species_string for site in s).encode())
+        h.update(np.asarray(s.frac_coords, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def cached_fingerprints(structures: Sequence, cache_key: str | None = None, directory: str | Path | None
+                        = None, **kwargs) -> tuple[Fingerprints, dict]:
+    """``compute_fingerprints`` through an on-disk cache (written atomically).
+
+    Returns the fingerprints and ``{"cache_file", "cache_hit"}``. ``cache_key`` is combined with the
+    content hash, so a stale name can never return another set's fingerprints.
+    """
+    from genlowdim.runtime import atomic_write_bytes
+
+    key = content_key(structures, extra=cache_key or "")
+    path = Path(directory or cache_dir()) / "fingerprints" / f"{key[:32]}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                fps = Fingerprints(data["struct"], data["comp_raw"], [str(e) for e in data["errors"]])
+            if len(fps.errors) == len(structures):
+                return fps, {"cache_file": str(path), "cache_hit": True}
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable cache: recompute and overwrite
+    fps = compute_fingerprints(structures, **kwargs)
+    buf = io.BytesIO()
+    np.savez(buf, struct=fps.struct, comp_raw=fps.comp_raw, errors=np.array(fps.errors, dtype=str))
+    atomic_write_bytes(path, buf.getvalue())
+    return fps, {"cache_file": str(path), "cache_hit": False}

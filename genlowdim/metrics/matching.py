@@ -1,0 +1,128 @@
+"""Structure matching: reconstruction (CDVAE ``RecEval``), uniqueness and novelty.
+
+All use pymatgen's ``StructureMatcher(stol, angle_tol, ltol)`` with CDVAE's tolerances by default
+(stol=0.5, angle_tol=10°, ltol=0.3) and record them.
+
+- match rate = #matched pairs / #truths; a pair matches when the prediction is valid and
+  ``get_rms_dist`` finds a mapping (an exception counts as no match, as in CDVAE);
+  rms_dist = mean normalised RMS displacement over matched pairs (``get_rms_dist(...)[0]``).
+- uniqueness = #distinct structures / #valid samples (greedy grouping inside each reduced formula:
+  the matcher never matches different reduced compositions, so grouping changes nothing but speed).
+- novelty = fraction of valid samples that match no training structure of the same reduced formula.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+
+from genlowdim.metrics.result import MetricResult, as_float
+
+STOL, ANGLE_TOL, LTOL = 0.5, 10.0, 0.3
+
+
+@lru_cache(maxsize=8)
+def matcher(stol: float = STOL, angle_tol: float = ANGLE_TOL, ltol: float = LTOL):
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    return StructureMatcher(stol=stol, angle_tol=angle_tol, ltol=ltol)
+
+
+def _tolerances(stol, angle_tol, ltol) -> dict:
+    return {"stol": stol, "angle_tol_degrees": angle_tol, "ltol": ltol,
+            "matcher": "pymatgen StructureMatcher (other arguments at their defaults)"}
+
+
+def _rms_pairs(args: tuple) -> list[float]:
+    pairs, tol = args
+    out = []
+    for pred, truth in pairs:
+        try:
+            rms = matcher(*tol).get_rms_dist(pred, truth)
+        except Exception:  # noqa: BLE001 - CDVAE counts a matcher failure as no match
+            rms = None
+        out.append(np.nan if rms is None else float(rms[0]))
+    return out
+
+
+def _map_pairs(pairs: list, tol: tuple, workers: int, chunk: int = 32) -> list[float]:
+    chunks = [(pairs[i:i + chunk], tol) for i in range(0, len(pairs), chunk)]
+    if workers <= 1 or len(chunks) <= 1:
+        return [r for c in chunks for r in _rms_pairs(c)]
+    import multiprocessing as mp
+
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=mp.get_context(method)) as pool:
+        return [r for res in pool.map(_rms_pairs, chunks) for r in res]
+
+
+def reconstruction(predictions: Sequence, truths: Sequence, valid_mask: np.ndarray | None = None,
+                   stol: float = STOL, angle_tol: float = ANGLE_TOL, ltol: float = LTOL,
+                   workers: int = 1) -> dict[str, MetricResult]:
+    """``match_rate`` and ``rms_dist`` for predictions paired with truths in order (same length).
+
+    valid_mask: (N,) bool; invalid predictions (and ``None``) count as failures without matching.
+    per_item: ``matched: (N,) bool``, ``rms: (N,)`` (NaN when unmatched).
+    """
+    if len(predictions) != len(truths):
+        raise ValueError(f"{len(predictions)} predictions but {len(truths)} truths: pair them by id")
+    valid = np.ones(len(truths), bool) if valid_mask is None else np.asarray(valid_mask, bool)
+    todo = [i for i in range(len(truths)) if valid[i] and predictions[i] is not None and truths[i] is not None]
+    rms = np.full(len(truths), np.nan)
+    rms[todo] = _map_pairs([(predictions[i], truths[i]) for i in todo], (stol, angle_tol, ltol), workers)
+    matched = ~np.isnan(rms)
+    params = dict(_tolerances(stol, angle_tol, ltol), num_truths=len(truths),
+                  num_valid_predictions=int(valid.sum()), num_matched=int(matched.sum()))
+    items = {"matched": matched, "rms": rms}
+    return {"match_rate": MetricResult("match_rate", as_float(matched.mean()) if len(rms) else None,
+                                       params, items),
+            "rms_dist": MetricResult("rms_dist", as_float(np.nanmean(rms)) if matched.any() else None,
+                                     params)}
+
+
+def _by_formula(structures: Sequence, indices) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i in indices:
+        groups[structures[i].composition.reduced_formula].append(i)
+    return groups
+
+
+def uniqueness(structures: Sequence, valid_mask: np.ndarray | None = None, stol: float = STOL,
+               angle_tol: float = ANGLE_TOL, ltol: float = LTOL) -> MetricResult:
+    """Fraction of distinct structures among the valid ones; per_item ``duplicate_of: (N,)`` (-1 = first)."""
+    valid = np.ones(len(structures), bool) if valid_mask is None else np.asarray(valid_mask, bool)
+    m = matcher(stol, angle_tol, ltol)
+    duplicate_of = np.full(len(structures), -1)
+    n_distinct = 0
+    for members in _by_formula(structures, np.flatnonzero(valid)).values():
+        representatives: list[int] = []
+        for i in members:
+            hit = next((r for r in representatives if m.fit(structures[r], structures[i])), None)
+            if hit is None:
+                representatives.append(i)
+            else:
+                duplicate_of[i] = hit
+        n_distinct += len(representatives)
+    n_valid = int(valid.sum())
+    params = dict(_tolerances(stol, angle_tol, ltol), num_valid=n_valid, num_distinct=n_distinct)
+    return MetricResult("unique", n_distinct / n_valid if n_valid else None, params,
+                        {"duplicate_of": duplicate_of})
+
+
+def novelty(structures: Sequence, train_structures: Sequence, valid_mask: np.ndarray | None = None,
+            stol: float = STOL, angle_tol: float = ANGLE_TOL, ltol: float = LTOL) -> MetricResult:
+    """Fraction of valid structures that match no training structure; per_item ``novel: (N,) bool``."""
+    valid = np.ones(len(structures), bool) if valid_mask is None else np.asarray(valid_mask, bool)
+    m = matcher(stol, angle_tol, ltol)
+    train_groups = _by_formula(train_structures, range(len(train_structures)))
+    novel = np.zeros(len(structures), bool)
+    for i in np.flatnonzero(valid):
+        same = train_groups.get(structures[i].composition.reduced_formula, [])
+        novel[i] = not any(m.fit(structures[i], train_structures[j]) for j in same)
+    n_valid = int(valid.sum())
+    params = dict(_tolerances(stol, angle_tol, ltol), num_valid=n_valid, num_train=len(train_structures),
+                  num_novel=int(novel.sum()))
+    return MetricResult("novel", float(novel.sum() / n_valid) if n_valid else None, params, {"novel": novel})
