@@ -1,0 +1,76 @@
+"""E(3)-invariant periodic crystal encoder (e3nn) -> CDVAE's latent Gaussian q(z | crystal).
+
+Atoms are embedded by atomic number, then ``num_layers`` :class:`~genlowdim.crystal.layers.InteractionBlock`
+layers pass equivariant messages (scalars + l=1 vectors, optionally l=2) along the periodic radius graph
+built once per batch (minimum of ``max_neighbors`` and the ``cutoff``). The scalar channels of the last
+layer are mean-pooled per crystal, so the output is invariant to rotation, translation, atom permutation,
+the periodic image of each atom and the choice of (super)cell; ``fc_mu``/``fc_var`` give μ and log σ² of z
+(CDVAE eq. 2's encoder).
+"""
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+from torch import nn
+from torch_geometric.utils import scatter
+
+from genlowdim.crystal.config import GraphNetConfig
+from genlowdim.crystal.layers import EdgeFeatures, InteractionBlock, hidden_irreps
+
+MAX_ATOMIC_NUM = 100
+
+
+def build_stack(cfg: GraphNetConfig, in_scalars: int) -> tuple[nn.ModuleList, o3.Irreps]:
+    """``cfg.num_layers`` interaction blocks from ``in_scalars``x0e to the hidden irreps of ``cfg``."""
+    irreps_hidden = hidden_irreps(cfg.num_scalars, cfg.num_vectors, cfg.num_l2)
+    irreps_sh = o3.Irreps.spherical_harmonics(cfg.lmax_sh)
+    layers, irreps_in = nn.ModuleList(), o3.Irreps(f"{in_scalars}x0e")
+    for _ in range(cfg.num_layers):
+        layers.append(InteractionBlock(irreps_in, irreps_hidden, irreps_sh, cfg.num_basis,
+                                       cfg.radial_hidden, cfg.avg_num_neighbors))
+        irreps_in = irreps_hidden
+    return layers, irreps_hidden
+
+
+def run_stack(layers: nn.ModuleList, edges: EdgeFeatures, h: torch.Tensor, graph) -> torch.Tensor:
+    """Apply the layers on a ``PeriodicGraph``; ``h``: (N, in) -> (N, irreps_hidden.dim)."""
+    sh, radial = edges(graph.edge_vec)
+    for layer in layers:
+        h = layer(h, sh, radial, graph.edge_index)
+    return h
+
+
+class CrystalEncoder(nn.Module):
+    """``forward(batch) -> (mu: (B, latent), log_var: (B, latent))`` for a PyG batch of crystals.
+
+    The batch needs ``frac_coords (N,3)``, ``atom_types (N,)`` atomic numbers 1..100, ``lattice (B,3,3)``
+    (rows = lattice vectors, Å) and ``batch (N,)``. ``embed(batch) -> (B, num_scalars)`` is the pooled
+    invariant representation before the latent heads (the property predictor reuses it).
+    """
+
+    def __init__(self, cfg: GraphNetConfig, latent_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.atom_embedding = nn.Embedding(MAX_ATOMIC_NUM + 1, cfg.num_scalars)
+        self.edges = EdgeFeatures(cfg.lmax_sh, cfg.num_basis, cfg.cutoff)
+        self.layers, self.irreps_hidden = build_stack(cfg, cfg.num_scalars)
+        self.num_scalars = cfg.num_scalars
+        self.readout = nn.Sequential(nn.Linear(cfg.num_scalars, cfg.num_scalars), nn.SiLU(),
+                                     nn.Linear(cfg.num_scalars, cfg.num_scalars))
+        self.fc_mu = nn.Linear(cfg.num_scalars, latent_dim)
+        self.fc_var = nn.Linear(cfg.num_scalars, latent_dim)
+
+    def embed(self, batch) -> torch.Tensor:
+        from genlowdim.crystal.graph import periodic_radius_graph
+        from genlowdim.crystal.lattice import frac_to_cart
+
+        lattice = batch.lattice.view(-1, 3, 3)
+        pos = frac_to_cart(batch.frac_coords, lattice, batch.batch)
+        graph = periodic_radius_graph(pos, lattice, batch.batch, self.cfg.cutoff, self.cfg.max_neighbors)
+        h = run_stack(self.layers, self.edges, self.atom_embedding(batch.atom_types), graph)
+        per_atom = self.readout(h[:, : self.num_scalars])
+        return scatter(per_atom, batch.batch, dim=0, dim_size=lattice.shape[0], reduce="mean")
+
+    def forward(self, batch):
+        pooled = self.embed(batch)
+        return self.fc_mu(pooled), self.fc_var(pooled)
