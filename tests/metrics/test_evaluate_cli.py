@@ -1,0 +1,88 @@
+"""``genlowdim evaluate`` and the Python API end to end on a few perov_5 crystals (in-process CLI)."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from genlowdim.cli import main
+from genlowdim.crystal.io import write_cif, write_extxyz
+from tests.metrics._data import perov_structures
+
+N = 5
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLOWDIM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("GENLOWDIM_QUIET", "1")
+    ss = list(perov_structures(N))
+    ids = [f"p{i}" for i in range(N)]
+    write_extxyz(ss, tmp_path / "ref.extxyz", ids=ids)
+    close = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.06, 0, 0]])
+    sample_dir = tmp_path / "samples"
+    write_extxyz(ss + [close], sample_dir / "samples.extxyz", ids=ids + ["bad"])
+    return tmp_path, ss, ids
+
+
+def test_generation_against_itself_from_a_sample_directory(files, capsys):
+    tmp, _, _ = files
+    out = tmp / "eval"
+    assert main(["evaluate", str(tmp / "samples"), "--reference", str(tmp / "ref.extxyz"),
+                 "--dataset", "perov_5", "--out", str(out), "--workers", "1"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    m = report["metrics"]
+    assert m["struct_valid"] == pytest.approx(N / (N + 1)) and m["comp_valid"] == 1.0
+    assert m["cov_recall"] == 1.0 and m["cov_precision"] == pytest.approx(N / (N + 1))
+    assert m["amsd_recall"] == pytest.approx(0.0, abs=1e-12) and m["match_rate"] is None
+    assert m["unique"] == 1.0 and m["wdist_prop"] is None
+    assert report["params"]["struct_valid"]["invalid_reasons"]["too_close"] == 1
+    assert report["params"]["cov_recall"]["struct_cutoff"] == 0.2
+    assert report["params"]["cov_recall"]["comp_cutoff"] == 4.0
+    rows = list(csv.DictReader((out / "structures.csv").open()))
+    assert rows[-1]["id"] == "bad" and rows[-1]["invalid_reason"] == "too_close"
+    assert (out / "hist_density.png").stat().st_size > 0
+    assert "cov_recall" in capsys.readouterr().out
+
+
+def test_reconstruction_mode_pairs_by_id(files):
+    tmp, ss, ids = files
+    write_cif(ss[::-1], tmp / "pred.cif", ids=ids[::-1])  # same crystals, reversed order
+    out = tmp / "rec"
+    assert main(["evaluate", str(tmp / "pred.cif"), "--reference", str(tmp / "ref.extxyz"),
+                 "--mode", "reconstruction", "--out", str(out), "--workers", "1"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["metrics"]["match_rate"] == 1.0
+    assert report["metrics"]["rms_dist"] == pytest.approx(0.0, abs=1e-6)
+    assert report["params"]["match_rate"]["stol"] == 0.5
+
+
+def test_cutoffs_flag_changes_the_thresholds(files):
+    tmp, _, _ = files
+    out = tmp / "cut"
+    assert main(["evaluate", str(tmp / "ref.extxyz"), "--reference", str(tmp / "ref.extxyz"),
+                 "--cutoffs", "0.0", "0.0", "--out", str(out), "--workers", "1"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["params"]["cov_recall"]["struct_cutoff"] == 0.0
+    assert report["metrics"]["cov_recall"] == 1.0  # identical sets: distance 0 <= 0
+
+
+def test_unreadable_input_names_the_file(files, capsys):
+    tmp, _, _ = files
+    bad = tmp / "broken.cif"
+    bad.write_text("data_x\n_cell_length_a 3.0\nthis is not a cif\n")
+    assert main(["evaluate", str(bad), "--reference", str(tmp / "ref.extxyz"), "--dataset", "perov_5",
+                 "--out", str(tmp / "o")]) == 2
+    assert "broken.cif" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp / "missing.extxyz"), "--reference", str(tmp / "ref.extxyz"),
+                 "--out", str(tmp / "o")]) == 2
+    assert "missing.extxyz" in capsys.readouterr().err
+
+
+def test_missing_thresholds_are_a_usage_error(files, capsys):
+    tmp, _, _ = files
+    assert main(["evaluate", str(tmp / "ref.extxyz"), "--reference", str(tmp / "ref.extxyz"),
+                 "--out", str(tmp / "o"), "--workers", "1"]) == 2
+    assert "--cutoffs" in capsys.readouterr().err
