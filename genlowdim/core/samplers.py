@@ -251,8 +251,9 @@ def _ddim_noise_split(sigma, sigma_next, eta):
 def sample_ddim(denoiser, x, sigmas, *, eta=0.0, generator=None, callback=None, extra_args=None, wrap=None):
     """DDIM in VE form: ``x <- D + sigma_down (x - D) / sigma + sigma_up z`` (see :func:`_ddim_noise_split`).
 
-    ``eta = 0`` is deterministic (and coincides with the Euler PF-ODE step); ``eta = 1`` is ancestral
-    (DDPM-like) sampling, exact in distribution per step for Gaussian data. Decoder calls: ``len(sigmas) - 1``.
+    ``eta = 0`` is deterministic and coincides with the Euler PF-ODE step (``sigma_down = sigma_next``);
+    ``eta = 1`` is ancestral (DDPM-like) sampling, which plugs in the posterior mean only and so
+    under-disperses with few steps. Decoder calls: ``len(sigmas) - 1``.
     """
     sigmas = _check_inputs("sample_ddim", x, sigmas, generator)
     if eta < 0:
