@@ -22,7 +22,7 @@ from genlowdim.crystal.lattice import lattice_heights
 
 __all__ = ["PeriodicGraph", "periodic_radius_graph", "MAX_CANDIDATES_PER_CHUNK"]
 
-# candidate (pair, shift) combinations evaluated at once; 2**22 x 3 coordinates in float64 ~ 100 MB
+# candidate (pair, shift) combinations evaluated at once; a few (2**22,) float64 tables ~ 100 MB
 MAX_CANDIDATES_PER_CHUNK = 2 ** 22
 # the search keeps candidates up to cutoff * (1 + margin); the exact cut is made on the final lengths
 _SEARCH_MARGIN = 1e-5
@@ -81,22 +81,31 @@ def _pairs_of(crystals: torch.Tensor, counts: torch.Tensor, starts: torch.Tensor
     return neighbour, centre, pair_crystal
 
 
-def _search_chunk(home: torch.Tensor, lattice: torch.Tensor, crystals: torch.Tensor, shifts: torch.Tensor,
-                  counts: torch.Tensor, starts: torch.Tensor, order: torch.Tensor,
+def _search_chunk(home_frac: torch.Tensor, metric: torch.Tensor, crystals: torch.Tensor,
+                  shifts: torch.Tensor, counts: torch.Tensor, starts: torch.Tensor, order: torch.Tensor,
                   cutoff: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Edges (j, i, shift) among the crystals of one chunk; positions ``home`` are wrapped."""
+    """Edges (j, i, shift) among the crystals of one chunk, from wrapped fractional coordinates.
+
+    With d = f_j - f_i and metric G = L Lᵀ, |(d + m) L|² = dᵀGd + 2 (Gd)·m + mᵀGm: the (pair, shift)
+    table then needs one (P, 3) x (3, M) product instead of a (P, M, 3) Cartesian tensor.
+    """
     neighbour, centre, pair_crystal = _pairs_of(crystals, counts, starts, order)
-    shift_cart = torch.einsum("mk,bkj->bmj", shifts.to(home.dtype), lattice[crystals])  # (C, M, 3)
-    local_crystal = torch.repeat_interleave(torch.arange(crystals.shape[0], device=home.device),
-                                            counts[crystals] ** 2)
-    delta = (home[neighbour] - home[centre]).unsqueeze(1) + shift_cart[local_crystal]  # (P, M, 3)
-    dist2 = delta.pow(2).sum(-1)
-    limit = (cutoff * (1.0 + _SEARCH_MARGIN)) ** 2
-    keep = dist2 <= limit
-    zero_shift = (shifts == 0).all(-1)
-    keep &= ~((neighbour == centre).unsqueeze(1) & zero_shift.unsqueeze(0))
-    pair_idx, shift_idx = keep.nonzero(as_tuple=True)
-    return neighbour[pair_idx], centre[pair_idx], shifts[shift_idx]
+    local = torch.repeat_interleave(torch.arange(crystals.shape[0], device=home_frac.device),
+                                    counts[crystals] ** 2)
+    shifts_f = shifts.to(home_frac.dtype)
+    chunk_metric = metric[crystals]  # (C, 3, 3)
+    delta = home_frac[neighbour] - home_frac[centre]  # (P, 3)
+    g_delta = torch.einsum("pk,pkl->pl", delta, chunk_metric[local])
+    shift_norm2 = torch.einsum("mk,ckl,ml->cm", shifts_f, chunk_metric, shifts_f)  # (C, M)
+    dist2 = torch.addmm((delta * g_delta).sum(-1, keepdim=True), g_delta, 2.0 * shifts_f.T)
+    dist2 += shift_norm2[local]
+    margin = 1.0 + max(_SEARCH_MARGIN, 1e3 * torch.finfo(home_frac.dtype).eps)
+    pair_idx, shift_idx = (dist2 <= (cutoff * margin) ** 2).nonzero(as_tuple=True)
+    found_shift = shifts[shift_idx]
+    # an atom is not its own neighbour at zero shift (its other images are)
+    not_self = (neighbour[pair_idx] != centre[pair_idx]) | (found_shift != 0).any(-1)
+    pair_idx, found_shift = pair_idx[not_self], found_shift[not_self]
+    return neighbour[pair_idx], centre[pair_idx], found_shift
 
 
 def _chunks(crystals: torch.Tensor, cost: torch.Tensor) -> list[torch.Tensor]:
@@ -108,11 +117,12 @@ def _chunks(crystals: torch.Tensor, cost: torch.Tensor) -> list[torch.Tensor]:
     return list(torch.split(crystals, sizes.tolist()))
 
 
-def _keep_nearest(order_key: torch.Tensor, centre: torch.Tensor, num_nodes: int,
+def _keep_nearest(dist: torch.Tensor, centre: torch.Tensor, num_nodes: int, cutoff: float,
                   max_neighbors: int | None) -> torch.Tensor:
     """Indices of edges sorted by (centre, distance, input order), truncated to max_neighbors per centre."""
-    perm = torch.sort(order_key, stable=True).indices
-    perm = perm[torch.sort(centre[perm], stable=True).indices]
+    # one stable sort on centre * (2 cutoff) + distance; float64 keeps ~1e-9 Å resolution for 10⁶ atoms
+    key = centre.to(torch.float64) * (2.0 * cutoff + 1.0) + dist.to(torch.float64)
+    perm = torch.sort(key, stable=True).indices
     if max_neighbors is None:
         return perm
     sorted_centre = centre[perm]
@@ -128,7 +138,7 @@ def _search(pos: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor,
     num_graphs = lattice.shape[0]
     frac = torch.einsum("ni,nij->nj", pos, torch.linalg.inv(lattice)[batch])
     wrap = torch.floor(frac)
-    home = torch.einsum("ni,nij->nj", frac - wrap, lattice[batch])
+    metric = lattice @ lattice.transpose(1, 2)
     images = torch.ceil(cutoff / lattice_heights(lattice)).long()  # (B, 3)
     counts = torch.bincount(batch, minlength=num_graphs)
     starts = torch.cumsum(counts, 0) - counts
@@ -139,7 +149,7 @@ def _search(pos: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor,
         crystals = torch.nonzero((group_of == g) & (counts > 0)).flatten()
         shifts = _shift_grid(tuple(n), pos.device)
         for chunk in _chunks(crystals, counts[crystals] ** 2 * shifts.shape[0]):
-            found.append(_search_chunk(home, lattice, chunk, shifts, counts, starts, order, cutoff))
+            found.append(_search_chunk(frac - wrap, metric, chunk, shifts, counts, starts, order, cutoff))
     if not found:
         empty = torch.zeros(0, dtype=torch.long, device=pos.device)
         return empty, empty, torch.zeros(0, 3, dtype=torch.long, device=pos.device)
@@ -167,6 +177,7 @@ def periodic_radius_graph(pos: torch.Tensor, lattice: torch.Tensor, batch: torch
         "ei,eij->ej", offsets.to(pos.dtype), lattice[batch[centre]])
     edge_len = edge_vec.norm(dim=-1)
     inside = (edge_len <= cutoff).nonzero().flatten()
-    keep = inside[_keep_nearest(edge_len.detach()[inside], centre[inside], pos.shape[0], max_neighbors)]
+    keep = inside[_keep_nearest(edge_len.detach()[inside], centre[inside], pos.shape[0], cutoff,
+                                max_neighbors)]
     return PeriodicGraph(edge_index=torch.stack([neighbour[keep], centre[keep]]),
                          cell_offsets=offsets[keep], edge_vec=edge_vec[keep], edge_len=edge_len[keep])
