@@ -129,11 +129,12 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def compute_fingerprints(structures: Sequence, workers: int | None = None, chunk_size: int = 16,
+def compute_fingerprints(structures: Sequence, workers: int | None = None, chunk_size: int | None = None,
                          show_progress: bool = True, desc: str = "fingerprints") -> Fingerprints:
     """Fingerprints of ``structures`` (``None`` entries fail), de-duplicated and spread over processes.
 
     workers: process count (``None`` = all usable cores; 1 = in this process).
+    chunk_size: crystals per task (default: about 8 tasks per worker, at most 32 crystals).
     """
     from genlowdim.runtime import progress
 
@@ -143,8 +144,9 @@ def compute_fingerprints(structures: Sequence, workers: int | None = None, chunk
         first.setdefault(k, i)
     unique_idx = list(first.values())
     todo = [structures[i] for i in unique_idx]
-    chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
     workers = default_workers() if workers is None else max(1, int(workers))
+    chunk_size = chunk_size or max(1, min(32, len(todo) // (8 * workers)))
+    chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
     results: list = [None] * len(chunks)
     bar = progress(total=len(todo), desc=desc, disable=not show_progress or None)
     if workers == 1 or len(chunks) <= 1:
