@@ -1,0 +1,423 @@
+"""Structure I/O: folders of CIFs, single/multi-block CIF, extxyz (ASE), CDVAE-style CSV, genlowdim JSON.
+
+Every reader accepts ``.gz`` files transparently. Readers first list *entries* (one per CSV row, CIF block,
+extxyz frame or JSON item, each with an id and a ``"file:index"`` source) and then turn entries into
+pymatgen ``Structure`` objects, so a loader can parse entries in parallel and report the bad ones by file
+and row instead of failing on the first (see ``genlowdim.crystal.data``). Failures raise
+``StructureReadError`` naming the file and the row/block/frame.
+
+CIF parsing: symmetry-free P1 CIFs as written by pymatgen (every CDVAE dataset) take a fast path that
+reads cell parameters and the atom-site loop directly and builds the same ``Structure`` pymatgen's
+``CifParser`` would (coordinates wrapped into [0, 1), sites sorted by electronegativity); anything else
+(symmetry operations, partial occupancy, oxidation-state labels, uncertainties, odd quoting) goes through
+``CifParser``. A test checks both paths agree on CDVAE rows.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+from pymatgen.core import Element, Lattice, Structure
+
+from genlowdim.runtime import atomic_write_bytes
+
+__all__ = ["StructureReadError", "Entry", "read_entries", "entry_to_structure", "read_structures",
+           "parse_cif", "parse_p1_cif", "P1Cell", "split_cif_blocks", "write_cif", "write_extxyz", "write_json", "read_json",
+           "JSON_FORMAT"]
+
+JSON_FORMAT = "genlowdim.structures"
+CIF_SUFFIXES = (".cif", ".mcif")
+EXTXYZ_SUFFIXES = (".extxyz", ".xyz")
+# CSV columns that are bookkeeping, not material properties
+_NON_PROPERTY_COLUMNS = {"", "Unnamed: 0", "material_id", "cif", "cif.conv", "formula"}
+csv.field_size_limit(min(sys.maxsize, 2 ** 31 - 1))
+
+
+class StructureReadError(ValueError):
+    """A file, or one row/block/frame of it, cannot be turned into a structure. ``reason`` is a short
+    category ("unreadable file", "unparsable structure", "unknown element") used by load reports."""
+
+    def __init__(self, message: str, reason: str = "unparsable structure"):
+        super().__init__(message)
+        self.reason = reason
+
+
+class Entry(NamedTuple):
+    """One structure-to-be: ``kind`` says what ``payload`` is ("cif" text, "dict" from
+    ``Structure.as_dict``, or a ready "structure"); ``source`` is ``"file:index"``."""
+
+    material_id: str
+    source: str
+    kind: str
+    payload: Any
+    properties: dict
+
+
+def _base_suffix(path: Path) -> str:
+    name = path.name.lower()
+    return Path(name[:-3]).suffix if name.endswith(".gz") else path.suffix.lower()
+
+
+def _stem(path: Path) -> str:
+    name = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
+    return Path(name).stem
+
+
+def _read_text(path: Path) -> str:
+    try:
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rt", encoding="utf-8") as fh:
+                return fh.read()
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, EOFError) as err:
+        raise StructureReadError(f"{path}: cannot read file ({err})", "unreadable file") from err
+
+
+# ---------------------------------------------------------------- CIF
+_BLOCK_START = re.compile(r"^data_(\S*)", re.MULTILINE | re.IGNORECASE)
+_SYMBOL = re.compile(r"^[A-Z][a-z]?$")
+_IDENTITY_OPS = {"x,y,z", "'x,y,z'", "+x,+y,+z", "'+x,+y,+z'"}
+_CELL_TAGS = ["_cell_length_a", "_cell_length_b", "_cell_length_c",
+              "_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma"]
+
+
+def split_cif_blocks(text: str) -> list[tuple[str, str]]:
+    """Split CIF text into ``(block name, block text)`` at each line starting with ``data_``."""
+    starts = [(m.start(), m.group(1)) for m in _BLOCK_START.finditer(text)]
+    return [(name, text[pos:(starts[k + 1][0] if k + 1 < len(starts) else len(text))])
+            for k, (pos, name) in enumerate(starts)]
+
+
+class P1Cell(NamedTuple):
+    """Contents of a plain P1 CIF: lattice parameters (a, b, c Å, alpha, beta, gamma degrees), element
+    symbols, fractional coordinates (N, 3) wrapped into [0, 1), site labels (or None)."""
+
+    params: tuple
+    symbols: list
+    frac_coords: np.ndarray
+    labels: list | None
+
+
+def _fast_p1_cif(text: str) -> Structure | None:
+    """``Structure`` from a plain P1 CIF, as ``CifParser`` builds it (sites sorted by electronegativity);
+    None when the CIF is not that simple."""
+    cell = parse_p1_cif(text)
+    if cell is None:
+        return None
+    lattice = Lattice.from_parameters(*cell.params)
+    return Structure(lattice, cell.symbols, cell.frac_coords, labels=cell.labels).get_sorted_structure()
+
+
+def parse_p1_cif(text: str) -> P1Cell | None:
+    """Read a plain P1 CIF (no symmetry, full occupancy, element symbols, no uncertainties) into arrays;
+    None when the CIF is not that simple (then use ``parse_cif``). Site order is the file's order."""
+    tags: dict[str, str] = {}
+    loops: list[tuple[list[str], list[list[str]]]] = []
+    lines = iter(text.splitlines())
+    line = next(lines, None)
+    while line is not None:
+        stripped = line.strip()
+        if stripped.startswith(";"):
+            return None  # multi-line text fields: leave them to CifParser
+        if stripped.lower() == "loop_":
+            headers, rows = [], []
+            line = next(lines, None)
+            while line is not None and line.strip().startswith("_"):
+                headers.append(line.strip().lower())
+                line = next(lines, None)
+            while line is not None and line.strip() and not line.strip().startswith(("_", "loop_", "data_")):
+                rows.append(line.strip())
+                line = next(lines, None)
+            loops.append((headers, rows))
+            continue
+        if stripped.startswith("_"):
+            key, _, value = stripped.partition(" ")
+            tags[key.lower()] = value.strip()
+        line = next(lines, None)
+    return _structure_from_p1_parts(tags, loops)
+
+
+def _p1_symmetry_ok(tags: dict[str, str], loops) -> bool:
+    group = tags.get("_symmetry_space_group_name_h-m", tags.get("_space_group_name_h-m_alt", "'P 1'"))
+    if group.strip("'\"").replace(" ", "") != "P1":
+        return False
+    for headers, rows in loops:
+        if any("_symmetry_equiv_pos_as_xyz" in h or "_space_group_symop_operation_xyz" in h for h in headers):
+            ops = [row.split(None, 1)[-1].replace(" ", "") if len(headers) > 1 else row.replace(" ", "")
+                   for row in rows]
+            if len(ops) != 1 or ops[0].lower() not in _IDENTITY_OPS:
+                return False
+    return True
+
+
+def _structure_from_p1_parts(tags: dict[str, str], loops) -> P1Cell | None:
+    try:
+        params = [float(tags[t]) for t in _CELL_TAGS]
+    except (KeyError, ValueError):
+        return None
+    if not _p1_symmetry_ok(tags, loops):
+        return None
+    atoms = next(((h, r) for h, r in loops if "_atom_site_fract_x" in h), None)
+    if atoms is None or not atoms[1]:
+        return None
+    headers, rows = atoms
+    col = {h: k for k, h in enumerate(headers)}
+    species_col = col.get("_atom_site_type_symbol")
+    if species_col is None or any(q in row for row in rows for q in "'\"("):
+        return None
+    table = [row.split() for row in rows]
+    if any(len(cells) != len(headers) for cells in table):
+        return None
+    species = [cells[species_col] for cells in table]
+    if not all(_SYMBOL.match(s) and Element.is_valid_symbol(s) for s in species):
+        return None
+    try:
+        coords = np.array([[float(cells[col[f"_atom_site_fract_{a}"]]) for a in "xyz"] for cells in table])
+        occupancy = [float(cells[col["_atom_site_occupancy"]]) for cells in table] \
+            if "_atom_site_occupancy" in col else [1.0]
+    except ValueError:
+        return None
+    if any(abs(o - 1.0) > 1e-6 for o in occupancy) or _has_overlaps(coords):
+        return None
+    labels = [cells[col["_atom_site_label"]] for cells in table] if "_atom_site_label" in col else None
+    return P1Cell(tuple(params), species, np.mod(coords, 1.0), labels)
+
+
+def _has_overlaps(coords: np.ndarray, tol: float = 1e-3) -> bool:
+    """Sites closer than ``tol`` in fractional min-image distance (CifParser would merge them)."""
+    diff = coords[:, None, :] - coords[None, :, :]
+    diff -= np.round(diff)
+    close = (np.abs(diff) < tol).all(-1)
+    return bool(close.sum() > len(coords))
+
+
+def parse_cif(text: str, where: str = "<string>") -> Structure:
+    """One CIF block -> ``Structure`` (fast P1 path, else pymatgen ``CifParser``; see module docstring)."""
+    structure = _fast_p1_cif(text)
+    if structure is not None:
+        return structure
+    from pymatgen.io.cif import CifParser
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            structures = CifParser.from_str(text).parse_structures(primitive=False)
+    except Exception as err:  # noqa: BLE001 - CifParser raises many kinds of errors
+        raise StructureReadError(f"{where}: unparsable CIF ({type(err).__name__}: {err})") from err
+    if len(structures) != 1:
+        raise StructureReadError(f"{where}: expected one structure in the CIF block, got {len(structures)}")
+    return structures[0]
+
+
+def _cif_entries(path: Path) -> list[Entry]:
+    blocks = split_cif_blocks(_read_text(path))
+    if not blocks:
+        raise StructureReadError(f"{path}: no 'data_' block found; is this a CIF file?")
+    single = len(blocks) == 1
+    return [Entry(_stem(path) if single else (name or f"{_stem(path)}:{k}"), f"{path}:{k}", "cif", text, {})
+            for k, (name, text) in enumerate(blocks)]
+
+
+# ---------------------------------------------------------------- CSV
+def _csv_entries(path: Path) -> list[Entry]:
+    reader = csv.DictReader(io.StringIO(_read_text(path)))
+    if reader.fieldnames is None or "cif" not in reader.fieldnames:
+        raise StructureReadError(f"{path}: CSV needs a 'cif' column (CDVAE format); "
+                                 f"found columns {reader.fieldnames}")
+    entries = []
+    for k, row in enumerate(reader):
+        properties = {}
+        for key, value in row.items():
+            if key in _NON_PROPERTY_COLUMNS or key is None:
+                continue
+            try:
+                properties[key] = float(value)
+            except (TypeError, ValueError):
+                pass
+        material_id = (row.get("material_id") or "").strip() or str(k)
+        entries.append(Entry(material_id, f"{path}:{k}", "cif", row["cif"], properties))
+    return entries
+
+
+# ---------------------------------------------------------------- extxyz
+def _extxyz_entries(path: Path) -> list[Entry]:
+    import ase.io
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    try:
+        frames = ase.io.read(io.StringIO(_read_text(path)), index=":", format="extxyz")
+    except Exception as err:  # noqa: BLE001
+        raise StructureReadError(f"{path}: unreadable extxyz ({type(err).__name__}: {err})") from err
+    entries = []
+    for k, atoms in enumerate(frames):
+        where = f"{path}:{k}"
+        if not atoms.pbc.all() or abs(atoms.cell.volume) < 1e-8:
+            raise StructureReadError(f"{where}: frame {k} is not a periodic crystal (pbc {atoms.pbc.tolist()}, "
+                                     f"cell volume {atoms.cell.volume:.3g} Å³)")
+        info = dict(atoms.info)
+        if atoms.calc is not None:  # ASE moves energy/stress/... of a frame into a calculator
+            info.update(atoms.calc.results)
+        material_id = str(info.pop("material_id", f"{_stem(path)}:{k}"))
+        properties = {key: float(v) for key, v in info.items()
+                      if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+        atoms.info, atoms.calc = {}, None
+        structure = AseAtomsAdaptor.get_structure(atoms)
+        entries.append(Entry(material_id, where, "structure", structure, properties))
+    return entries
+
+
+# ---------------------------------------------------------------- JSON
+def _json_entries(path: Path) -> list[Entry]:
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError as err:
+        raise StructureReadError(f"{path}: invalid JSON ({err})") from err
+    if not isinstance(data, dict) or data.get("format") != JSON_FORMAT:
+        raise StructureReadError(f"{path}: not a genlowdim structure file (expected "
+                                 f"'format': '{JSON_FORMAT}', as written by genlowdim.crystal.io.write_json)")
+    return [Entry(str(item.get("material_id", k)), f"{path}:{k}", "dict", item.get("structure"),
+                  dict(item.get("properties") or {})) for k, item in enumerate(data.get("structures", []))]
+
+
+def read_entries(path: str | Path) -> list[Entry]:
+    """List the entries of a structure file or of a folder of CIF files (sorted by file name)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if _base_suffix(p) in CIF_SUFFIXES)
+        if not files:
+            raise StructureReadError(f"{path}: folder holds no .cif or .cif.gz files")
+        return [entry for f in files for entry in _cif_entries(f)]
+    if not path.exists():
+        raise StructureReadError(f"{path}: no such file or folder")
+    suffix = _base_suffix(path)
+    readers = {".csv": _csv_entries, ".json": _json_entries}
+    readers.update({s: _cif_entries for s in CIF_SUFFIXES})
+    readers.update({s: _extxyz_entries for s in EXTXYZ_SUFFIXES})
+    if suffix not in readers:
+        raise StructureReadError(f"{path}: unknown structure format {suffix!r}; expected a folder of CIFs or "
+                                 f"one of {sorted(readers)} (optionally .gz)")
+    return readers[suffix](path)
+
+
+def entry_to_structure(entry: Entry) -> Structure:
+    """Turn one entry into a ``Structure``; raises ``StructureReadError`` naming ``entry.source``
+    (also for species that are no chemical element, e.g. a CIF's unknown symbol "Xx")."""
+    if entry.kind == "structure":
+        structure = entry.payload
+    elif entry.kind == "cif":
+        if not isinstance(entry.payload, str) or not entry.payload.strip():
+            raise StructureReadError(f"{entry.source}: empty CIF")
+        structure = parse_cif(entry.payload, entry.source)
+    else:
+        try:
+            structure = Structure.from_dict(entry.payload)
+        except Exception as err:  # noqa: BLE001
+            raise StructureReadError(f"{entry.source}: not a pymatgen structure dict "
+                                     f"({type(err).__name__}: {err})") from err
+    _check_elements(structure, entry.source)
+    return structure
+
+
+def _check_elements(structure: Structure, where: str) -> None:
+    from pymatgen.core import DummySpecies
+
+    for k, site in enumerate(structure):
+        for species in site.species:
+            if isinstance(species, DummySpecies):
+                raise StructureReadError(f"{where}: site {k} has unknown element {str(species)!r}",
+                                         "unknown element")
+
+
+def read_structures(path: str | Path) -> list[tuple[str, Structure]]:
+    """``[(id, Structure), ...]`` from a CIF folder, (multi-block) CIF, extxyz, CDVAE CSV or genlowdim
+    JSON, optionally gzipped. Raises ``StructureReadError`` at the first bad row/block/frame."""
+    return [(entry.material_id, entry_to_structure(entry)) for entry in read_entries(path)]
+
+
+def read_json(path: str | Path) -> list[tuple[str, Structure]]:
+    """Structures from a file written by :func:`write_json`."""
+    return [(e.material_id, entry_to_structure(e)) for e in _json_entries(Path(path))]
+
+
+# ---------------------------------------------------------------- writers
+def _write(path: Path, text: str) -> None:
+    data = text.encode("utf-8")
+    atomic_write_bytes(path, gzip.compress(data, mtime=0) if path.name.lower().endswith(".gz") else data)
+
+
+def _ids(structures: Sequence[Structure], ids: Sequence[str] | None) -> list[str]:
+    if ids is None:
+        return [f"structure_{k}" for k in range(len(structures))]
+    if len(ids) != len(structures):
+        raise ValueError(f"got {len(ids)} ids for {len(structures)} structures")
+    return [str(i) for i in ids]
+
+
+def _cif_text(structure: Structure, name: str) -> str:
+    from pymatgen.io.cif import CifWriter
+
+    text = str(CifWriter(structure))
+    # the block name becomes the id on reading; keep it free of whitespace
+    block = "data_" + re.sub(r"\s+", "_", name)
+    return re.sub(r"^data_.*$", lambda _: block, text, count=1, flags=re.MULTILINE)
+
+
+def write_cif(structures: Sequence[Structure], path: str | Path, ids: Sequence[str] | None = None,
+              multiblock: bool = False) -> list[Path]:
+    """Write P1 CIFs: one file ``<path>/<id>.cif`` per structure, or one multi-block file at ``path``
+    (block names = ids). Returns the written paths."""
+    path, names = Path(path), _ids(structures, ids)
+    if multiblock:
+        _write(path, "".join(_cif_text(s, n) for s, n in zip(structures, names)))
+        return [path]
+    path.mkdir(parents=True, exist_ok=True)
+    out = []
+    for structure, name in zip(structures, names):
+        target = path / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', name)}.cif"
+        _write(target, _cif_text(structure, name))
+        out.append(target)
+    return out
+
+
+def write_extxyz(structures: Sequence[Structure], path: str | Path, ids: Sequence[str] | None = None,
+                 info: dict[str, Sequence[Any]] | None = None) -> Path:
+    """Write an extxyz file via ASE; ``info`` maps a key to one value per structure (stored per frame,
+    read back as properties when numeric); the id is stored as ``material_id``."""
+    import ase.io
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    path, names = Path(path), _ids(structures, ids)
+    frames = []
+    for k, (structure, name) in enumerate(zip(structures, names)):
+        atoms = AseAtomsAdaptor.get_atoms(structure)
+        atoms.info = {"material_id": name}
+        for key, values in (info or {}).items():
+            if len(values) != len(structures):
+                raise ValueError(f"info[{key!r}] has {len(values)} values for {len(structures)} structures")
+            atoms.info[key] = values[k]
+        frames.append(atoms)
+    buffer = io.StringIO()
+    ase.io.write(buffer, frames, format="extxyz")
+    _write(path, buffer.getvalue())
+    return path
+
+
+def write_json(structures: Sequence[Structure], path: str | Path, ids: Sequence[str] | None = None,
+               properties: Sequence[dict] | None = None) -> Path:
+    """Write structures (pymatgen ``as_dict``) with ids and optional per-structure property dicts."""
+    path, names = Path(path), _ids(structures, ids)
+    if properties is not None and len(properties) != len(structures):
+        raise ValueError(f"got {len(properties)} property dicts for {len(structures)} structures")
+    items = [{"material_id": n, "structure": s.as_dict(),
+              "properties": dict(properties[k]) if properties is not None else {}}
+             for k, (s, n) in enumerate(zip(structures, names))]
+    _write(path, json.dumps({"format": JSON_FORMAT, "version": 1, "structures": items}))
+    return path
