@@ -30,3 +30,5 @@ from .kernels import (
     wrapped_normal_logpdf,
     wrapped_normal_score,
 )
+from .likelihood import divergence_exact, divergence_hutchinson, pf_ode_log_likelihood
+from .losses import dsm_loss, dsm_weight, sample_sigmas
