@@ -74,7 +74,10 @@ def sigmas_karras(
 
 
 def _as_time(t, device, dtype) -> torch.Tensor:
-    t = torch.as_tensor(t, device=device, dtype=dtype or torch.get_default_dtype())
+    if isinstance(t, torch.Tensor) and t.is_floating_point():
+        t = t.to(device=device or t.device, dtype=dtype or t.dtype)  # a tensor keeps its dtype/device
+    else:
+        t = torch.as_tensor(t, device=device, dtype=dtype or torch.get_default_dtype())
     if torch.any((t < 0) | (t > 1)):
         raise ValueError("VP schedule: time t must lie in [0, 1]")
     return t
