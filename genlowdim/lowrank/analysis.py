@@ -1,0 +1,287 @@
+"""Experiments of the MoLRG study: phase transition of subspace recovery, Jacobian ranks, memorisation.
+
+Success criterion (Wang et al. 2024): ``||P̂_k − P*_k||_F < 0.2`` for every k after Hungarian matching.
+Predicted boundary: N_k = d samples per subspace. Sweeps write their JSON after every finished cell
+(``results.json``; a rerun skips finished cells) and a PNG heatmap at the end.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from genlowdim.config import to_dict
+from genlowdim.core.samplers import get_sampler
+from genlowdim.core.schedules import sigmas_karras
+from genlowdim.metrics.subspace import distance_to_union, subspace_recovery
+from genlowdim.runtime import library_versions, progress, write_json
+
+from .clustering import spectral_init
+from .config import SweepConfig, TrainConfig
+from .model import LowRankDenoiser
+from .synthetic import SyntheticSet, make_synthetic
+from .train import NoiseDistribution, train_lowrank
+
+SOLVERS = ("spectral", "trained", "random_start")
+
+
+@contextlib.contextmanager
+def torch_threads(num: int) -> Iterator[None]:
+    """Temporarily limit intra-op threads: tiny linear algebra is >10× slower multi-threaded on a busy CPU."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(num)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def noise_distribution(cfg: TrainConfig) -> NoiseDistribution:
+    return NoiseDistribution(kind=cfg.noise, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max,
+                             p_mean=cfg.p_mean, p_std=cfg.p_std)
+
+
+def fit_subspaces(solver: str, data: SyntheticSet, train_cfg: TrainConfig, seed: int) -> torch.Tensor:
+    """Estimated bases (K, n, d) of one solver on ``data.x`` (seeded by ``seed``)."""
+    k, _, d = data.bases.shape
+    gen = torch.Generator().manual_seed(seed)
+    if solver == "spectral":
+        return spectral_init(data.x, k, d, seed=seed, generator=gen).bases
+    if solver == "trained":
+        init = spectral_init(data.x, k, d, seed=seed, generator=gen).bases
+        model = LowRankDenoiser.from_bases(init.to(torch.float32))
+    elif solver == "random_start":
+        model = LowRankDenoiser(k, data.bases.shape[1], d, generator=gen)
+    else:
+        raise ValueError(f"unknown solver {solver!r}; choose one of {list(SOLVERS)}")
+    train_lowrank(model, data.x, steps=train_cfg.steps, batch_size=train_cfg.batch_size, lr=train_cfg.lr,
+                  noise=noise_distribution(train_cfg), generator=gen)
+    return model.bases.detach().to(torch.float64)
+
+
+def cell_seed(d: int, per_subspace: int, seed: int) -> int:
+    """Data seed of a sweep cell; shared by all solvers so their comparison is paired."""
+    return 1_000_003 * d + 1009 * per_subspace + seed
+
+
+def run_cell(cfg: SweepConfig, solver: str, d: int, per_subspace: int, seeds: int) -> dict:
+    """Success rate and errors of ``solver`` at (d, N_k) over ``seeds`` data draws."""
+    errors = []
+    for s in range(seeds):
+        gen = torch.Generator().manual_seed(cell_seed(d, per_subspace, s))
+        data = make_synthetic(cfg.num_subspaces, cfg.ambient_dim, d, per_subspace, noise_std=cfg.noise_std,
+                              generator=gen)
+        train_cfg = cfg.random_start_train if solver == "random_start" else cfg.train
+        est = fit_subspaces(solver, data, train_cfg, seed=s)
+        errors.append(subspace_recovery(est, data.bases).subspace_error)
+    success = [e < cfg.threshold for e in errors]
+    return {"solver": solver, "d": d, "per_subspace": per_subspace, "ratio": per_subspace / d,
+            "seeds": seeds, "success_rate": sum(success) / seeds, "errors": errors,
+            "median_error": sorted(errors)[len(errors) // 2]}
+
+
+def sweep_cells(cfg: SweepConfig) -> list[tuple[str, int, int, int]]:
+    """(solver, d, N_k, seeds) of every cell to run, in order."""
+    bad = sorted(set(cfg.solvers) - set(SOLVERS))
+    if bad:
+        raise ValueError(f"sweep.solvers: unknown solver(s) {bad}; choose from {list(SOLVERS)}")
+    for d in cfg.subspace_dims:
+        if cfg.num_subspaces * d > cfg.ambient_dim:
+            raise ValueError(f"sweep: K·d = {cfg.num_subspaces}·{d} > n = {cfg.ambient_dim}")
+    cells = [(s, d, n, cfg.seeds) for s in cfg.solvers if s != "random_start"
+             for d in cfg.subspace_dims for n in cfg.per_subspace]
+    if "random_start" in cfg.solvers:
+        cells += [("random_start", int(d), int(n), cfg.random_start_seeds) for d, n in cfg.random_start_points]
+    return cells
+
+
+def run_phase_transition(cfg: SweepConfig, out_dir: str | Path, log: Callable[[str], None] = print) -> dict:
+    """Run (or resume) the sweep; writes ``results.json`` after each cell and ``phase_transition.png``."""
+    out = Path(out_dir)
+    path = out / "results.json"
+    results = {"name": "molrg_phase_transition", "config": to_dict(cfg), "versions": library_versions(),
+               "cells": {}}
+    if path.is_file():
+        import json
+
+        old = json.loads(path.read_text())
+        if old.get("config") == results["config"]:
+            results["cells"] = old.get("cells", {})
+    cells = sweep_cells(cfg)
+    with torch_threads(1):
+        for solver, d, n, seeds in progress(cells, desc="phase transition"):
+            key = f"{solver}/d={d}/N={n}"
+            if key in results["cells"]:
+                continue
+            results["cells"][key] = run_cell(cfg, solver, d, n, seeds)
+            write_json(path, results)
+    write_json(path, results)
+    plot_phase_transition(results, out / "phase_transition.png")
+    log(format_table(results))
+    return results
+
+
+def format_table(results: dict) -> str:
+    """Success rate per solver, d (rows) and N_k (columns) as plain text."""
+    lines = []
+    cells = list(results["cells"].values())
+    for solver in SOLVERS:
+        rows = [c for c in cells if c["solver"] == solver]
+        if not rows:
+            continue
+        ns = sorted({c["per_subspace"] for c in rows})
+        lines.append(f"{solver}: success rate (rows d, columns N_k)")
+        lines.append("  d  " + " ".join(f"{n:>5d}" for n in ns))
+        for d in sorted({c["d"] for c in rows}):
+            by_n = {c["per_subspace"]: c["success_rate"] for c in rows if c["d"] == d}
+            lines.append(f"{d:>3d}  " + " ".join(f"{by_n[n]:5.2f}" if n in by_n else "    -" for n in ns))
+    return "\n".join(lines)
+
+
+def plot_phase_transition(results: dict, path: str | Path) -> None:
+    """One heatmap panel per solver (success rate over N_k × d) with the predicted boundary N_k = d."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cells = list(results["cells"].values())
+    solvers = [s for s in SOLVERS if any(c["solver"] == s for c in cells)]
+    ds = sorted({c["d"] for c in cells})
+    ns = sorted({c["per_subspace"] for c in cells})
+    fig, axes = plt.subplots(1, len(solvers), figsize=(4.2 * len(solvers), 3.4), squeeze=False)
+    for ax, solver in zip(axes[0], solvers):
+        grid = np.full((len(ds), len(ns)), np.nan)
+        for c in cells:
+            if c["solver"] == solver:
+                grid[ds.index(c["d"]), ns.index(c["per_subspace"])] = c["success_rate"]
+        im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", vmin=0, vmax=1,
+                       cmap="viridis", extent=(ns[0] - 0.5, ns[-1] + 0.5, -0.5, len(ds) - 0.5))
+        ax.plot(ds, range(len(ds)), "r--", lw=1.5, label="N_k = d")
+        ax.set_yticks(range(len(ds)), [str(d) for d in ds])
+        ax.set_xlabel("N_k (training samples per subspace)")
+        ax.set_ylabel("d")
+        ax.set_title(solver)
+        ax.legend(loc="lower right", fontsize=7)
+    fig.colorbar(im, ax=axes[0].tolist(), label="success rate")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------- Jacobian ranks
+
+
+def numerical_rank(svals: torch.Tensor, energy: float = 0.99) -> int:
+    """Smallest r with ``sqrt(Σ_{i≤r} s_i²) > energy · ||s||`` (singular values in any order)."""
+    s2 = svals.detach().abs().sort(descending=True).values.pow(2)
+    total = float(s2.sum())
+    if total == 0:
+        return 0
+    cum = s2.cumsum(0).sqrt()
+    return int((cum <= energy * math.sqrt(total)).sum()) + 1
+
+
+def denoiser_jacobians(denoiser, x: torch.Tensor, sigma) -> torch.Tensor:
+    """Jacobians ``∂D(x_b, σ)/∂x_b`` for each row of x: (B, n) -> (B, n, n) via torch.func."""
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+
+    def single(v: torch.Tensor) -> torch.Tensor:
+        return denoiser(v.unsqueeze(0), sigma).squeeze(0)
+
+    return torch.func.vmap(torch.func.jacrev(single))(x)
+
+
+def jacobian_ranks_along_trajectory(denoiser, x_init: torch.Tensor, sigmas: torch.Tensor,
+                                    energy: float = 0.99) -> list[dict]:
+    """Follow the Heun PF-ODE from ``x_init: (B, n)`` over ``sigmas`` (descending, ending in 0) and report,
+    at each σ > 0 visited, the mean/min/max numerical rank of the denoiser Jacobian over the batch.
+    """
+    points = [(sigmas[0], x_init)]
+
+    def record(info: dict) -> None:
+        if float(info["sigma_next"]) > 0:
+            points.append((info["sigma_next"], info["x"].detach()))
+
+    with torch.no_grad():
+        get_sampler("heun")(denoiser, x_init, sigmas, callback=record)
+    rows = []
+    for sigma, x in points:
+        jac = denoiser_jacobians(denoiser, x, sigma).detach()
+        ranks = [numerical_rank(torch.linalg.svdvals(j), energy) for j in jac]
+        rows.append({"sigma": float(sigma), "mean_rank": sum(ranks) / len(ranks),
+                     "min_rank": min(ranks), "max_rank": max(ranks)})
+    return rows
+
+
+# ----------------------------------------------------------------------------- memorisation
+
+
+def sample_with(denoiser, num: int, dim: int, *, sampler: str = "heun", steps: int = 32,
+                sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
+                generator: torch.Generator | None = None, dtype=torch.float32) -> torch.Tensor:
+    """Draw ``(num, dim)`` samples by running a core sampler on a Karras schedule from N(0, σ_max² I)."""
+    sigmas = sigmas_karras(steps, sigma_min, sigma_max, rho=rho).to(dtype)
+    x = sigmas[0] * torch.randn(num, dim, generator=generator, dtype=dtype)
+    with torch.no_grad():
+        return get_sampler(sampler)(denoiser, x, sigmas, generator=generator)
+
+
+def memorisation_stats(samples: torch.Tensor, train: torch.Tensor, bases: torch.Tensor,
+                       copy_threshold: float = 0.1, subspace_threshold: float = 0.1) -> dict:
+    """Relative distances of samples to the nearest training point and to the true union of subspaces.
+
+    A sample is a *copy* when ``||x − x_nn|| / ||x_nn|| < copy_threshold``, *on the subspaces* when
+    ``dist(x, ∪ span U_k) / ||x|| < subspace_threshold``; *generalised* = on the subspaces and not a copy.
+    """
+    samples = samples.to(torch.float64)
+    train = train.to(torch.float64)
+    dist = torch.cdist(samples, train)
+    nn_dist, nn_idx = dist.min(dim=1)
+    rel_nn = nn_dist / train[nn_idx].norm(dim=1).clamp_min(1e-12)
+    rel_sub = distance_to_union(samples, bases.to(torch.float64)) / samples.norm(dim=1).clamp_min(1e-12)
+    copy = rel_nn < copy_threshold
+    on_sub = rel_sub < subspace_threshold
+    return {"copy_fraction": float(copy.double().mean()), "on_subspace_fraction": float(on_sub.double().mean()),
+            "generalised_fraction": float((on_sub & ~copy).double().mean()),
+            "median_rel_distance_to_train": float(rel_nn.median()),
+            "median_rel_distance_to_subspaces": float(rel_sub.median()),
+            "copy_threshold": copy_threshold, "subspace_threshold": subspace_threshold,
+            "num_samples": samples.shape[0], "num_train": train.shape[0]}
+
+
+# ------------------------------------------------------------------------------ run metrics
+
+
+def learned_bases(model, cfg, generator: torch.Generator | None = None, num_samples: int = 2000) -> torch.Tensor:
+    """Subspaces a trained model represents, (K, n, d): the low-rank model's bases, or for a generic
+    denoiser the spectral/PCA fit of ``num_samples`` of its samples (``cfg.sample`` sampler settings)."""
+    if isinstance(model, LowRankDenoiser):
+        return model.bases.detach().to(torch.float64)
+    s = cfg.sample
+    samples = sample_with(model, num_samples, cfg.data.ambient_dim, sampler=s.sampler, steps=s.steps,
+                          sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho, generator=generator)
+    return spectral_init(samples.to(torch.float64), cfg.data.num_subspaces, cfg.data.subspace_dim,
+                         generator=generator).bases
+
+
+def recovery_metrics(bases: torch.Tensor, data: SyntheticSet, assign_sigma: float = 0.1,
+                     threshold: float = 0.2) -> dict:
+    """Subspace error/angles after matching, and clustering accuracy of the training points assigned by
+    the posterior ``argmax_k w_k(x_i)`` (uniform π) of the estimated mixture at σ = ``assign_sigma``."""
+    from genlowdim.core.kernels import molrg_posterior_weights
+    from genlowdim.metrics.subspace import clustering_accuracy
+
+    rec = subspace_recovery(bases, data.bases)
+    x = data.x.to(torch.float64)
+    logw = torch.zeros(bases.shape[0], dtype=torch.float64)
+    post = molrg_posterior_weights(x, bases.to(torch.float64), logw, assign_sigma, check=False)
+    acc = clustering_accuracy(post.argmax(dim=1), data.labels)
+    return {"subspace_error": rec.subspace_error, "max_principal_angle": rec.max_principal_angle,
+            "subspace_errors": rec.errors, "principal_angles_max": rec.max_angles,
+            "clustering_accuracy": acc, "success": rec.subspace_error < threshold,
+            "params": {"threshold": threshold, "assign_sigma": assign_sigma, **rec.params}}
