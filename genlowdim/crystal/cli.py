@@ -6,6 +6,9 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this family's own command groups."""
+    from genlowdim.crystal import data_cli
+
+    data_cli.register(subparsers)
 
 
 def train(args: argparse.Namespace) -> int:
