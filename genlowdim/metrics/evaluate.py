@@ -120,7 +120,8 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
     if out_dir is not None:
         rows = _generation_rows(structures, ids, results, ok, fps.errors, valid, num_property_samples, seed)
         _write_outputs(Path(out_dir), report, rows)
-        _plot_histograms(Path(out_dir), structures, valid, reference_structures, num_property_samples, seed)
+        _plot_histograms(Path(out_dir), structures, valid, reference_structures, num_property_samples, seed,
+                         results["wdist_prop"].per_item)
     return report
 
 
@@ -188,19 +189,23 @@ def _write_outputs(out_dir: Path, report: dict, rows: list[dict]) -> None:
     atomic_write_text(out_dir / "structures.csv", buf.getvalue())
 
 
-def _plot_histograms(out_dir: Path, structures, valid, reference, num_samples, seed) -> None:
+def _plot_histograms(out_dir: Path, structures, valid, reference, num_samples, seed, prop_items) -> None:
+    """hist_density.png, hist_num_elements.png and (with a predictor) hist_property.png."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sample = [structures[i] for i in seeded_subsample(valid, num_samples, seed)]
-    for name, fn, label in (("density", densities, "density (g/cm³)"),
-                            ("num_elements", num_elements, "number of distinct elements")):
+    panels = [("density", densities(reference), densities(sample), "density (g/cm³)"),
+              ("num_elements", num_elements(reference), num_elements(sample), "number of distinct elements")]
+    if "generated" in prop_items:
+        panels.append(("property", prop_items["reference"], prop_items["generated"], "predicted property"))
+    for name, ref_v, gen_v, label in panels:
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        ref_v, gen_v = fn(reference), fn(sample) if sample else np.array([])
-        lo, hi = np.min(np.concatenate([ref_v, gen_v])), np.max(np.concatenate([ref_v, gen_v]))
-        bins = np.arange(lo - 0.5, hi + 1.5) if name == "num_elements" else np.linspace(lo, hi, 40)
+        both = np.concatenate([ref_v, gen_v])
+        lo, hi = float(np.min(both)), float(np.max(both))
+        bins = np.arange(lo - 0.5, hi + 1.5) if name == "num_elements" else np.linspace(lo, hi + 1e-9, 40)
         ax.hist(ref_v, bins=bins, density=True, alpha=0.5, label=f"reference ({len(ref_v)})")
         ax.hist(gen_v, bins=bins, density=True, alpha=0.5, label=f"generated, valid sample ({len(gen_v)})")
         ax.set_xlabel(label)

@@ -68,13 +68,9 @@ def normalise_composition(comp_raw: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _featurizers():
-    import warnings
-
     from matminer.featurizers.composition.composite import ElementProperty
     from matminer.featurizers.site.fingerprint import CrystalNNFingerprint
 
-    warnings.filterwarnings("ignore", module="pymatgen")
-    warnings.filterwarnings("ignore", module="matminer")
     return CrystalNNFingerprint.from_preset("ops"), ElementProperty.from_preset("magpie")
 
 
@@ -106,7 +102,12 @@ def _one(structure) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def _chunk_worker(structures: list) -> list[tuple[np.ndarray, np.ndarray, str]]:
-    return [_one(s) for s in structures]
+    import warnings
+
+    with warnings.catch_warnings():
+        # CrystalNN warns on every site of a structure without oxidation states (CDVAE's case too)
+        warnings.simplefilter("ignore")
+        return [_one(s) for s in structures]
 
 
 def structure_key(structure) -> str:
@@ -115,10 +116,8 @@ def structure_key(structure) -> str:
     if structure is None:
         return "none"
     frac = np.round(np.mod(structure.frac_coords, 1.0), 8) % 1.0
-    z = np.array([site.specie.Z for site in structure], dtype=float)[:, None]
-    rows = np.hstack([z, frac])
-    rows = rows[np.lexsort(rows.T[::-1])]
-    data = np.round(structure.lattice.matrix, 8).tobytes() + rows.tobytes()
+    rows = sorted((site.species_string, *map(float, f)) for site, f in zip(structure, frac))
+    data = np.round(structure.lattice.matrix, 8).tobytes() + repr(rows).encode()
     return hashlib.sha1(data).hexdigest()
 
 
@@ -148,7 +147,7 @@ def compute_fingerprints(structures: Sequence, workers: int | None = None, chunk
     chunk_size = chunk_size or max(1, min(32, len(todo) // (8 * workers)))
     chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
     results: list = [None] * len(chunks)
-    bar = progress(total=len(todo), desc=desc, disable=not show_progress or None)
+    bar = progress(total=len(todo), desc=desc, **({} if show_progress else {"disable": True}))
     if workers == 1 or len(chunks) <= 1:
         for c, chunk in enumerate(chunks):
             results[c] = _chunk_worker(chunk)

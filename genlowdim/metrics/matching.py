@@ -97,7 +97,10 @@ def uniqueness(structures: Sequence, valid_mask: np.ndarray | None = None, stol:
     m = matcher(stol, angle_tol, ltol)
     duplicate_of = np.full(len(structures), -1)
     n_distinct = 0
-    for members in _by_formula(structures, np.flatnonzero(valid)).values():
+    from genlowdim.runtime import progress
+
+    groups = _by_formula(structures, np.flatnonzero(valid))
+    for members in progress(groups.values(), total=len(groups), desc="uniqueness (formula groups)"):
         representatives: list[int] = []
         for i in members:
             hit = next((r for r in representatives if m.fit(structures[r], structures[i])), None)
@@ -119,7 +122,9 @@ def novelty(structures: Sequence, train_structures: Sequence, valid_mask: np.nda
     m = matcher(stol, angle_tol, ltol)
     train_groups = _by_formula(train_structures, range(len(train_structures)))
     novel = np.zeros(len(structures), bool)
-    for i in np.flatnonzero(valid):
+    from genlowdim.runtime import progress
+
+    for i in progress(np.flatnonzero(valid), desc="novelty"):
         same = train_groups.get(structures[i].composition.reduced_formula, [])
         novel[i] = not any(m.fit(structures[i], train_structures[j]) for j in same)
     n_valid = int(valid.sum())

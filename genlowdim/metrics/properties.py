@@ -65,5 +65,5 @@ def property_statistics(structures: Sequence, valid_mask: np.ndarray, reference_
         ref_prop, source = np.asarray(reference_properties, dtype=float), "given"
     out["wdist_prop"] = _w1("wdist_prop", gen_prop, ref_prop,
                             dict(params, reference_property_source=source))
-    out["wdist_prop"].per_item["sample_index"] = idx
+    out["wdist_prop"].per_item.update(sample_index=idx, generated=gen_prop, reference=ref_prop)
     return out

@@ -86,3 +86,26 @@ def test_missing_thresholds_are_a_usage_error(files, capsys):
     assert main(["evaluate", str(tmp / "ref.extxyz"), "--reference", str(tmp / "ref.extxyz"),
                  "--out", str(tmp / "o"), "--workers", "1"]) == 2
     assert "--cutoffs" in capsys.readouterr().err
+
+
+def test_python_api_with_property_predictor_and_training_set(tmp_path, monkeypatch):
+    from genlowdim.metrics.evaluate import evaluate_generation
+
+    monkeypatch.setenv("GENLOWDIM_QUIET", "1")
+    ss = list(perov_structures(4))
+
+    def volume(structures):  # a stand-in "property predictor" (Å^3)
+        return [s.volume for s in structures]
+
+    report = evaluate_generation(ss, ss, dataset="perov_5", train_structures=ss[:2], property_fn=volume,
+                                 num_property_samples=3, seed=1, workers=1, out_dir=tmp_path / "api",
+                                 cache_dir=tmp_path / "cache", show_progress=False)
+    m, params = report["metrics"], report["params"]
+    assert m["novel"] == pytest.approx(0.5) and m["unique"] == 1.0
+    assert m["wdist_prop"] is not None and params["wdist_prop"]["num_samples_used"] == 3
+    assert params["wdist_prop"]["seed"] == 1 and params["wdist_prop"]["reference_property_source"] == "property_fn"
+    assert (tmp_path / "api" / "hist_property.png").stat().st_size > 0
+    again = evaluate_generation(ss, ss, dataset="perov_5", property_fn=volume, num_property_samples=3,
+                                seed=1, workers=1, cache_dir=tmp_path / "cache", show_progress=False)
+    assert again["metrics"]["wdist_prop"] == m["wdist_prop"]  # seeded subsample
+    assert again["params"]["cov_recall"]["reference_cache"]["cache_hit"]
