@@ -285,3 +285,71 @@ def recovery_metrics(bases: torch.Tensor, data: SyntheticSet, assign_sigma: floa
             "subspace_errors": rec.errors, "principal_angles_max": rec.max_angles,
             "clustering_accuracy": acc, "success": rec.subspace_error < threshold,
             "params": {"threshold": threshold, "assign_sigma": assign_sigma, **rec.params}}
+
+
+def memorisation_cell(cfg, d: int, ratio: float) -> dict:
+    """Train the MLP denoiser on N_k = round(ratio·d) points per subspace and judge its samples."""
+    from .model import MLPDenoiser
+    from .train import train_mlp
+
+    per = max(1, round(ratio * d))
+    gen = torch.Generator().manual_seed(cfg.seed + 7919 * d + per)
+    data = make_synthetic(cfg.num_subspaces, cfg.ambient_dim, d, per, generator=gen)
+    m, t, s = cfg.model, cfg.train, cfg.sample
+    model = MLPDenoiser(cfg.ambient_dim, hidden=m.hidden, depth=m.depth, sigma_data=m.sigma_data, generator=gen)
+    train_mlp(model, data.x.float(), steps=t.steps, batch_size=t.batch_size, lr=t.lr,
+              noise=noise_distribution(t), generator=gen)
+    samples = sample_with(model, cfg.num_samples, cfg.ambient_dim, sampler=s.sampler, steps=s.steps,
+                          sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho, generator=gen)
+    stats = memorisation_stats(samples, data.x, data.bases, cfg.copy_threshold, cfg.subspace_threshold)
+    return {"d": d, "ratio": ratio, "per_subspace": per, **stats}
+
+
+def run_memorisation(cfg, out_dir: str | Path, log: Callable[[str], None] = print) -> dict:
+    """Memorisation curve (copy / on-subspace / generalised fractions vs N_k/d) for each d; JSON + PNG."""
+    out = Path(out_dir)
+    path = out / "memorisation.json"
+    results = {"name": "molrg_memorisation", "config": to_dict(cfg), "versions": library_versions(), "cells": {}}
+    if path.is_file():
+        import json
+
+        old = json.loads(path.read_text())
+        if old.get("config") == results["config"]:
+            results["cells"] = old.get("cells", {})
+    todo = [(d, r) for d in cfg.subspace_dims for r in cfg.ratios]
+    with torch_threads(1):
+        for d, r in progress(todo, desc="memorisation"):
+            key = f"d={d}/ratio={r:g}"
+            if key not in results["cells"]:
+                results["cells"][key] = memorisation_cell(cfg, d, r)
+                write_json(path, results)
+    plot_memorisation(results, out / "memorisation.png")
+    log("  d  N_k/d  N_k   copies  on-subspace  generalised")
+    for c in results["cells"].values():
+        log(f"{c['d']:>3d} {c['ratio']:>6g} {c['per_subspace']:>4d}   {c['copy_fraction']:.3f}   "
+            f"{c['on_subspace_fraction']:.3f}       {c['generalised_fraction']:.3f}")
+    return results
+
+
+def plot_memorisation(results: dict, path: str | Path) -> None:
+    """Copy and generalised fractions against N_k/d, one line per d (curves should collapse)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = list(results["cells"].values())
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for d in sorted({c["d"] for c in cells}):
+        rows = sorted((c for c in cells if c["d"] == d), key=lambda c: c["ratio"])
+        ratios = [c["ratio"] for c in rows]
+        ax.plot(ratios, [c["generalised_fraction"] for c in rows], "o-", label=f"generalised, d={d}")
+        ax.plot(ratios, [c["copy_fraction"] for c in rows], "x--", label=f"copies, d={d}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("N_k / d")
+    ax.set_ylabel("fraction of samples")
+    ax.legend(fontsize=7)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -40,7 +40,7 @@ def _cmd_memorisation(args: argparse.Namespace) -> int:
     from genlowdim.config import load_config
 
     from .config import MemorisationConfig
-    from .memorisation import run_memorisation
+    from .analysis import run_memorisation
 
     run_memorisation(load_config(MemorisationConfig, args.config, args.overrides), args.out)
     return 0

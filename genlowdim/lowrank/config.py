@@ -116,8 +116,9 @@ class DigitsConfig:
 
     family: Literal["lowrank"]
     subspace_dim: int = 6
-    affinity_power: float = 4.0
+    affinity_power: float = 8.0
     refine_iters: int = 30
+    centre: bool = True
     seed: int = 0
     model: ModelConfig = field(default_factory=lambda: ModelConfig(kind="mlp", hidden=512, depth=3,
                                                                    sigma_data=0.5))

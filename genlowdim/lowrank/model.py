@@ -122,10 +122,10 @@ class EmpiricalDenoiser(nn.Module):
         super().__init__()
         if train.dim() != 2 or train.shape[0] == 0:
             raise ValueError(f"EmpiricalDenoiser: expected training points (N, n), got {tuple(train.shape)}")
-        self.register_buffer("train", train)
+        self.register_buffer("points", train)
 
     def forward(self, x: torch.Tensor, sigma, **_: object) -> torch.Tensor:
-        data = self.train.to(x.dtype)
+        data = self.points.to(x.dtype)
         sig = _per_row(sigma, x)
         sq = torch.cdist(x, data).pow(2)
         weights = torch.softmax(-sq / (2 * sig ** 2), dim=1)
