@@ -50,11 +50,12 @@ def load_input(spec: str, data_dir: str | None = None) -> tuple[list[str], list]
     from genlowdim.cli import UsageError
 
     if _is_dataset_ref(spec):
-        from genlowdim.crystal.data import load_dataset, parse_dataset_ref
+        from genlowdim.crystal.data import load_dataset
 
-        name, split = parse_dataset_ref(spec)
-        kwargs = {"data_dir": data_dir} if data_dir else {}
-        records = load_dataset(name, split, **kwargs).records
+        try:  # Niggli-reduced, lattice rebuilt from its parameters: the crystals CDVAE evaluates against
+            records = load_dataset(spec, data_dir=data_dir).records
+        except (KeyError, ValueError, FileNotFoundError) as err:
+            raise UsageError(f"{spec}: {err}") from err
         return [str(r.material_id) for r in records], [r.to_structure() for r in records]
     path = Path(spec)
     if path.is_dir() and (path / "samples.extxyz").is_file():

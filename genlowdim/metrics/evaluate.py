@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from genlowdim.metrics.composition import compositional_validity
-from genlowdim.metrics.coverage import CUTOFFS, coverage
+from genlowdim.metrics.coverage import coverage
 from genlowdim.metrics.fingerprints import cached_fingerprints, compute_fingerprints, default_workers
 from genlowdim.metrics.matching import ANGLE_TOL, LTOL, STOL, novelty, reconstruction, uniqueness
 from genlowdim.metrics.properties import property_statistics, seeded_subsample
@@ -43,15 +43,13 @@ def resolve_cutoffs(dataset: str | None, struct_cutoff: float | None, comp_cutof
     if dataset is None:
         raise ValueError("coverage thresholds unknown: pass dataset= (e.g. 'perov_5') or both "
                          "struct_cutoff and comp_cutoff (--dataset, or --cutoffs S C)")
-    try:
-        from genlowdim.crystal.registry import get_spec
+    from genlowdim.crystal.registry import get_spec
 
+    try:
         s, c = get_spec(dataset).cov_thresholds
-        source = f"genlowdim.crystal.registry:{dataset}"
-    except (ImportError, AttributeError):
-        if dataset not in CUTOFFS:
-            raise ValueError(f"no coverage thresholds for dataset {dataset!r}; known: {sorted(CUTOFFS)}")
-        (s, c), source = CUTOFFS[dataset], f"CDVAE COV_Cutoffs:{dataset}"
+    except KeyError as err:  # unknown dataset: the registry's message lists the known ones
+        raise ValueError(str(err.args[0] if err.args else err)) from err
+    source = f"genlowdim.crystal.registry:{dataset} (CDVAE COV_Cutoffs)"
     s = float(s) if struct_cutoff is None else float(struct_cutoff)
     c = float(c) if comp_cutoff is None else float(comp_cutoff)
     return s, c, source

@@ -109,3 +109,11 @@ def test_python_api_with_property_predictor_and_training_set(tmp_path, monkeypat
                                 seed=1, workers=1, cache_dir=tmp_path / "cache", show_progress=False)
     assert again["metrics"]["wdist_prop"] == m["wdist_prop"]  # seeded subsample
     assert again["params"]["cov_recall"]["reference_cache"]["cache_hit"]
+
+
+def test_unknown_dataset_is_a_usage_error(files, capsys):
+    tmp, _, _ = files
+    assert main(["evaluate", str(tmp / "ref.extxyz"), "--reference", str(tmp / "ref.extxyz"),
+                 "--dataset", "perov_6", "--out", str(tmp / "o"), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "perov_6" in err and "perov_5" in err
