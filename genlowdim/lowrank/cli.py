@@ -104,11 +104,17 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     from .train import build_model
 
     cfg = from_dict(RunConfig, checkpoint["config"], where=f"{args.checkpoint}:config")
+    from genlowdim.cli import UsageError
+
     name = args.sampler or cfg.sample.sampler
-    get_sampler(name)  # unknown names fail here with the list of valid ones
+    try:
+        get_sampler(name)
+    except ValueError as err:
+        raise UsageError(f"--sampler: {err}") from None
     steps = args.steps or cfg.sample.steps
-    if args.num < 1 or args.batch_size < 1:
-        raise ValueError(f"sample: --num and --batch-size must be >= 1, got {args.num}, {args.batch_size}")
+    if args.num < 1 or args.batch_size < 1 or steps < 1:
+        raise UsageError(f"sample: --num, --batch-size and --steps must be >= 1, got {args.num}, "
+                         f"{args.batch_size}, {steps}")
     model = build_model(cfg)
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
