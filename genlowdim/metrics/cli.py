@@ -60,6 +60,8 @@ def load_input(spec: str, data_dir: str | None = None) -> tuple[list[str], list]
     path = Path(spec)
     if path.is_dir() and (path / "samples.extxyz").is_file():
         path = path / "samples.extxyz"
+    elif path.is_dir() and (path / "cif").is_dir() and not any(path.glob("*.cif*")):
+        path = path / "cif"  # a sample directory without its extxyz
     elif not path.exists():
         raise UsageError(f"{spec}: no such file or folder (nor a dataset split name:split)")
     from genlowdim.crystal.io import StructureReadError, read_structures

@@ -76,6 +76,11 @@ def test_unreadable_input_names_the_file(files, capsys):
     assert main(["evaluate", str(bad), "--reference", str(tmp / "ref.extxyz"), "--dataset", "perov_5",
                  "--out", str(tmp / "o")]) == 2
     assert "broken.cif" in capsys.readouterr().err
+    table = tmp / "rows.csv"
+    table.write_text('material_id,cif\nok,"not a cif"\n')
+    assert main(["evaluate", str(table), "--reference", str(tmp / "ref.extxyz"), "--dataset", "perov_5",
+                 "--out", str(tmp / "o")]) == 2
+    assert "rows.csv:0" in capsys.readouterr().err  # file and row
     assert main(["evaluate", str(tmp / "missing.extxyz"), "--reference", str(tmp / "ref.extxyz"),
                  "--out", str(tmp / "o")]) == 2
     assert "missing.extxyz" in capsys.readouterr().err
