@@ -109,6 +109,11 @@ def _check_bases(bases: torch.Tensor, log_weights: torch.Tensor, x: torch.Tensor
             raise ValueError(f"MoLRG: the columns of each bases[k] must be orthonormal (max |U^T U - I| = {err:.2e})")
 
 
+def _flat(bases: torch.Tensor) -> torch.Tensor:
+    """(K, n, d) -> (n, K d): all bases side by side, so projections and mixing are single GEMMs."""
+    return bases.permute(1, 0, 2).reshape(bases.shape[1], -1)
+
+
 def _molrg_terms(x, bases, log_weights, sigma, s, noise_var, check):
     """Shared pieces: projections (B, K, d), posterior weights (B, K), and per-row s, tau², gamma² (B, 1).
 
@@ -121,7 +126,7 @@ def _molrg_terms(x, bases, log_weights, sigma, s, noise_var, check):
         raise ValueError("MoLRG: sigma must be > 0 without ambient noise (the density is singular)")
     gamma2 = sigma**2
     tau2 = s**2 * noise_var + gamma2
-    proj = torch.einsum("bn,knd->bkd", x, bases)
+    proj = (x @ _flat(bases)).unflatten(1, bases.shape[::2])  # (B, K, d), one GEMM
     phi = s**2 / (2 * tau2 * (s**2 + tau2))
     d = bases.shape[2]
     logits = log_weights.log_softmax(0) - 0.5 * d * torch.log1p(s**2 / tau2) + phi * proj.pow(2).sum(-1)
@@ -146,7 +151,7 @@ def molrg_denoise(x, bases, log_weights, sigma, s=1.0, noise_var=0.0, *, check=T
     """
     proj, logits, s, tau2, gamma2 = _molrg_terms(x, bases, log_weights, sigma, s, noise_var, check)
     w = logits.softmax(-1)
-    mix = torch.einsum("knd,bkd->bn", bases, w.unsqueeze(-1) * proj)
+    mix = (w.unsqueeze(-1) * proj).flatten(1) @ _flat(bases).T  # sum_k w_k U_k U_k^T x, (B, n)
     return s * gamma2 / (tau2 * (s**2 + tau2)) * mix + s * noise_var / tau2 * x
 
 
@@ -154,7 +159,7 @@ def molrg_score(x, bases, log_weights, sigma, s=1.0, noise_var=0.0, *, check=Tru
     """Score of p_t: ``-x / tau² + s² / (tau² (s² + tau²)) sum_k w_k U_k U_k^T x`` (= (s E[x_0|x_t] - x) / sigma²)."""
     proj, logits, s, tau2, _ = _molrg_terms(x, bases, log_weights, sigma, s, noise_var, check)
     w = logits.softmax(-1)
-    mix = torch.einsum("knd,bkd->bn", bases, w.unsqueeze(-1) * proj)
+    mix = (w.unsqueeze(-1) * proj).flatten(1) @ _flat(bases).T  # sum_k w_k U_k U_k^T x, (B, n)
     return s**2 / (tau2 * (s**2 + tau2)) * mix - x / tau2
 
 
