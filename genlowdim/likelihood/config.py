@@ -81,6 +81,11 @@ def check_run_config(cfg: RunConfig, where: str = "config") -> None:
     """Raise ValueError naming the key for settings that cannot work."""
     if cfg.family != "likelihood":
         raise ValueError(f"{where}: family must be 'likelihood', got {cfg.family!r}")
+    from genlowdim.likelihood.manifolds import MANIFOLDS
+
+    if cfg.data.manifold not in MANIFOLDS:
+        raise ValueError(f"{where}: data.manifold: unknown manifold {cfg.data.manifold!r}; expected one of "
+                         f"{list(MANIFOLDS)}")
     if cfg.data.perturbation_std < 0:
         raise ValueError(f"{where}: data.perturbation_std (σ̃) must be >= 0, got {cfg.data.perturbation_std}")
     if cfg.model.latent_dim > cfg.data.ambient_dim:
