@@ -10,6 +10,8 @@ Every sampler takes the denoiser, the initial ``x`` (already scaled by the calle
 ``torch.Generator`` **on x's device**; the only source of noise), ``callback`` (called after each update
 with ``{"i", "x", "sigma", "denoised"}`` and more), ``extra_args`` (forwarded to the denoiser) and ``wrap``
 (applied to x after every update; crystals map positions back into the cell). Each returns the final x.
+Samplers leave autograd as the caller set it: run trained models under ``torch.no_grad()`` (otherwise the graph
+grows across steps); a denoiser that needs gradients inside (a score by autograd) re-enables them itself.
 """
 from __future__ import annotations
 
