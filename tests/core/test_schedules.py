@@ -115,3 +115,16 @@ def test_core_imports_no_family_or_metrics_module():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_vp_schedule_drives_a_ve_sampler_after_conversion():
+    # VP linear schedule on t in [1e-3, 1] -> sigma_VE = sigma_t / s_t (~ 149 at t = 1); Heun on N(0, 2 I) data.
+    from genlowdim.core import sample_ode_heun
+
+    t = torch.linspace(1.0, 1e-3, 60, dtype=F64)
+    sigmas = append_zero(vp_to_ve_sigmas(*vp_linear(t)))
+    assert (sigmas[1:] < sigmas[:-1]).all() and 140 < sigmas[0] < 160
+    g = torch.Generator().manual_seed(0)
+    x = (2.0 + sigmas[0] ** 2) ** 0.5 * torch.randn(20_000, 2, generator=g, dtype=F64)
+    out = sample_ode_heun(gaussian_denoiser(2.0), x, sigmas)
+    assert abs(out.var().item() / 2.0 - 1) < 0.05
