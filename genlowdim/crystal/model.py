@@ -109,10 +109,13 @@ class CDVAE(nn.Module):
         return natom_logits, lengths, angles, self.fc_composition(z)
 
     def unscale_lattice(self, pred6, num_atoms):
-        """Standardised (B,6) -> lengths (B,3) Å (positive), angles (B,3) degrees."""
+        """Standardised (B,6) -> lengths (B,3) Å, angles (B,3) degrees.
+
+        Clamped to a usable cell (scaled lengths ≥ 0.5 Å, angles in [30°, 150°]) so that a badly predicted
+        lattice (an untrained head, a latent far from the prior) still gives a finite periodic graph."""
         raw = self.lattice_scaler.inverse(pred6)
-        lengths = raw[:, :3].clamp_min(1e-3) * num_atoms.to(raw.dtype)[:, None].pow(1 / 3)
-        return lengths, raw[:, 3:]
+        lengths = raw[:, :3].clamp_min(0.5) * num_atoms.to(raw.dtype)[:, None].pow(1 / 3)
+        return lengths, raw[:, 3:].clamp(30.0, 150.0)
 
     def predict_property(self, z):
         """Property in data units, (B,)."""

@@ -1,0 +1,182 @@
+"""Decoding latents into crystals through the core samplers (CDVAE §3.3 generation and reconstruction).
+
+From z the heads give the number of atoms (argmax), the lattice (fixed during sampling) and a composition,
+from which the initial atom types are drawn (:func:`sample_composition`). Fractional coordinates start
+uniform on the torus; the decoder is wrapped as a core denoiser ``D(x, σ) = x + σ·decoder(x, σ)`` on
+Cartesian positions (N, 3), the core sampler moves x, ``wrap`` maps x back into the cell after every update,
+and the types follow the argmax of the decoder's type logits after every call (a closure records them).
+
+Samplers (``sampler`` argument):
+  ``ald``       CDVAE's annealed Langevin, model's 50 σ levels x ``n_steps_each`` (default 100) steps.
+  ``ald_fast``  the same levels with fewer steps each and a larger step_lr (config ``fast_*``).
+  ``pc``/``em``/``heun``/``euler``/``ddim``  core samplers on a Karras grid of ``steps`` levels
+                between the model's σ_max and σ_min (then 0).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from genlowdim.crystal.encoder import MAX_ATOMIC_NUM
+
+
+@dataclass
+class DecodedCrystals:
+    """A batch of decoded crystals: frac_coords (N,3) in [0,1), atom_types (N,) atomic numbers,
+    lengths (B,3) Å, angles (B,3) degrees, num_atoms (B,), decoder_calls (per batch)."""
+    frac_coords: torch.Tensor
+    atom_types: torch.Tensor
+    lengths: torch.Tensor
+    angles: torch.Tensor
+    num_atoms: torch.Tensor
+    decoder_calls: int = 0
+
+    def to_structures(self):
+        """List of pymatgen ``Structure`` (P1)."""
+        from pymatgen.core import Lattice, Structure
+
+        out, start = [], 0
+        for b, n in enumerate(self.num_atoms.tolist()):
+            lat = Lattice.from_parameters(*self.lengths[b].tolist(), *self.angles[b].tolist())
+            out.append(Structure(lat, self.atom_types[start:start + n].tolist(),
+                                 self.frac_coords[start:start + n].tolist(), coords_are_cartesian=False))
+            start += n
+        return out
+
+
+def sample_composition(composition_probs, num_atoms, generator=None):
+    """Initial types of each crystal from its composition distribution (CDVAE's rounding scheme).
+
+    ``composition_probs``: (B, 100) probabilities over atomic numbers 1..100; ``num_atoms``: (B,).
+    Counts are round(p·n); missing atoms are drawn from the leftover probability, surplus ones dropped at
+    random. Returns (N,) atomic numbers, N = num_atoms.sum(), grouped by crystal."""
+    out = []
+    for p, n in zip(composition_probs, num_atoms.tolist()):
+        counts = torch.round(p * n).long()
+        types = torch.repeat_interleave(torch.arange(1, MAX_ATOMIC_NUM + 1, device=p.device), counts)
+        if types.numel() < n:
+            left = (p - counts.to(p.dtype) / n).clamp_min(0) + 1e-12
+            extra = torch.multinomial(left, n - types.numel(), replacement=True, generator=generator) + 1
+            types = torch.cat([types, extra])
+        perm = torch.randperm(types.numel(), generator=generator, device=p.device)
+        out.append(types[perm][:n])
+    return torch.cat(out)
+
+
+class DecoderDenoiser:
+    """Core-denoiser view of the CDVAE decoder for fixed z and lattice; tracks the atom types.
+
+    ``__call__(x: (N,3) Å, sigma: 0-dim or (B,)) -> x̂₀ = x + σ·decoder_out``; after each call ``types``
+    holds the argmax of the predicted type logits (atomic numbers), fed to the next call."""
+
+    def __init__(self, decoder, z, lattice, batch, types, update_types: bool = True):
+        self.decoder, self.z, self.lattice, self.batch = decoder, z, lattice, batch
+        self.types, self.update_types, self.calls = types, update_types, 0
+
+    def __call__(self, x, sigma):
+        sigma_graph = sigma.expand(self.z.shape[0]) if sigma.dim() == 0 else sigma
+        out, logits = self.decoder(x, self.types, self.z, sigma_graph, self.lattice, self.batch)
+        if self.update_types:
+            self.types = logits.argmax(-1) + 1
+        self.calls += 1
+        return x + sigma_graph[self.batch][:, None] * out
+
+    def wrap(self, x):
+        from genlowdim.crystal.lattice import cart_to_frac, frac_to_cart
+
+        frac = torch.remainder(cart_to_frac(x, self.lattice, self.batch), 1.0)
+        return frac_to_cart(frac, self.lattice, self.batch)
+
+
+def _sigma_grid(model, sampler: str, steps: int | None):
+    from genlowdim.core.schedules import sigmas_karras
+
+    if sampler in ("ald", "ald_fast"):
+        return model.sigmas
+    n = steps or 50
+    return sigmas_karras(n, float(model.sigmas[-1]), float(model.sigmas[0]), device=model.sigmas.device)
+
+
+def _run_sampler(den: DecoderDenoiser, x, sigmas, sampler: str, steps, sampling_cfg, generator):
+    from genlowdim.core.samplers import get_sampler, sample_ald
+
+    kw = dict(generator=generator, wrap=den.wrap)
+    if sampler == "ald":
+        return sample_ald(den, x, sigmas, n_steps_each=steps or sampling_cfg.n_steps_each,
+                          step_lr=sampling_cfg.step_lr, **kw)
+    if sampler == "ald_fast":
+        return sample_ald(den, x, sigmas, n_steps_each=steps or sampling_cfg.fast_n_steps_each,
+                          step_lr=sampling_cfg.fast_step_lr, **kw)
+    return get_sampler(sampler)(den, x, sigmas, **kw)
+
+
+@torch.no_grad()
+def decode_latents(model, z, sampling_cfg, *, sampler: str = "ald", steps: int | None = None,
+                   generator=None, num_atoms=None, atom_types=None) -> DecodedCrystals:
+    """Decode z (B, latent) into crystals. ``num_atoms``/``atom_types`` force the ground truth when given."""
+    from genlowdim.crystal.lattice import frac_to_cart, lattice_from_params
+
+    natom_logits, lengths, angles, comp_logits = model.decode_stats(z)
+    if num_atoms is None:
+        num_atoms = natom_logits.argmax(-1).clamp_min(1)
+    else:
+        lengths, angles = model.unscale_lattice(model.fc_lattice(z), num_atoms)
+    batch = torch.repeat_interleave(torch.arange(z.shape[0], device=z.device), num_atoms)
+    types = atom_types if atom_types is not None else sample_composition(
+        F.softmax(comp_logits, -1), num_atoms, generator)
+    lattice = lattice_from_params(lengths, angles)
+    frac = torch.rand((batch.numel(), 3), generator=generator, device=z.device, dtype=z.dtype)
+    den = DecoderDenoiser(model.decoder, z, lattice, batch, types, update_types=atom_types is None)
+    sigmas = _sigma_grid(model, sampler, steps).to(z.dtype)
+    x = _run_sampler(den, frac_to_cart(frac, lattice, batch), sigmas, sampler, steps, sampling_cfg, generator)
+    from genlowdim.crystal.lattice import cart_to_frac
+
+    frac = torch.remainder(cart_to_frac(x, lattice, batch), 1.0)
+    return DecodedCrystals(frac, den.types, lengths, angles, num_atoms, den.calls)
+
+
+def generate(model, num: int, sampling_cfg, *, sampler="ald", steps=None, generator=None) -> DecodedCrystals:
+    """Sample z ~ N(0, I) (num, latent) from ``generator`` and decode it (CDVAE generation)."""
+    p = next(model.parameters())
+    z = torch.randn((num, model.cfg.latent_dim), generator=generator, device=p.device, dtype=p.dtype)
+    return decode_latents(model, z, sampling_cfg, sampler=sampler, steps=steps, generator=generator)
+
+
+def batch_to_decoded(batch) -> DecodedCrystals:
+    """The ground-truth crystals of a PyG batch in the same container (for writing truths)."""
+    return DecodedCrystals(batch.frac_coords, batch.atom_types, batch.lengths.view(-1, 3),
+                           batch.angles.view(-1, 3), batch.num_atoms)
+
+
+@torch.no_grad()
+def reconstruct_batch(model, batch, sampling_cfg, *, sampler="ald", steps=None, generator=None):
+    """CDVAE reconstruction: z = μ(crystal) (deterministic), then decode. -> DecodedCrystals."""
+    _, _, z = model.encode(batch, sample=False)
+    return decode_latents(model, z, sampling_cfg, sampler=sampler, steps=steps, generator=generator)
+
+
+def optimize_latents(model, z0, *, steps=5000, decode_every=555, lr=1e-3, on_snapshot=None):
+    """CDVAE's property optimisation: Adam on z (B, latent) to *minimise* the property head's prediction.
+
+    After the updates with index i where i % decode_every == 0 and after the last one, calls
+    ``on_snapshot(i, z.detach())`` (CDVAE: 5,000 steps, every 555 -> 11 snapshots). Returns the final z."""
+    z = z0.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
+    for i in range(steps):
+        opt.zero_grad()
+        model.predict_property(z).sum().backward()
+        opt.step()
+        if on_snapshot is not None and (i % decode_every == 0 or i == steps - 1):
+            on_snapshot(i, z.detach().clone())
+    return z.detach()
+
+
+def success_rates(best_values, thresholds: dict[str, float]) -> dict[str, float]:
+    """Fraction of starting crystals whose best valid predicted property is ≤ each threshold.
+
+    ``best_values``: (M,) floats, NaN where no snapshot was valid (counts as failure)."""
+    values = torch.as_tensor(best_values, dtype=torch.float64)
+    ok = torch.isfinite(values)
+    return {name: float(((values <= thr) & ok).double().mean()) for name, thr in thresholds.items()}
