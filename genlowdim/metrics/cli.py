@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="valid crystals drawn for the property statistics (default 1000)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all usable cores)")
     p.add_argument("--data-dir", default=None, help="folder holding the datasets (for name:split)")
+    p.add_argument("--no-unique", action="store_true",
+                   help="skip uniqueness (slow for single-element sets such as carbon_24)")
     p.add_argument("--pair-by", choices=("auto", "order", "id"), default="auto",
                    help="reconstruction: pair predictions with truths by id or by order (auto: id "
                    "when every truth id has a prediction)")
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             report = evaluate_generation(
                 structures, reference, dataset=dataset, struct_cutoff=cut[0], comp_cutoff=cut[1],
                 train_structures=train, num_property_samples=args.num_property_samples, seed=args.seed,
-                workers=args.workers, out_dir=args.out, ids=ids,
+                workers=args.workers, out_dir=args.out, ids=ids, compute_unique=not args.no_unique,
                 reference_cache_key=args.reference if _is_dataset_ref(args.reference) else None)
         except ValueError as err:
             from genlowdim.cli import UsageError

@@ -24,7 +24,7 @@ import numpy as np
 
 from genlowdim.metrics.composition import compositional_validity
 from genlowdim.metrics.coverage import coverage
-from genlowdim.metrics.fingerprints import cached_fingerprints, compute_fingerprints, default_workers
+from genlowdim.metrics.fingerprints import cached_fingerprints, default_workers
 from genlowdim.metrics.matching import ANGLE_TOL, LTOL, STOL, novelty, reconstruction, uniqueness
 from genlowdim.metrics.properties import property_statistics, seeded_subsample
 from genlowdim.metrics.result import MetricResult, versions
@@ -76,19 +76,22 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
                         num_property_samples: int = 1000, seed: int = 0, workers: int | None = None,
                         out_dir: str | Path | None = None, reference_cache_key: str | None = None,
                         ids: Sequence[str] | None = None, show_progress: bool = True,
-                        cache_dir: str | Path | None = None) -> dict:
+                        cache_dir: str | Path | None = None, compute_unique: bool = True) -> dict:
     """CDVAE generation metrics of ``structures`` (N pymatgen Structures, ``None`` = unbuildable)
     against ``reference_structures`` (e.g. the test split); see the module docstring for the output.
 
     valid = struct_valid and comp_valid and fingerprints computed (CDVAE marks a crystal whose
-    fingerprint fails invalid). Reference fingerprints are cached on disk (``cache_dir``, default
-    ``$GENLOWDIM_CACHE_DIR`` or ``~/.cache/genlowdim``) keyed on content + ``reference_cache_key``.
+    fingerprint fails invalid). Fingerprints of both sets are cached on disk (``cache_dir``, default
+    ``$GENLOWDIM_CACHE_DIR`` or ``~/.cache/genlowdim``) keyed on content (+ ``reference_cache_key``), so
+    a re-run after a crash or with other thresholds does not recompute them.
+    compute_unique: uniqueness needs O(N * distinct) matcher calls inside one reduced formula, which is
+    slow for single-element sets such as carbon_24; ``False`` skips it (``unique`` is then null).
     """
     s_cut, c_cut, cut_source = resolve_cutoffs(dataset, struct_cutoff, comp_cutoff)
     workers = default_workers() if workers is None else workers
     sv, cv = _validity(structures)
-    fps = compute_fingerprints(structures, workers=workers, show_progress=show_progress,
-                               desc="generated fingerprints")
+    fps, gen_cache = cached_fingerprints(structures, "generated", cache_dir, workers=workers,
+                                         show_progress=show_progress, desc="generated fingerprints")
     ref_fps, cache_info = cached_fingerprints(reference_structures, reference_cache_key, cache_dir,
                                               workers=workers, show_progress=show_progress,
                                               desc="reference fingerprints")
@@ -105,11 +108,12 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
                    s_cut, c_cut, num_generated=len(structures))
     for res in cov.values():
         res.params.update(cutoff_source=cut_source, reference_fingerprint_failures=int((~ref_ok).sum()),
-                          reference_cache=cache_info)
+                          reference_cache=cache_info, generated_cache=gen_cache)
     results.update(cov)
     results.update(property_statistics(structures, valid, reference_structures, property_fn,
                                        reference_properties, num_property_samples, seed))
-    results["unique"] = uniqueness(structures, valid)
+    if compute_unique:
+        results["unique"] = uniqueness(structures, valid)
     if train_structures is not None:
         results["novel"] = novelty(structures, train_structures, valid)
     report = _pack("generation", results, {"seed": seed, "workers": workers,
@@ -158,7 +162,7 @@ def _generation_rows(structures, ids, results, ok, errors, valid, num_samples, s
     near_s[ok], near_c[ok], covered[ok] = prec["struct_dist"], prec["comp_dist"], prec["covered"]
     in_sample = np.zeros(len(structures), bool)
     in_sample[seeded_subsample(valid, num_samples, seed)] = True
-    dup = results["unique"].per_item["duplicate_of"]
+    dup = results["unique"].per_item["duplicate_of"] if "unique" in results else np.full(len(structures), -1)
     novel = results["novel"].per_item["novel"] if "novel" in results else None
     rows = []
     for i in range(len(structures)):

@@ -67,6 +67,13 @@ def test_cutoffs_flag_changes_the_thresholds(files):
     report = json.loads((out / "metrics.json").read_text())
     assert report["params"]["cov_recall"]["struct_cutoff"] == 0.0
     assert report["metrics"]["cov_recall"] == 1.0  # identical sets: distance 0 <= 0
+    assert report["metrics"]["unique"] == 1.0
+    # second run: fingerprints of both sets come from the cache; --no-unique leaves unique null
+    assert main(["evaluate", str(tmp / "ref.extxyz"), "--reference", str(tmp / "ref.extxyz"),
+                 "--cutoffs", "0.0", "0.0", "--out", str(out), "--workers", "1", "--no-unique"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["metrics"]["unique"] is None
+    assert report["params"]["cov_recall"]["generated_cache"]["cache_hit"]
 
 
 def test_unreadable_input_names_the_file(files, capsys):
