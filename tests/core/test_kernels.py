@@ -163,3 +163,23 @@ def test_wrapped_normal_image_count_meets_stated_bound():
     assert math.isclose(total.item(), 1.0, rel_tol=1e-10)
     with pytest.raises(ValueError, match="sigma must be > 0"):
         wrapped_normal_images(0.0)
+
+
+def test_lowrank_kernels_never_form_an_n_by_n_matrix():
+    # n = 50,000: an n x n float64 matrix would need 20 GB; the Woodbury / projection paths need O(B n + n d).
+    n, d = 50_000, 3
+    g = torch.Generator().manual_seed(12)
+    U = torch.linalg.qr(torch.randn(n, d, generator=g, dtype=F64))[0]
+    x = torch.randn(4, n, generator=g, dtype=F64)
+    variance, noise_var = torch.tensor([3.0, 2.0, 1.0], dtype=F64), 0.5
+    score = lowrank_gaussian_score(x, torch.zeros(n, dtype=F64), U, variance, noise_var)
+    # closed form for orthonormal U: -(x - U U^T x)/eta - U diag(1/(v + eta)) U^T x
+    proj = x @ U
+    expected = -(x - proj @ U.T) / noise_var - (proj / (variance + noise_var)) @ U.T
+    torch.testing.assert_close(score, expected)
+    logp = lowrank_gaussian_logpdf(x, torch.zeros(n, dtype=F64), U, variance, noise_var)
+    quad = ((x * x).sum(1) - (proj * proj).sum(1)) / noise_var + (proj**2 / (variance + noise_var)).sum(1)
+    logdet = (n - d) * math.log(noise_var) + (variance + noise_var).log().sum()
+    torch.testing.assert_close(logp, -0.5 * (quad + logdet + n * math.log(2 * math.pi)))
+    w = molrg_posterior_weights(x, U[None], torch.zeros(1, dtype=F64), 0.3)
+    torch.testing.assert_close(w, torch.ones(4, 1, dtype=F64))
