@@ -97,12 +97,14 @@ def train(args: argparse.Namespace) -> int:
         print("note: likelihood runs take about a minute; --resume refits both models")
     with _threads(_env_threads()):
         metrics = run_experiment(cfg, args.out)
-    for label in ("unperturbed", "perturbed"):
+    for label in ("unperturbed", "perturbed", "diffusion"):
         if label in metrics:
             m = metrics[label]
-            print(f"{label:>12}: σ̃={m['perturbation_std']:<6g} σ̂={m['sigma_hat']:.4f} W1={m['w1']:.4f} "
-                  f"support distance={m['support_distance']:.4f} precision={m['precision']:.3f} "
-                  f"recall={m['recall']:.3f}")
+            head = (f"σ̃={m['perturbation_std']:<6g} σ̂={m['sigma_hat']:.4f}" if "sigma_hat" in m
+                    else f"{m['sampler']}, {m['sample_steps']} steps")
+            print(f"{label:>12}: {head} W1={m['w1']:.4f} support distance={m['support_distance']:.4f} "
+                  f"precision={m['precision']:.3f} recall={m['recall']:.3f} "
+                  f"held-out log p={m.get('heldout_loglik', float('nan')):.2f}")
     print(f"W1 between two fresh true samples (floor): {metrics['w1_true_vs_true']:.4f}")
     print(f"wrote {Path(args.out) / 'metrics.json'}")
     return 0

@@ -51,6 +51,21 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class DiffusionConfig:
+    enabled: bool = False            # also train the diffusion baseline on the clean sample
+    hidden: list[int] = field(default_factory=lambda: [128, 128, 128])
+    steps: int = 2000
+    lr: float = 2e-3
+    batch_size: int = 256
+    sigma_min: float = 0.002
+    sigma_max: float = 3.0
+    sample_steps: int = 40
+    sampler: str = "heun"            # a core sampler name
+    likelihood_steps: int = 40       # PF-ODE intervals for the held-out log-likelihood
+    seed: int = 3
+
+
+@dataclass(frozen=True)
 class RunConfig:
     family: str = "likelihood"
     data: DataConfig = field(default_factory=DataConfig)
@@ -58,6 +73,8 @@ class RunConfig:
     fit: FitConfig = field(default_factory=FitConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     compare_unperturbed: bool = True  # also fit σ̃ = 0 on the same data
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    heldout_points: int = 200         # fresh points, perturbed by σ̃, for held-out log-likelihoods
 
 
 @dataclass(frozen=True)

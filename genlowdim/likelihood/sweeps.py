@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from genlowdim.likelihood.config import RunConfig, SweepConfig, check_run_config
-from genlowdim.likelihood.estimators import FitSettings, fit_perturbed_mle
+from genlowdim.likelihood.estimators import FitSettings, fit_perturbed_mle, log_likelihood, perturb
 from genlowdim.likelihood.manifolds import make_manifold
 from genlowdim.likelihood.model import LatentGenerator
 from genlowdim.metrics.vectors import knn_precision_recall, mmd, wasserstein1
@@ -59,8 +59,11 @@ def true_samples(toy, cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def fit_one(cfg: RunConfig, toy, train: torch.Tensor, fresh: torch.Tensor, perturbation_std: float,
-            show_progress: bool = False) -> tuple[dict, LatentGenerator]:
-    """Fit one model on ``train`` with instance noise σ̃ and evaluate it; returns (metrics, model)."""
+            show_progress: bool = False, heldout: torch.Tensor | None = None) -> tuple[dict, LatentGenerator]:
+    """Fit one model on ``train`` with instance noise σ̃ and evaluate it; returns (metrics, model).
+
+    ``heldout: (m, D)``: perturbed fresh points whose mean log-likelihood (the fit's estimator) is reported.
+    """
     model = build_model(cfg)
     result = fit_perturbed_mle(train, model, perturbation_std, fit_settings(cfg),
                                torch.Generator().manual_seed(cfg.fit.seed), show_progress=show_progress)
@@ -71,7 +74,35 @@ def fit_one(cfg: RunConfig, toy, train: torch.Tensor, fresh: torch.Tensor, pertu
     metrics.update(perturbation_std=perturbation_std, sigma_hat=model.sigma.item(),
                    w1_with_noise=wasserstein1(noisy, fresh)["value"], fit_seconds=result.seconds,
                    final_objective=result.history[-1]["objective"], ess_mean=result.history[-1]["ess"])
+    if heldout is not None:
+        f = cfg.fit
+        with torch.no_grad():
+            est = log_likelihood(model, heldout, f.method, num_nodes=f.num_nodes, rule=f.rule,
+                                 num_samples=f.num_samples, encoder=result.encoder,
+                                 generator=torch.Generator().manual_seed(cfg.eval.seed))
+        metrics["heldout_loglik"] = float(est.value.mean())
     return metrics, model
+
+
+def run_diffusion(cfg: RunConfig, toy, train: torch.Tensor, fresh: torch.Tensor,
+                  heldout: torch.Tensor | None) -> tuple[dict, torch.Tensor]:
+    """Train the core-based diffusion baseline on the clean sample and evaluate it like the fits."""
+    from genlowdim.likelihood.diffusion import (DiffusionSettings, diffusion_log_likelihood, sample_diffusion,
+                                                train_diffusion)
+
+    d = cfg.diffusion
+    settings = DiffusionSettings(tuple(d.hidden), d.steps, d.lr, d.batch_size, d.sigma_min, d.sigma_max,
+                                 d.sample_steps, d.sampler, d.likelihood_steps)
+    torch.manual_seed(d.seed)
+    denoiser, seconds = train_diffusion(train, settings, torch.Generator().manual_seed(d.seed))
+    fake = sample_diffusion(denoiser, cfg.eval.num_samples, train.shape[1], settings,
+                            torch.Generator().manual_seed(cfg.eval.seed))
+    metrics = evaluate_samples(toy, fake, fresh, cfg.eval.k)
+    metrics.update(fit_seconds=seconds, sampler=d.sampler, sample_steps=d.sample_steps)
+    if heldout is not None and cfg.data.perturbation_std > 0:
+        ll = diffusion_log_likelihood(denoiser, heldout, cfg.data.perturbation_std, settings)
+        metrics["heldout_loglik"] = float(ll.mean())
+    return metrics, fake
 
 
 def run_experiment(cfg: RunConfig, out: str | Path | None = None, show_progress: bool = True) -> dict:
@@ -89,17 +120,25 @@ def run_experiment(cfg: RunConfig, out: str | Path | None = None, show_progress:
     reference = toy.sample(cfg.eval.num_samples, torch.Generator().manual_seed(20_000 + cfg.eval.seed))
     metrics: dict = {"config": to_dict(cfg), "sample_kind": "noise-free g(Z)",
                      "w1_true_vs_true": wasserstein1(reference, fresh)["value"]}
+    heldout = perturb(fresh[:cfg.heldout_points], cfg.data.perturbation_std,
+                      torch.Generator().manual_seed(30_000 + cfg.eval.seed))
     labels = (["unperturbed"] if cfg.compare_unperturbed else []) + ["perturbed"]
     models, samples = {}, {}
     for label in labels:
         std = 0.0 if label == "unperturbed" else cfg.data.perturbation_std
-        metrics[label], models[label] = fit_one(cfg, toy, train, fresh, std, show_progress)
+        metrics[label], models[label] = fit_one(cfg, toy, train, fresh, std, show_progress, heldout)
         samples[label] = models[label].sample(cfg.eval.num_samples, torch.Generator().manual_seed(cfg.eval.seed))
         for key in ("w1", "sigma_hat", "support_distance", "mmd2", "precision", "recall"):
             metrics[f"{key}_{label}"] = metrics[label][key]
         if out is not None:
             write_json(Path(out) / "metrics.json", metrics)
+    if cfg.diffusion.enabled:
+        metrics["diffusion"], samples["diffusion"] = run_diffusion(cfg, toy, train, fresh, heldout)
+        for key in ("w1", "support_distance", "mmd2", "precision", "recall"):
+            metrics[f"{key}_diffusion"] = metrics["diffusion"][key]
+    metrics["heldout_perturbation_std"] = cfg.data.perturbation_std
     if out is not None:
+        write_json(Path(out) / "metrics.json", metrics)
         save_checkpoint(Path(out) / "model.pt", {"family": "likelihood", "config": to_dict(cfg),
                         "models": {k: m.state_dict() for k, m in models.items()}})
         plot_samples(fresh, samples, Path(out) / "samples.png", title=f"{cfg.data.manifold} in "
