@@ -139,11 +139,10 @@ def _mask_self(dist2: torch.Tensor, is_self: torch.Tensor, lower: torch.Tensor, 
 
 def _nearest_in_rows(dist2: torch.Tensor, row: torch.Tensor, b: torch.Tensor, pair_limit2: torch.Tensor,
                      k: int) -> tuple[torch.Tensor, ...]:
-    """(pair, shift, squared length) of each centre's k nearest candidates within the limit.
+    """(pair, shift, squared length) of the candidates of each centre up to its k-th smallest length
+    (with a rounding tolerance, so exact ties are all kept; the caller truncates on exact lengths).
 
-    Candidates are laid out one row per centre, (neighbour b, shift) along the row; topk gives the k-th
-    smallest length per row, every candidate up to it is taken in index order, and a stable sort on
-    (row, length) breaks exact ties by that order (lower neighbour index, then earlier shift)."""
+    Candidates are laid out one row per centre, (neighbour b, shift) along the row."""
     num_rows, n_max, width = int(row.max()) + 1, int(b.max()) + 1, dist2.shape[1]
     if dist2.shape[0] == num_rows * n_max:  # every crystal of the chunk has n_max atoms: a plain view
         table = dist2.view(num_rows, n_max * width)
@@ -153,18 +152,11 @@ def _nearest_in_rows(dist2: torch.Tensor, row: torch.Tensor, b: torch.Tensor, pa
         table = table.view(num_rows, n_max * width)
     row_first_pair = (b == 0).nonzero().view(-1)  # pairs are centre-major, so rows appear in order
     kth = torch.topk(table, min(k, table.shape[1]), dim=1, largest=False, sorted=False).values.amax(1)
-    limit2 = torch.minimum(kth, pair_limit2.index_select(0, row_first_pair))
+    tie_tolerance = 1.0 + 1e3 * torch.finfo(dist2.dtype).eps
+    limit2 = torch.minimum(kth * tie_tolerance, pair_limit2.index_select(0, row_first_pair))
     flat = (table <= limit2.unsqueeze(1)).view(-1).nonzero().view(-1)
     found2 = table.view(-1).index_select(0, flat)
     cand_row = torch.div(flat, table.shape[1], rounding_mode="floor")
-    excess = torch.bincount(cand_row, minlength=num_rows) > k  # rows with exact ties at the k-th length
-    if bool(excess.any()):
-        tied = excess.index_select(0, cand_row)
-        ranked = tied.nonzero().view(-1)
-        ranked = ranked.index_select(0, _rank_below(cand_row.index_select(0, ranked),
-                                                    found2.index_select(0, ranked), num_rows, k))
-        keep = torch.cat([(~tied).nonzero().view(-1), ranked])
-        flat, found2, cand_row = flat.index_select(0, keep), found2.index_select(0, keep), cand_row.index_select(0, keep)
     col = flat % table.shape[1]
     pair_idx = row_first_pair.index_select(0, cand_row) + torch.div(col, width, rounding_mode="floor")
     return pair_idx, col % width, found2
@@ -249,6 +241,23 @@ def _search_nearest(pos: torch.Tensor, lattice: torch.Tensor, batch: torch.Tenso
     return tuple(torch.cat([a.index_select(0, keep), b]) for a, b in zip(first, second))
 
 
+def _offsets_cartesian(offsets: torch.Tensor, lattice: torch.Tensor, crystal: torch.Tensor) -> torch.Tensor:
+    """offsets (E, 3) @ lattice[crystal] -> (E, 3), as three broadcast multiply-adds (faster than a batch
+    of 3x3 products)."""
+    rows = lattice.reshape(-1, 9).index_select(0, crystal)
+    o = offsets.to(lattice.dtype)
+    return o[:, 0:1] * rows[:, 0:3] + o[:, 1:2] * rows[:, 3:6] + o[:, 2:3] * rows[:, 6:9]
+
+
+def _canonical_order(centre: torch.Tensor, length: torch.Tensor, num_nodes: int, k: int | None) -> torch.Tensor:
+    """Edges sorted by (centre, length, neighbour, offset); with k only the first k of each centre.
+
+    The search emits each centre's edges together, in (neighbour, offset) order (pairs are centre-major,
+    neighbours in index order, window shifts lexicographic), so one stable sort on (centre, length)
+    gives this order whatever the grouping of crystals into chunks."""
+    return _rank_below(centre, length, num_nodes, k)
+
+
 def periodic_radius_graph(pos: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor, cutoff: float,
                           max_neighbors: int | None = None) -> PeriodicGraph:
     """All periodic neighbours within ``cutoff`` Å of every atom of a batch of crystals.
@@ -256,9 +265,9 @@ def periodic_radius_graph(pos: torch.Tensor, lattice: torch.Tensor, batch: torch
     pos: (N, 3) Cartesian Å (any position, wrapped internally); lattice: (B, 3, 3) rows = lattice vectors;
     batch: (N,) long crystal index of each atom. Self-pairs are excluded at zero offset and included at
     nonzero offsets (an atom sees its own images when the cell is smaller than the cutoff).
-    With ``max_neighbors = k`` each centre keeps its k nearest edges (ties: earlier generated edge first,
-    i.e. lower neighbour position in its crystal, then lexicographically smaller search shift).
-    Edges are sorted by (centre, distance). Works for any cell shape and any cell size.
+    With ``max_neighbors = k`` each centre keeps its k nearest edges; exact ties at the k-th distance go
+    to the lower neighbour index, then the lexicographically smaller offset. Edges come out sorted by
+    (centre, distance, neighbour, offset). Works for any cell shape and any cell size.
     """
     _check_inputs(pos, lattice, batch, cutoff, max_neighbors)
     with torch.no_grad():
@@ -268,12 +277,13 @@ def periodic_radius_graph(pos: torch.Tensor, lattice: torch.Tensor, batch: torch
         else:
             neighbour, centre, offsets, _ = _search_nearest(pos.detach(), lattice.detach(), batch, cutoff,
                                                             max_neighbors)
-    edge_vec = pos.index_select(0, neighbour) - pos.index_select(0, centre) + torch.einsum(
-        "ei,eij->ej", offsets.to(pos.dtype), lattice.index_select(0, batch.index_select(0, centre)))
+    edge_vec = pos.index_select(0, neighbour) - pos.index_select(0, centre) + _offsets_cartesian(
+        offsets, lattice, batch.index_select(0, centre))
     edge_len = edge_vec.norm(dim=-1)
     inside = (edge_len.detach() <= cutoff).nonzero().view(-1)
-    keep = inside.index_select(0, _rank_below(centre.index_select(0, inside),
-                                              edge_len.detach().index_select(0, inside), pos.shape[0], None))
+    keep = inside.index_select(0, _canonical_order(centre.index_select(0, inside),
+                                                   edge_len.detach().index_select(0, inside), pos.shape[0],
+                                                   max_neighbors))
     return PeriodicGraph(edge_index=torch.stack([neighbour.index_select(0, keep), centre.index_select(0, keep)]),
                          cell_offsets=offsets.index_select(0, keep), edge_vec=edge_vec.index_select(0, keep),
                          edge_len=edge_len.index_select(0, keep))

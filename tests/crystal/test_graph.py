@@ -129,12 +129,24 @@ def test_max_neighbors_keeps_exactly_the_k_nearest():
     assert set(edge_keys(cut.edge_index[1], cut.edge_index[0], cut.cell_offsets, n).tolist()) <= full_keys
 
 
-def test_ties_are_broken_deterministically():
-    # cubic cell: the 6 nearest images are exactly tied; asking for 3 must give the same 3 every time
+def test_ties_are_broken_by_index():
+    # cubic cell: the 6 nearest images are exactly tied; k = 3 keeps the lexicographically smallest offsets
     args = (torch.zeros(1, 3), 3.0 * torch.eye(3).unsqueeze(0), torch.zeros(1, dtype=torch.long), 3.5)
-    first = periodic_radius_graph(*args, max_neighbors=3).cell_offsets
+    expected = torch.tensor([[-1, 0, 0], [0, -1, 0], [0, 0, -1]])
     for _ in range(3):
-        assert torch.equal(periodic_radius_graph(*args, max_neighbors=3).cell_offsets, first)
+        assert torch.equal(periodic_radius_graph(*args, max_neighbors=3).cell_offsets, expected)
+
+
+@pytest.mark.parametrize("factor", [0.3, 100.0])
+def test_first_pass_radius_does_not_change_the_result(monkeypatch, factor):
+    """The k-nearest search first looks within a radius guessed from the density; a guess too small
+    (every crystal searched again) or too large (plain cutoff) must give the same graph."""
+    structures = random_skewed_structures(seed=19, count=10)
+    pos, lattice, batch = batch_of(structures)
+    base = periodic_radius_graph(pos, lattice, batch, 6.0, max_neighbors=9)
+    monkeypatch.setattr(graph_module, "_K_RADIUS_FACTOR", factor)
+    other = periodic_radius_graph(pos, lattice, batch, 6.0, max_neighbors=9)
+    assert torch.equal(other.edge_index, base.edge_index) and torch.equal(other.cell_offsets, base.cell_offsets)
 
 
 def test_gradients_flow_to_pos_and_lattice():
@@ -222,5 +234,13 @@ def test_matches_pymatgen_on_every_perov5_test_crystal():
     path = Path(__file__).resolve().parents[2] / "datasets" / "perov_5" / "test.csv.gz"
     structures = [s for _, s in read_structures(path)]
     assert len(structures) == 3785
-    graph = periodic_radius_graph(*batch_of(structures), 7.0)
+    tensors = batch_of(structures)
+    graph = periodic_radius_graph(*tensors, 7.0)
     assert assert_same_edges(structures, 7.0, graph) > 1_000_000
+    # the 20 nearest per centre (as the model uses them) are the first 20 of the full sorted list
+    nearest = periodic_radius_graph(*tensors, 7.0, max_neighbors=20)
+    centre = graph.edge_index[1]
+    first = torch.cumsum(torch.bincount(centre), 0) - torch.bincount(centre)
+    rank = torch.arange(centre.shape[0]) - first[centre]
+    assert torch.equal(nearest.edge_index[1], centre[rank < 20])
+    torch.testing.assert_close(nearest.edge_len, graph.edge_len[rank < 20])
