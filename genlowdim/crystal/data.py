@@ -267,7 +267,7 @@ def resolve_dataset_path(name: str, split: str, data_dir: str | Path | None = No
 
 
 # ---------------------------------------------------------------- cache
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def cache_dir() -> Path:
@@ -286,6 +286,33 @@ def _content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _pack_records(records: Sequence[CrystalRecord]) -> dict:
+    """Records as a few concatenated arrays (unpickling 10⁴ small arrays is ~20x slower)."""
+    columns = sorted({key for r in records for key in r.properties})
+    return {"material_id": [r.material_id for r in records], "source": [r.source for r in records],
+            "num_atoms": np.array([r.num_atoms for r in records], dtype=np.int64),
+            "frac_coords": np.concatenate([r.frac_coords for r in records]) if records else np.zeros((0, 3)),
+            "atom_types": np.concatenate([r.atom_types for r in records]) if records else np.zeros(0, np.int64),
+            **{name: np.array([getattr(r, name) for r in records]).reshape(-1, *shape)
+               for name, shape in (("lengths", (3,)), ("angles", (3,)), ("lattice", (3, 3)))},
+            "properties": {c: np.array([r.properties.get(c, np.nan) for r in records], dtype=float)
+                           for c in columns},
+            "has_property": {c: np.array([c in r.properties for r in records]) for c in columns}}
+
+
+def _unpack_records(packed: dict) -> list[CrystalRecord]:
+    ends = np.cumsum(packed["num_atoms"])
+    frac = np.split(packed["frac_coords"], ends[:-1])
+    types = np.split(packed["atom_types"], ends[:-1])
+    props = [{} for _ in packed["material_id"]]
+    for column, values in packed["properties"].items():
+        for k in np.nonzero(packed["has_property"][column])[0]:
+            props[k][column] = float(values[k])
+    return [CrystalRecord(material_id, frac[k], types[k], packed["lengths"][k], packed["angles"][k],
+                          packed["lattice"][k], props[k], packed["source"][k])
+            for k, material_id in enumerate(packed["material_id"])]
+
+
 def _cached_build(path: Path, options: tuple, build, use_cache: bool):
     """Records and report from the cache when the file content and options match, else built and stored
     (pickle written atomically; an unreadable or stale cache file is rebuilt)."""
@@ -298,11 +325,12 @@ def _cached_build(path: Path, options: tuple, build, use_cache: bool):
             with open(target, "rb") as fh:
                 payload = pickle.load(fh)
             if payload.get("key") == key:
-                return payload["records"], payload["report"]
+                return _unpack_records(payload["records"]), payload["report"]
         except Exception:  # noqa: BLE001 - a damaged cache file is simply rebuilt
             pass
     records, report = build()
-    atomic_write_bytes(target, pickle.dumps({"key": key, "records": records, "report": report}, protocol=5))
+    packed = {"key": key, "records": _pack_records(records), "report": report}
+    atomic_write_bytes(target, pickle.dumps(packed, protocol=5))
     return records, report
 
 
