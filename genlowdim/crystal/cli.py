@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", default=None)
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--weights", choices=["ema", "raw"], default="ema",
+                   help="EMA weights when the run kept them (default) or the raw optimiser weights")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_reconstruct)
@@ -36,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", default="ald_fast")
     p.add_argument("--sampler-steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weights", choices=["ema", "raw"], default="ema")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_optimize)
@@ -77,7 +80,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     from genlowdim.crystal.api import load_model, reconstruct
     from genlowdim.runtime import resolve_device
 
-    model, cfg = load_model(args.checkpoint, resolve_device(args.device), task="cdvae")
+    model, cfg = load_model(args.checkpoint, resolve_device(args.device), use_ema=args.weights == "ema",
+                            task="cdvae")
     summary = reconstruct(model, cfg, args.split, args.out, num=args.num, batch_size=args.batch_size,
                           seed=args.seed, sampler=args.sampler, steps=args.steps)
     print(f"wrote {summary['count']} predictions and truths to {args.out}; evaluate with\n  genlowdim evaluate "
@@ -91,7 +95,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     from genlowdim.runtime import resolve_device
 
     device = resolve_device(args.device)
-    model, cfg = load_model(args.checkpoint, device, task="cdvae")
+    model, cfg = load_model(args.checkpoint, device, use_ema=args.weights == "ema", task="cdvae")
     prop_model = load_model(args.property_model, device, task="property")[0] if args.property_model else None
     result = optimize_property(model, cfg, args.out, property_name=args.property, num=args.num,
                                steps=args.steps, decode_every=args.decode_every, lr=args.lr,
