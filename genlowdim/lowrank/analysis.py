@@ -296,7 +296,8 @@ def memorisation_cell(cfg, d: int, ratio: float) -> dict:
     gen = torch.Generator().manual_seed(cfg.seed + 7919 * d + per)
     data = make_synthetic(cfg.num_subspaces, cfg.ambient_dim, d, per, generator=gen)
     m, t, s = cfg.model, cfg.train, cfg.sample
-    model = MLPDenoiser(cfg.ambient_dim, hidden=m.hidden, depth=m.depth, sigma_data=m.sigma_data, generator=gen)
+    model = MLPDenoiser(cfg.ambient_dim, hidden=m.hidden, depth=m.depth, sigma_data=m.sigma_data,
+                        fourier_scale=m.fourier_scale, generator=gen)
     train_mlp(model, data.x.float(), steps=t.steps, batch_size=t.batch_size, lr=t.lr,
               noise=noise_distribution(t), generator=gen)
     samples = sample_with(model, cfg.num_samples, cfg.ambient_dim, sampler=s.sampler, steps=s.steps,

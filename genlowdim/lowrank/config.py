@@ -28,6 +28,7 @@ class ModelConfig:
     hidden: int = 256
     depth: int = 3
     sigma_data: float = 1.0
+    fourier_scale: float = 1.0  # std of the random Fourier frequencies of the noise embedding
 
 
 @dataclass(frozen=True)
@@ -100,13 +101,13 @@ class MemorisationConfig:
     ambient_dim: int = 16
     num_subspaces: int = 2
     subspace_dims: list[int] = field(default_factory=lambda: [2, 4])
-    ratios: list[float] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    ratios: list[float] = field(default_factory=lambda: [1, 4, 16, 64])
     num_samples: int = 500
     seed: int = 0
     copy_threshold: float = 0.1  # ||x − nearest training point|| / ||that point|| below this = a copy
     subspace_threshold: float = 0.1  # distance to the union / ||x|| below this = on the subspaces
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(kind="mlp"))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, lr=1e-3, noise="lognormal"))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(kind="mlp", sigma_data=0.5))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, lr=3e-3, noise="lognormal"))
     sample: SampleConfig = field(default_factory=SampleConfig)
 
 
@@ -121,7 +122,7 @@ class DigitsConfig:
     centre: bool = True
     seed: int = 0
     model: ModelConfig = field(default_factory=lambda: ModelConfig(kind="mlp", hidden=512, depth=3,
-                                                                   sigma_data=0.5))
+                                                                   sigma_data=0.5, fourier_scale=4.0))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=3000, lr=1e-3, noise="lognormal"))
     num_trajectories: int = 8
     heun_steps: int = 18

@@ -74,7 +74,7 @@ class LowRankDenoiser(nn.Module):
 class FourierEmbedding(nn.Module):
     """Random Fourier features of a scalar noise code (EDM/NCSN++ style); frequencies are a buffer."""
 
-    def __init__(self, dim: int, scale: float = 4.0, generator: torch.Generator | None = None):
+    def __init__(self, dim: int, scale: float = 1.0, generator: torch.Generator | None = None):
         super().__init__()
         self.register_buffer("freqs", torch.randn(dim // 2, generator=generator) * scale)
 
@@ -90,12 +90,12 @@ class MLPDenoiser(nn.Module):
     """
 
     def __init__(self, dim: int, hidden: int = 256, depth: int = 3, sigma_data: float = 1.0,
-                 embed_dim: int = 64, generator: torch.Generator | None = None):
+                 embed_dim: int = 64, fourier_scale: float = 1.0, generator: torch.Generator | None = None):
         super().__init__()
         if depth < 1 or hidden < 1:
             raise ValueError(f"MLPDenoiser: need depth >= 1 and hidden >= 1, got {depth}, {hidden}")
         self.dim, self.sigma_data = dim, float(sigma_data)
-        self.embed = FourierEmbedding(embed_dim, generator=generator)
+        self.embed = FourierEmbedding(embed_dim, scale=fourier_scale, generator=generator)
         layers: list[nn.Module] = [nn.Linear(dim + embed_dim, hidden), nn.SiLU()]
         for _ in range(depth - 1):
             layers += [nn.Linear(hidden, hidden), nn.SiLU()]

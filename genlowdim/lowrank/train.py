@@ -137,7 +137,7 @@ def build_model(cfg, generator: torch.Generator | None = None, init_bases: torch
     data, m = cfg.data, cfg.model
     if m.kind == "mlp":
         return MLPDenoiser(data.ambient_dim, hidden=m.hidden, depth=m.depth, sigma_data=m.sigma_data,
-                           generator=generator)
+                           fourier_scale=m.fourier_scale, generator=generator)
     if init_bases is not None:
         return LowRankDenoiser.from_bases(init_bases.to(torch.float32), mode=m.mode)
     return LowRankDenoiser(data.num_subspaces, data.ambient_dim, data.subspace_dim, mode=m.mode,
