@@ -75,16 +75,10 @@ def _make_record(material_id: str, params: Sequence[float], atom_types: Sequence
         properties=dict(properties or {}), source=source)
 
 
-class _RowError(Exception):
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-
-
 def _check_cell(lattice, where: str) -> None:
     if not (np.all(np.asarray(lattice.abc) > 0) and lattice.volume > _MIN_VOLUME):
-        raise _RowError("non-positive volume", f"{where}: degenerate cell (lengths {np.round(lattice.abc, 4)}"
-                                               f" Å, volume {lattice.volume:.3g} Å³)")
+        raise StructureReadError(f"{where}: degenerate cell (lengths {np.round(lattice.abc, 4)} Å, volume "
+                                 f"{lattice.volume:.3g} Å³)", "non-positive volume")
 
 
 def record_from_structure(structure, material_id: str, properties: dict | None = None, niggli: bool = True,
@@ -92,7 +86,8 @@ def record_from_structure(structure, material_id: str, properties: dict | None =
     """CDVAE preprocessing of a pymatgen ``Structure`` (ordered; sites keep their order): optional Niggli
     reduction, lattice rebuilt from its parameters, fractional coordinates kept (wrapped into [0, 1))."""
     if not structure.is_ordered:
-        raise _RowError("disordered site", f"{source or material_id}: partial occupancies are not supported")
+        raise StructureReadError(f"{source or material_id}: partial occupancies are not supported",
+                                 "disordered site")
     _check_cell(structure.lattice, source or str(material_id))
     if niggli:
         structure = structure.get_reduced_structure()
@@ -128,10 +123,11 @@ def _fast_record(entry: Entry, niggli: bool) -> CrystalRecord | None:
 
 def _check_record(record: CrystalRecord, max_atoms: int | None, prop: str | None) -> None:
     if max_atoms is not None and record.num_atoms > max_atoms:
-        raise _RowError("too many atoms", f"{record.source}: {record.num_atoms} atoms > max_atoms {max_atoms}")
+        raise StructureReadError(f"{record.source}: {record.num_atoms} atoms > max_atoms {max_atoms}",
+                                 "too many atoms")
     if prop is not None and not math.isfinite(record.properties.get(prop, math.nan)):
-        raise _RowError("NaN property", f"{record.source}: property {prop!r} is missing or not finite "
-                                        f"({record.properties.get(prop)})")
+        raise StructureReadError(f"{record.source}: property {prop!r} is missing or not finite "
+                                 f"({record.properties.get(prop)})", "NaN property")
 
 
 def _process_entry(entry: Entry, options: tuple) -> CrystalRecord | tuple[str, str, str]:
@@ -145,8 +141,6 @@ def _process_entry(entry: Entry, options: tuple) -> CrystalRecord | tuple[str, s
         _check_record(record, max_atoms, prop)
         return record
     except StructureReadError as err:
-        return err.reason, entry.source, str(err)
-    except _RowError as err:
         return err.reason, entry.source, str(err)
     except Exception as err:  # noqa: BLE001 - any other failure on a row is reported, not fatal
         return "unparsable structure", entry.source, f"{entry.source}: {type(err).__name__}: {err}"

@@ -23,15 +23,15 @@ from genlowdim.crystal.lattice import lattice_heights
 
 __all__ = ["PeriodicGraph", "periodic_radius_graph", "MAX_CANDIDATES_PER_CHUNK"]
 
-# candidate (pair, shift) combinations evaluated at once: a (2**22,) float64 table is 32 MiB, the
-# (2**22, 10) pair-feature matmul never materialises more than that
+# candidate (pair, shift) combinations evaluated at once: a (2**22,) float64 table is 32 MiB; with its
+# mask and index tensors one chunk stays near 100-150 MiB
 MAX_CANDIDATES_PER_CHUNK = 2 ** 22
 # the search keeps candidates up to cutoff * (1 + margin); the exact cut is made on the final lengths
 _SEARCH_MARGIN = 1e-5
 
 
 class PeriodicGraph(NamedTuple):
-    """Edges of a periodic radius graph (E edges), sorted by (centre, distance, generation order).
+    """Edges of a periodic radius graph (E edges), sorted by (centre, distance, neighbour, offset).
 
     edge_index: (2, E) long, row 0 = neighbour/source j, row 1 = centre i (PyG "source_to_target").
     cell_offsets: (E, 3) long, the integer lattice image of j.

@@ -1,16 +1,12 @@
 """Structure I/O: folders of CIFs, single/multi-block CIF, extxyz (ASE), CDVAE-style CSV, genlowdim JSON.
 
-Every reader accepts ``.gz`` files transparently. Readers first list *entries* (one per CSV row, CIF block,
-extxyz frame or JSON item, each with an id and a ``"file:index"`` source) and then turn entries into
-pymatgen ``Structure`` objects, so a loader can parse entries in parallel and report the bad ones by file
-and row instead of failing on the first (see ``genlowdim.crystal.data``). Failures raise
-``StructureReadError`` naming the file and the row/block/frame.
-
-CIF parsing: symmetry-free P1 CIFs as written by pymatgen (every CDVAE dataset) take a fast path that
-reads cell parameters and the atom-site loop directly and builds the same ``Structure`` pymatgen's
-``CifParser`` would (coordinates wrapped into [0, 1), sites sorted by electronegativity); anything else
-(symmetry operations, partial occupancy, oxidation-state labels, uncertainties, odd quoting) goes through
-``CifParser``. A test checks both paths agree on CDVAE rows.
+Readers accept ``.gz`` transparently. They first list *entries* (one per CSV row, CIF block, extxyz frame
+or JSON item, with an id and a ``"file:index"`` source), then turn entries into pymatgen ``Structure``s,
+so a loader can parse in parallel and report bad rows by file and row (``genlowdim.crystal.data``).
+Failures raise ``StructureReadError`` naming the file and the row/block/frame. Plain P1 CIFs (all CDVAE
+data) take a fast path that builds the ``Structure`` ``CifParser`` would (coordinates wrapped into [0, 1),
+sites sorted by electronegativity; checked against it in the tests); anything else (symmetry operations,
+partial occupancy, oxidation states, uncertainties, quoting) goes through ``CifParser``.
 """
 from __future__ import annotations
 
@@ -61,14 +57,12 @@ class Entry(NamedTuple):
     properties: dict
 
 
-def _base_suffix(path: Path) -> str:
-    name = path.name.lower()
-    return Path(name[:-3]).suffix if name.endswith(".gz") else path.suffix.lower()
+def _base_suffix(path: Path) -> str:  # "a.cif.gz" -> ".cif"
+    return Path(path.name[:-3] if path.name.lower().endswith(".gz") else path.name).suffix.lower()
 
 
-def _stem(path: Path) -> str:
-    name = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
-    return Path(name).stem
+def _stem(path: Path) -> str:  # "a.cif.gz" -> "a"
+    return Path(path.name[:-3] if path.name.lower().endswith(".gz") else path.name).stem
 
 
 def _read_text(path: Path) -> str:
@@ -104,16 +98,6 @@ class P1Cell(NamedTuple):
     symbols: list
     frac_coords: np.ndarray
     labels: list | None
-
-
-def _fast_p1_cif(text: str) -> Structure | None:
-    """``Structure`` from a plain P1 CIF, as ``CifParser`` builds it (sites sorted by electronegativity);
-    None when the CIF is not that simple."""
-    cell = parse_p1_cif(text)
-    if cell is None:
-        return None
-    lattice = Lattice.from_parameters(*cell.params)
-    return Structure(lattice, cell.symbols, cell.frac_coords, labels=cell.labels).get_sorted_structure()
 
 
 def parse_p1_cif(text: str) -> P1Cell | None:
@@ -201,9 +185,10 @@ def _has_overlaps(coords: np.ndarray, tol: float = 1e-3) -> bool:
 
 def parse_cif(text: str, where: str = "<string>") -> Structure:
     """One CIF block -> ``Structure`` (fast P1 path, else pymatgen ``CifParser``; see module docstring)."""
-    structure = _fast_p1_cif(text)
-    if structure is not None:
-        return structure
+    cell = parse_p1_cif(text)
+    if cell is not None:  # built as CifParser builds it: sites sorted by electronegativity
+        return Structure(Lattice.from_parameters(*cell.params), cell.symbols, cell.frac_coords,
+                         labels=cell.labels).get_sorted_structure()
     from pymatgen.io.cif import CifParser
 
     try:
@@ -234,17 +219,18 @@ def _csv_entries(path: Path) -> list[Entry]:
                                  f"found columns {reader.fieldnames}")
     entries = []
     for k, row in enumerate(reader):
-        properties = {}
-        for key, value in row.items():
-            if key in _NON_PROPERTY_COLUMNS or key is None:
-                continue
-            try:
-                properties[key] = float(value)
-            except (TypeError, ValueError):
-                pass
+        numbers = {key: _as_float(value) for key, value in row.items() if key not in _NON_PROPERTY_COLUMNS}
+        properties = {key: value for key, value in numbers.items() if key is not None and value is not None}
         material_id = (row.get("material_id") or "").strip() or str(k)
         entries.append(Entry(material_id, f"{path}:{k}", "cif", row["cif"], properties))
     return entries
+
+
+def _as_float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 # ---------------------------------------------------------------- extxyz
@@ -329,11 +315,10 @@ def entry_to_structure(entry: Entry) -> Structure:
 def _check_elements(structure: Structure, where: str) -> None:
     from pymatgen.core import DummySpecies
 
-    for k, site in enumerate(structure):
-        for species in site.species:
-            if isinstance(species, DummySpecies):
-                raise StructureReadError(f"{where}: site {k} has unknown element {str(species)!r}",
-                                         "unknown element")
+    bad = [(k, sp) for k, site in enumerate(structure) for sp in site.species if isinstance(sp, DummySpecies)]
+    if bad:
+        raise StructureReadError(f"{where}: site {bad[0][0]} has unknown element {str(bad[0][1])!r}",
+                                 "unknown element")
 
 
 def read_structures(path: str | Path) -> list[tuple[str, Structure]]:
@@ -343,7 +328,7 @@ def read_structures(path: str | Path) -> list[tuple[str, Structure]]:
 
 
 def read_json(path: str | Path) -> list[tuple[str, Structure]]:
-    """Structures from a file written by :func:`write_json`."""
+    """Structures from a file written by :func:`write_json` (``read_structures`` reads it too)."""
     return [(e.material_id, entry_to_structure(e)) for e in _json_entries(Path(path))]
 
 
@@ -379,11 +364,9 @@ def write_cif(structures: Sequence[Structure], path: str | Path, ids: Sequence[s
         _write(path, "".join(_cif_text(s, n) for s, n in zip(structures, names)))
         return [path]
     path.mkdir(parents=True, exist_ok=True)
-    out = []
-    for structure, name in zip(structures, names):
-        target = path / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', name)}.cif"
+    out = [path / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', name)}.cif" for name in names]
+    for structure, name, target in zip(structures, names, out):
         _write(target, _cif_text(structure, name))
-        out.append(target)
     return out
 
 
@@ -394,16 +377,13 @@ def write_extxyz(structures: Sequence[Structure], path: str | Path, ids: Sequenc
     import ase.io
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    path, names = Path(path), _ids(structures, ids)
-    frames = []
-    for k, (structure, name) in enumerate(zip(structures, names)):
-        atoms = AseAtomsAdaptor.get_atoms(structure)
-        atoms.info = {"material_id": name}
-        for key, values in (info or {}).items():
-            if len(values) != len(structures):
-                raise ValueError(f"info[{key!r}] has {len(values)} values for {len(structures)} structures")
-            atoms.info[key] = values[k]
-        frames.append(atoms)
+    path, names, info = Path(path), _ids(structures, ids), dict(info or {})
+    for key, values in info.items():
+        if len(values) != len(structures):
+            raise ValueError(f"info[{key!r}] has {len(values)} values for {len(structures)} structures")
+    frames = [AseAtomsAdaptor.get_atoms(s) for s in structures]
+    for k, (atoms, name) in enumerate(zip(frames, names)):
+        atoms.info = {"material_id": name, **{key: values[k] for key, values in info.items()}}
     buffer = io.StringIO()
     ase.io.write(buffer, frames, format="extxyz")
     _write(path, buffer.getvalue())

@@ -40,7 +40,9 @@ def _check_batch(n: int, batch: torch.Tensor, num_graphs: int, what: str) -> Non
 
 def expand_per_graph(values: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
     """Per-crystal values ``(B, ...)`` -> per-atom values ``(N, ...)`` using ``batch: (N,)``."""
-    _check_batch(batch.shape[0] if batch.dim() == 1 else -1, batch, values.shape[0], "values")
+    if batch.dim() != 1:
+        raise ValueError(f"batch must be one-dimensional (N,), got shape {tuple(batch.shape)}")
+    _check_batch(batch.shape[0], batch, values.shape[0], "values")
     return values.index_select(0, batch)
 
 
