@@ -96,16 +96,14 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
                                               workers=workers, show_progress=show_progress,
                                               desc="reference fingerprints")
     ok, ref_ok = fps.ok, ref_fps.ok
-    if not ok.any() or not ref_ok.any():
-        raise ValueError(f"no fingerprints to compare: {int(ok.sum())} generated and "
-                         f"{int(ref_ok.sum())} reference crystals have them")
+    if not ref_ok.any():
+        raise ValueError(f"none of the {len(reference_structures)} reference crystals has fingerprints")
     valid = sv.per_item["valid"] & cv.per_item["valid"] & ok
     results: dict[str, MetricResult] = {"struct_valid": sv, "comp_valid": cv}
     results["valid"] = MetricResult("valid", float(valid.mean()), {
         "definition": "struct_valid and comp_valid and fingerprint computed (CDVAE)",
         "num_valid": int(valid.sum()), "num_fingerprint_failures": int((~ok).sum())}, {"valid": valid})
-    cov = coverage(fps.struct[ok], fps.comp[ok], ref_fps.struct[ref_ok], ref_fps.comp[ref_ok],
-                   s_cut, c_cut, num_generated=len(structures))
+    cov = _coverage_or_empty(fps, ref_fps, s_cut, c_cut, len(structures))
     for res in cov.values():
         res.params.update(cutoff_source=cut_source, reference_fingerprint_failures=int((~ref_ok).sum()),
                           reference_cache=cache_info, generated_cache=gen_cache)
@@ -125,6 +123,24 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
         _plot_histograms(Path(out_dir), structures, valid, reference_structures, num_property_samples, seed,
                          results["wdist_prop"].per_item)
     return report
+
+
+def _coverage_or_empty(fps, ref_fps, s_cut: float, c_cut: float, n_all: int) -> dict[str, MetricResult]:
+    """``coverage`` on the rows with fingerprints; when no generated crystal has one, nothing is covered
+    (COV-R = COV-P = 0) and the mean distances are undefined (null)."""
+    ok, ref_ok = fps.ok, ref_fps.ok
+    if ok.any():
+        return coverage(fps.struct[ok], fps.comp[ok], ref_fps.struct[ref_ok], ref_fps.comp[ref_ok],
+                        s_cut, c_cut, num_generated=n_all)
+    params = {"struct_cutoff": s_cut, "comp_cutoff": c_cut, "num_generated": n_all,
+              "num_generated_with_fingerprints": 0, "num_reference": int(ref_ok.sum()),
+              "note": "no generated crystal has fingerprints"}
+    nan = np.full(0, np.nan)
+    out = {name: MetricResult(name, 0.0, params, {"struct_dist": nan, "comp_dist": nan, "covered": nan})
+           for name in ("cov_recall", "cov_precision")}
+    out.update({name: MetricResult(name, None, params) for name in
+                ("amsd_recall", "amsd_precision", "amcd_recall", "amcd_precision")})
+    return out
 
 
 def evaluate_reconstruction(predictions: Sequence, truths: Sequence, *, stol: float = STOL,

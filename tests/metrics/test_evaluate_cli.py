@@ -129,3 +129,16 @@ def test_unknown_dataset_is_a_usage_error(files, capsys):
                  "--dataset", "perov_6", "--out", str(tmp / "o"), "--workers", "1"]) == 2
     err = capsys.readouterr().err
     assert "perov_6" in err and "perov_5" in err
+
+
+def test_no_generated_fingerprint_means_nothing_is_covered(tmp_path, monkeypatch):
+    from genlowdim.metrics.evaluate import evaluate_generation
+
+    monkeypatch.setenv("GENLOWDIM_QUIET", "1")
+    ref = list(perov_structures(2))
+    report = evaluate_generation([None, None], ref, dataset="perov_5", workers=1,
+                                 cache_dir=tmp_path, show_progress=False)
+    m = report["metrics"]
+    assert m["struct_valid"] == 0.0 and m["valid"] == 0.0
+    assert m["cov_recall"] == 0.0 and m["cov_precision"] == 0.0 and m["amsd_recall"] is None
+    assert report["params"]["struct_valid"]["invalid_reasons"]["construction_failed"] == 2
