@@ -79,6 +79,14 @@ def gaussian_log_density(y: torch.Tensor, means: torch.Tensor, sigma: torch.Tens
     return -0.5 * sq / sigma**2 - dim * torch.log(sigma) - 0.5 * dim * math.log(2 * math.pi)
 
 
+def paired_gaussian_log_density(y: torch.Tensor, means: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """log N(y_b; means_bm, σ²I): ``y: (B, D)``, ``means: (B, M, D)`` → ``(B, M)`` (no (B, M, D) temporary)."""
+    dim = y.shape[-1]
+    sq = (y.square().sum(-1)[:, None] + means.square().sum(-1)
+          - 2.0 * torch.einsum("bd,bmd->bm", y, means)).clamp_min(0)
+    return -0.5 * sq / sigma**2 - dim * torch.log(sigma) - 0.5 * dim * math.log(2 * math.pi)
+
+
 def _ess(log_w: torch.Tensor) -> torch.Tensor:
     """ESS = exp(2·lse(log w) − lse(2 log w)) along the last axis."""
     return torch.exp(2 * torch.logsumexp(log_w, -1) - torch.logsumexp(2 * log_w, -1))
@@ -97,10 +105,7 @@ def log_likelihood_prior_is(model: LatentGenerator, y: torch.Tensor, num_samples
     """Importance-weighted MC with the prior as proposal; ``shared`` reuses one set of M draws for the batch."""
     if not shared:
         z = model.sample_latent(y.shape[0] * num_samples, generator).reshape(y.shape[0], num_samples, -1)
-        means = model(z)  # (B, M, D)
-        sq = (y[:, None, :] - means).square().sum(-1)
-        dim = y.shape[-1]
-        log_w = -0.5 * sq / model.sigma**2 - dim * torch.log(model.sigma) - 0.5 * dim * math.log(2 * math.pi)
+        log_w = paired_gaussian_log_density(y, model(z), model.sigma)
     else:
         log_w = gaussian_log_density(y, model(model.sample_latent(num_samples, generator)), model.sigma)
     return Estimate(torch.logsumexp(log_w, -1) - math.log(num_samples), _ess(log_w))
@@ -110,10 +115,7 @@ def encoder_log_weights(model: LatentGenerator, encoder: GaussianEncoder, y: tor
                         num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """log w_bm = log N(y_b; g(e_bm), σ²I) + log N(e_bm; 0, I) − log q(e_bm | y_b): ``(B, M)``."""
     e, log_q = encoder.sample(y, num_samples, generator)  # (B, M, d), (B, M)
-    means = model.decode_base(e)  # (B, M, D)
-    dim, sigma = y.shape[-1], model.sigma
-    log_lik = (-0.5 * (y[:, None, :] - means).square().sum(-1) / sigma**2 - dim * torch.log(sigma)
-               - 0.5 * dim * math.log(2 * math.pi))
+    log_lik = paired_gaussian_log_density(y, model.decode_base(e), model.sigma)
     log_prior = (-0.5 * e.square() - 0.5 * math.log(2 * math.pi)).sum(-1)
     return log_lik + log_prior - log_q
 

@@ -21,11 +21,12 @@ def quiet_one_thread(monkeypatch):
 @pytest.fixture(scope="module")
 def circle_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("circle_r10")
-    # reduced from the config's 1,000 steps / 500 nodes / 1,000 eval samples to keep the test short; at
+    # reduced from the config's 1,000 steps / 500 nodes / 1,000 eval samples (diffusion: wiring only) to keep the test short; at
     # these settings (seeded) σ̂ of the unperturbed fit has already collapsed (< 0.02) and its W1 is about
     # twice the perturbed one (measured: ≈ 0.24 vs ≈ 0.12)
-    rc = main(["train", "--config", CONFIG, "--out", str(out), "--set", "fit.steps=400",
-               "--set", "fit.num_nodes=300", "--set", "eval.num_samples=500"])
+    rc = main(["train", "--config", CONFIG, "--out", str(out), "--set", "fit.steps=300",
+               "--set", "fit.num_nodes=300", "--set", "eval.num_samples=500", "--set", "diffusion.steps=50",
+               "--set", "diffusion.likelihood_steps=8", "--set", "heldout_points=50"])
     assert rc == 0
     return out
 
@@ -38,6 +39,9 @@ def test_circle_r10_perturbed_beats_unperturbed(circle_run):
     for label in ("unperturbed", "perturbed"):
         assert {"w1", "sigma_hat", "support_distance", "mmd2", "precision", "recall"} <= set(m[label])
     assert m["w1_true_vs_true"] < m["w1_perturbed"]
+    # the collapsed unperturbed model gives held-out perturbed points a far lower likelihood
+    assert m["unperturbed"]["heldout_loglik"] < m["perturbed"]["heldout_loglik"] - 100
+    assert {"w1", "support_distance", "heldout_loglik"} <= set(m["diffusion"])
     assert (circle_run / "samples.png").stat().st_size > 1000
     assert (circle_run / "model.pt").is_file()
 
