@@ -154,8 +154,8 @@ def test_bad_rows_are_counted_by_reason_and_strict_names_file_and_row(tmp_path, 
 
 def test_every_format_gives_the_same_records(tmp_path, small_structures, cache):
     names, structures = list(small_structures), list(small_structures.values())
-    paths = [write_cif(structures, tmp_path / "cifs", ids=names) and tmp_path / "cifs",
-             write_cif(structures, tmp_path / "all.cif.gz", ids=names, multiblock=True)[0],
+    write_cif(structures, tmp_path / "cifs", ids=names)
+    paths = [tmp_path / "cifs", write_cif(structures, tmp_path / "all.cif.gz", ids=names, multiblock=True)[0],
              write_extxyz(structures, tmp_path / "all.extxyz", ids=names),
              write_json(structures, tmp_path / "all.json", ids=names)]
     reference = {n: record_from_structure(s, n) for n, s in small_structures.items()}
