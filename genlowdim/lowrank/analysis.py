@@ -151,17 +151,21 @@ def plot_phase_transition(results: dict, path: str | Path) -> None:
 
     cells = list(results["cells"].values())
     solvers = [s for s in SOLVERS if any(c["solver"] == s for c in cells)]
-    ds = sorted({c["d"] for c in cells})
-    ns = sorted({c["per_subspace"] for c in cells})
-    fig, axes = plt.subplots(1, len(solvers), figsize=(4.2 * len(solvers), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(solvers), figsize=(4.2 * len(solvers), 3.6), squeeze=False)
     for ax, solver in zip(axes[0], solvers):
+        mine = [c for c in cells if c["solver"] == solver]
+        ds = sorted({c["d"] for c in mine})
+        ns = sorted({c["per_subspace"] for c in mine})
         grid = np.full((len(ds), len(ns)), np.nan)
-        for c in cells:
-            if c["solver"] == solver:
-                grid[ds.index(c["d"]), ns.index(c["per_subspace"])] = c["success_rate"]
-        im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", vmin=0, vmax=1,
-                       cmap="viridis", extent=(ns[0] - 0.5, ns[-1] + 0.5, -0.5, len(ds) - 0.5))
-        ax.plot(ds, range(len(ds)), "r--", lw=1.5, label="N_k = d")
+        for c in mine:
+            grid[ds.index(c["d"]), ns.index(c["per_subspace"])] = c["success_rate"]
+        im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", vmin=0, vmax=1, cmap="viridis")
+        # predicted boundary N_k = d as a staircase between the columns N_k < d and N_k >= d
+        edge = [sum(n < d for n in ns) - 0.5 for d in ds]
+        xs = [e for e in edge for _ in range(2)]
+        ys = [y for i in range(len(ds)) for y in (i - 0.5, i + 0.5)]
+        ax.plot(xs, ys, color="r", ls="--", lw=1.5, label="N_k = d")
+        ax.set_xticks(range(len(ns)), [str(n) for n in ns])
         ax.set_yticks(range(len(ds)), [str(d) for d in ds])
         ax.set_xlabel("N_k (training samples per subspace)")
         ax.set_ylabel("d")
@@ -169,7 +173,7 @@ def plot_phase_transition(results: dict, path: str | Path) -> None:
         ax.legend(loc="lower right", fontsize=7)
     fig.colorbar(im, ax=axes[0].tolist(), label="success rate")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
