@@ -42,9 +42,17 @@ def translate(batch, shift_frac: torch.Tensor):
 
 
 def permute(batch, generator: torch.Generator | None = None):
-    """Shuffle the atoms within each crystal. Returns (new batch, perm) with new[i] = old[perm[i]]."""
-    perm = torch.cat([torch.nonzero(batch.batch == b).flatten()[
-        torch.randperm(int((batch.batch == b).sum()), generator=generator)] for b in range(batch.num_graphs)])
+    """Shuffle the atoms within each crystal (never the identity for a crystal of ≥ 2 atoms).
+
+    Returns (new batch, perm) with new[i] = old[perm[i]]."""
+    parts = []
+    for b in range(batch.num_graphs):
+        idx = torch.nonzero(batch.batch == b).flatten()
+        order = torch.randperm(len(idx), generator=generator)
+        if len(idx) > 1 and bool((order == torch.arange(len(idx))).all()):
+            order = order.roll(1)   # never the identity: it would test nothing
+        parts.append(idx[order])
+    perm = torch.cat(parts)
     out = _clone(batch)
     out.frac_coords, out.atom_types = batch.frac_coords[perm], batch.atom_types[perm]
     return out, perm
