@@ -307,7 +307,25 @@ def memorisation_cell(cfg, d: int, ratio: float) -> dict:
     samples = sample_with(model, cfg.num_samples, cfg.ambient_dim, sampler=s.sampler, steps=s.steps,
                           sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho, generator=gen)
     stats = memorisation_stats(samples, data.x, data.bases, cfg.copy_threshold, cfg.subspace_threshold)
-    return {"d": d, "ratio": ratio, "per_subspace": per, **stats}
+    return {"d": d, "ratio": ratio, "per_subspace": per, **stats, "baselines": memorisation_baselines(cfg, d, ratio)}
+
+
+def memorisation_baselines(cfg, d: int, ratio: float) -> dict:
+    """The same statistics for the two extremes, on the same training set and sampler: the empirical
+    optimal denoiser (pure memorisation) and the exact MoLRG denoiser (perfect generalisation)."""
+    from .model import EmpiricalDenoiser
+
+    per = max(1, round(ratio * d))
+    gen = torch.Generator().manual_seed(cfg.seed + 7919 * d + per)
+    data = make_synthetic(cfg.num_subspaces, cfg.ambient_dim, d, per, generator=gen)
+    s = cfg.sample
+    out = {}
+    for name, den in (("empirical", EmpiricalDenoiser(data.x)), ("exact", data.mixture)):
+        xs = sample_with(den, cfg.num_samples, cfg.ambient_dim, sampler=s.sampler, steps=s.steps,
+                         sigma_min=s.sigma_min, sigma_max=s.sigma_max, rho=s.rho,
+                         generator=torch.Generator().manual_seed(cfg.seed), dtype=torch.float64)
+        out[name] = memorisation_stats(xs, data.x, data.bases, cfg.copy_threshold, cfg.subspace_threshold)
+    return out
 
 
 def run_memorisation(cfg, out_dir: str | Path, log: Callable[[str], None] = print) -> dict:
@@ -327,12 +345,16 @@ def run_memorisation(cfg, out_dir: str | Path, log: Callable[[str], None] = prin
             key = f"d={d}/ratio={r:g}"
             if key not in results["cells"]:
                 results["cells"][key] = memorisation_cell(cfg, d, r)
-                write_json(path, results)
+            elif "baselines" not in results["cells"][key]:
+                results["cells"][key]["baselines"] = memorisation_baselines(cfg, d, r)
+            write_json(path, results)
     plot_memorisation(results, out / "memorisation.png")
-    log("  d  N_k/d  N_k   copies  on-subspace  generalised")
+    log("  d  N_k/d  N_k | MLP: copies  on-subspace  generalised | copies of empirical / exact denoiser")
     for c in results["cells"].values():
-        log(f"{c['d']:>3d} {c['ratio']:>6g} {c['per_subspace']:>4d}   {c['copy_fraction']:.3f}   "
-            f"{c['on_subspace_fraction']:.3f}       {c['generalised_fraction']:.3f}")
+        b = c["baselines"]
+        log(f"{c['d']:>3d} {c['ratio']:>6g} {c['per_subspace']:>4d} |      {c['copy_fraction']:.3f}   "
+            f"{c['on_subspace_fraction']:.3f}        {c['generalised_fraction']:.3f}     | "
+            f"{b['empirical']['copy_fraction']:.3f} / {b['exact']['copy_fraction']:.3f}")
     return results
 
 
