@@ -342,6 +342,10 @@ def _parse_entries(entries: list[Entry], options: tuple, workers: int, label: st
         return [out for part in progress(results, total=len(chunks), desc=label, unit="chunk") for out in part]
 
 
+def _usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _build(path: Path, options: tuple, workers: int) -> tuple[list[CrystalRecord], LoadReport]:
     entries = read_entries(path)
     report = LoadReport(source=str(path), total=len(entries))
@@ -363,7 +367,7 @@ def load_dataset(name_or_path: str | Path, split: str | None = None, *, data_dir
 
     niggli: Niggli-reduce cells (CDVAE does); max_atoms: skip larger cells; property: column placed in
     ``y`` (default: the registered dataset's property); rows with a missing/NaN property are skipped
-    when a property is selected. workers: parsing processes (default: CPU count). cache: reuse processed
+    when a property is selected. workers: parsing processes (default: usable CPUs). cache: reuse processed
     records stored under ``$GENLOWDIM_CACHE_DIR`` or ``~/.cache/genlowdim`` (keyed on the file's sha256
     and the options). strict: raise ``DataError`` at the first unusable row instead of skipping it.
     """
@@ -382,7 +386,7 @@ def load_dataset(name_or_path: str | Path, split: str | None = None, *, data_dir
                                     f"({', '.join(sorted(DATASETS))})")
     prop = property if property is not None else (spec.property if spec else None)
     options = (bool(niggli), None if max_atoms is None else int(max_atoms), prop)
-    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    workers = _usable_cpus() if workers is None else max(1, int(workers))
     records, report = _cached_build(path, options, lambda: _build(path, options, workers), cache)
     if spec is not None and split in spec.splits and report.total != spec.splits[split]:
         approx = "approximately " if spec.approximate_counts else ""
