@@ -1,5 +1,6 @@
 """The likelihood family through the CLI, in-process."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,7 +8,9 @@ import torch
 
 from genlowdim.cli import main
 
-CONFIG = "configs/likelihood/circle_r10.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = str(ROOT / "configs" / "likelihood" / "circle_r10.yaml")
+SWEEP = str(ROOT / "configs" / "likelihood" / "sweep.yaml")
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +64,7 @@ def test_sample_command_writes_pushforward_and_noisy_samples(circle_run, tmp_pat
 
 
 def test_sweep_command_writes_rows_and_resumes(tmp_path, capsys):
-    args = ["likelihood", "sweep", "--config", "configs/likelihood/sweep.yaml", "--out", str(tmp_path),
+    args = ["likelihood", "sweep", "--config", SWEEP, "--out", str(tmp_path),
             "--set", "base.fit.steps=30", "--set", "base.fit.num_nodes=50", "--set", "base.eval.num_samples=60",
             "--set", "sweep.ambient_dims=[2, 3]", "--set", "sweep.perturbation_stds=[0.0, 0.2]",
             "--set", "sweep.sample_sizes=[20, 40]"]
