@@ -2,11 +2,22 @@
 
 Toys in ``manifolds``, the model X = g(Z) + σε in ``model``, likelihood estimators and the fit in
 ``estimators``, the diffusion baseline in ``diffusion``, experiments and sweeps in ``sweeps``.
-See docs/likelihood.md.
+See docs/likelihood.md. Names are imported lazily so that ``genlowdim --help`` does not load torch.
 """
-from genlowdim.likelihood.estimators import FitSettings, fit_perturbed_mle, log_likelihood, perturb
-from genlowdim.likelihood.manifolds import MANIFOLDS, make_manifold
-from genlowdim.likelihood.model import GaussianEncoder, LatentGenerator
+from __future__ import annotations
 
-__all__ = ["MANIFOLDS", "make_manifold", "LatentGenerator", "GaussianEncoder", "log_likelihood",
-           "perturb", "fit_perturbed_mle", "FitSettings"]
+import importlib
+
+_EXPORTS = {
+    "MANIFOLDS": "manifolds", "make_manifold": "manifolds",
+    "LatentGenerator": "model", "GaussianEncoder": "model",
+    "log_likelihood": "estimators", "perturb": "estimators", "fit_perturbed_mle": "estimators",
+    "FitSettings": "estimators",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'genlowdim.likelihood' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"genlowdim.likelihood.{_EXPORTS[name]}"), name)
