@@ -355,3 +355,24 @@ def _check_property_name(cfg: CrystalConfig, name: str | None) -> None:
     if name != expected:
         raise ValueError(f"--property {name!r}: the checkpoint's dataset {cfg.data.dataset!r} has property "
                          f"{expected!r}")
+
+
+def property_fn_from_model(property_model, batch_size: int = 256):
+    """``fn(structures) -> list[float]``: a trained property predictor as the evaluation's ``property_fn``
+    (CDVAE's ``wdist_prop``). Structures are preprocessed like the datasets (Niggli-reduced)."""
+    from torch_geometric.data import Batch
+
+    from genlowdim.crystal.data import CrystalDataset, LoadReport, record_from_structure
+
+    device = next(property_model.parameters()).device
+
+    @torch.no_grad()
+    def fn(structures):
+        records = [record_from_structure(s, f"s{i}") for i, s in enumerate(structures)]
+        ds = CrystalDataset(records, LoadReport(source="structures", total=len(records)))
+        out = []
+        for i in range(0, len(ds), batch_size):
+            batch = Batch.from_data_list([ds[j] for j in range(i, min(i + batch_size, len(ds)))]).to(device)
+            out.extend(property_model.predict(batch).tolist())
+        return out
+    return fn
