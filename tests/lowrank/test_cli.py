@@ -21,6 +21,12 @@ def test_train_then_sample(tmp_path, capsys):
     assert metrics["subspace_error"] < 0.2 and metrics["max_principal_angle"] < 0.15
     assert metrics["clustering_accuracy"] == 1.0
     assert metrics["init_subspace_error"] < 1e-8  # the spectral solution is exact on noiseless data
+    # --resume with the same config finds the finished run and leaves it alone
+    stamp = (run / "model.pt").stat().st_mtime_ns
+    assert main(["train", "--config", str(CONFIGS / "molrg.yaml"), "--out", str(run), "--resume",
+                 "--set", "train.steps=40", "--set", "data.per_subspace=12"]) == 0
+    assert "nothing to resume" in capsys.readouterr().out
+    assert (run / "model.pt").stat().st_mtime_ns == stamp
     rc = main(["sample", "--checkpoint", str(run / "model.pt"), "--num", "60", "--batch-size", "25",
                "--seed", "1", "--sampler", "euler", "--steps", "20", "--out", str(tmp_path / "s")])
     assert rc == 0
