@@ -76,6 +76,19 @@ def test_true_bases_have_lower_diffusion_loss_than_trained_solutions():
     assert subspace_error(warm.bases.detach().double(), data.bases) < 0.2
 
 
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_training_at_small_noise_refines_a_perturbed_start(mode):
+    # measured: 0.49 -> 0.06 in 300 steps with σ in [0.05, 0.3]; with σ up to 2 the error stays ≈ 0.46
+    gen = torch.Generator().manual_seed(0)
+    data = make_synthetic(2, 24, 3, 20, generator=gen)
+    start = torch.linalg.qr(data.bases + 0.04 * torch.randn(data.bases.shape, generator=gen, dtype=torch.float64))[0]
+    assert subspace_error(start, data.bases) > 0.4
+    model = LowRankDenoiser.from_bases(start.float(), mode=mode)
+    train_lowrank(model, data.x, steps=300, lr=1e-2, generator=gen,
+                  noise=NoiseDistribution(sigma_min=0.05, sigma_max=0.3))
+    assert subspace_error(model.bases.detach().double(), data.bases) < 0.2
+
+
 def test_mlp_preconditioning_limits():
     # c_skip → 1, c_out → 0 as σ → 0: the untrained MLP already returns x at tiny noise
     model = MLPDenoiser(5, hidden=16, depth=2, generator=torch.Generator().manual_seed(0))
