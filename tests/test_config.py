@@ -32,7 +32,7 @@ def _write(tmp_path, text):
 
 def test_round_trip_and_overrides(tmp_path):
     path = _write(tmp_path, "family: crystal\nmodel:\n  latent_dim: 64\n")
-    cfg = load_config(Run, path, ["model.dropout=0.1", "max_minutes=30", "tags=[a, b]"])
+    cfg = load_config(Run, path, ["model.dropout=1e-1", "max_minutes=30", "tags=[a, b]"])
     assert cfg == Run("crystal", Model(64, 0.1), ["a", "b"], 30.0)
     dump_yaml(cfg, tmp_path / "out.yaml")
     assert load_config(Run, tmp_path / "out.yaml") == cfg
