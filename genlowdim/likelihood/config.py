@@ -41,6 +41,7 @@ class FitConfig:
     lr: float = 3e-3
     batch_size: int = 0              # 0: full batch
     seed: int = 1                    # perturbation noise and Monte Carlo draws
+    restarts: int = 1                # initialisations (init_seed, init_seed+1, ...); keep the best objective
 
 
 @dataclass(frozen=True)
@@ -111,5 +112,7 @@ def check_run_config(cfg: RunConfig, where: str = "config") -> None:
     if cfg.fit.method == "quadrature" and cfg.model.latent_dim > 2:
         raise ValueError(f"{where}: fit.method=quadrature needs model.latent_dim <= 2 "
                          f"(got {cfg.model.latent_dim}); use iw_prior or iw_encoder")
+    if cfg.fit.restarts < 1:
+        raise ValueError(f"{where}: fit.restarts must be >= 1, got {cfg.fit.restarts}")
     if cfg.data.num_train < 2 or cfg.fit.steps < 1 or cfg.eval.num_samples < cfg.eval.k + 1:
         raise ValueError(f"{where}: need data.num_train >= 2, fit.steps >= 1, eval.num_samples > eval.k")
