@@ -24,8 +24,15 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/genlowdim data info perov_5
 
+# Quick versions of every benchmark (each prints its table with the baseline from the same run).
+# Full-size runs: see the header of each script; bench/sampling.py needs a trained checkpoint.
 bench: $(STAMP)
-	for f in bench/*.py; do $(PY) $$f || exit 1; done
+	$(PY) bench/graphs.py
+	$(PY) bench/kernels.py
+	$(PY) bench/samplers.py
+	$(PY) bench/likelihood.py --quick
+	$(PY) bench/train_step.py
+	$(PY) bench/evaluate.py --num 600 --num-reference 400 --baseline-num 60
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
