@@ -161,14 +161,19 @@ def sample_euler_maruyama(denoiser, x, sigmas, *, generator=None, callback=None,
     sigmas = _check_inputs("sample_euler_maruyama", x, sigmas, generator)
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = _call(denoiser, x, sigma, extra_args)
-        dvar = sigma**2 - sigma_next**2
-        x = x + dvar * (denoised - x) / sigma**2
-        if sigma_next > 0:
-            x = x + dvar.sqrt() * _noise(x, generator)
-        x = _apply_wrap(x, wrap)
+        x, denoised = _reverse_sde_step(denoiser, x, sigma, sigma_next, generator, extra_args, wrap)
         _emit(callback, i=i, x=x, sigma=sigma, sigma_next=sigma_next, denoised=denoised)
     return x
+
+
+def _reverse_sde_step(denoiser, x, sigma, sigma_next, generator, extra_args, wrap):
+    """One Euler–Maruyama step of the reverse VE SDE from sigma to sigma_next (no noise into sigma = 0)."""
+    denoised = _call(denoiser, x, sigma, extra_args)
+    dvar = sigma**2 - sigma_next**2
+    x = x + dvar * (denoised - x) / sigma**2
+    if sigma_next > 0:
+        x = x + dvar.sqrt() * _noise(x, generator)
+    return _apply_wrap(x, wrap), denoised
 
 
 def _langevin_corrector(denoiser, x, sigma, snr, generator, extra_args, wrap):
@@ -199,12 +204,7 @@ def sample_pc(
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         for _ in range(n_corrector):
             x, _ = _langevin_corrector(denoiser, x, sigma, snr, generator, extra_args, wrap)
-        denoised = _call(denoiser, x, sigma, extra_args)
-        dvar = sigma**2 - sigma_next**2
-        x = x + dvar * (denoised - x) / sigma**2
-        if sigma_next > 0:
-            x = x + dvar.sqrt() * _noise(x, generator)
-        x = _apply_wrap(x, wrap)
+        x, denoised = _reverse_sde_step(denoiser, x, sigma, sigma_next, generator, extra_args, wrap)
         _emit(callback, i=i, x=x, sigma=sigma, sigma_next=sigma_next, denoised=denoised)
     return x
 

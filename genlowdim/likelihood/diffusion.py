@@ -12,7 +12,6 @@ with σ_start = σ̃ this is comparable with the perturbed-MLE density of Ỹ = 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -22,6 +21,7 @@ from genlowdim.core.likelihood import pf_ode_log_likelihood
 from genlowdim.core.losses import dsm_loss, sample_sigmas
 from genlowdim.core.samplers import get_sampler
 from genlowdim.core.schedules import sigmas_geometric, sigmas_karras
+from genlowdim.likelihood.config import DiffusionConfig
 
 
 class MLPDenoiser(nn.Module):
@@ -45,22 +45,7 @@ class MLPDenoiser(nn.Module):
         return c_skip * x + c_out * f
 
 
-@dataclass
-class DiffusionSettings:
-    """Training/sampling settings of the baseline (mirrors the ``diffusion`` config section)."""
-
-    hidden: tuple[int, ...] = (128, 128, 128)
-    steps: int = 3000
-    lr: float = 2e-3
-    batch_size: int = 256
-    sigma_min: float = 0.002
-    sigma_max: float = 3.0
-    sample_steps: int = 40
-    sampler: str = "heun"
-    likelihood_steps: int = 40
-
-
-def train_diffusion(x: torch.Tensor, settings: DiffusionSettings, generator: torch.Generator | None = None,
+def train_diffusion(x: torch.Tensor, settings: DiffusionConfig, generator: torch.Generator | None = None,
                     show_progress: bool = False) -> tuple[MLPDenoiser, float]:
     """Fit the denoiser to ``x: (n, D)`` by DSM; returns (denoiser, seconds). σ_data = RMS of x."""
     from genlowdim.runtime import progress
@@ -83,7 +68,7 @@ def train_diffusion(x: torch.Tensor, settings: DiffusionSettings, generator: tor
 
 
 @torch.no_grad()
-def sample_diffusion(denoiser: MLPDenoiser, num: int, dim: int, settings: DiffusionSettings,
+def sample_diffusion(denoiser: MLPDenoiser, num: int, dim: int, settings: DiffusionConfig,
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """``num`` samples ``(num, dim)`` from N(0, σ_max² I) through the sampler down to σ = 0."""
     sigmas = sigmas_karras(settings.sample_steps, settings.sigma_min, settings.sigma_max)
@@ -92,7 +77,7 @@ def sample_diffusion(denoiser: MLPDenoiser, num: int, dim: int, settings: Diffus
 
 
 def diffusion_log_likelihood(denoiser: MLPDenoiser, y: torch.Tensor, sigma_start: float,
-                             settings: DiffusionSettings) -> torch.Tensor:
+                             settings: DiffusionConfig) -> torch.Tensor:
     """log p_{σ_start}(y) per row of ``y: (B, D)`` (nats) by the PF-ODE with exact divergence."""
     if sigma_start <= 0:
         raise ValueError(f"sigma_start must be > 0 (the data distribution itself has no density), got {sigma_start}")

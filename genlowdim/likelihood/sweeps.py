@@ -94,20 +94,17 @@ def fit_one(cfg: RunConfig, toy, train: torch.Tensor, fresh: torch.Tensor, pertu
 def run_diffusion(cfg: RunConfig, toy, train: torch.Tensor, fresh: torch.Tensor,
                   heldout: torch.Tensor | None) -> tuple[dict, torch.Tensor]:
     """Train the core-based diffusion baseline on the clean sample and evaluate it like the fits."""
-    from genlowdim.likelihood.diffusion import (DiffusionSettings, diffusion_log_likelihood, sample_diffusion,
-                                                train_diffusion)
+    from genlowdim.likelihood.diffusion import diffusion_log_likelihood, sample_diffusion, train_diffusion
 
     d = cfg.diffusion
-    settings = DiffusionSettings(tuple(d.hidden), d.steps, d.lr, d.batch_size, d.sigma_min, d.sigma_max,
-                                 d.sample_steps, d.sampler, d.likelihood_steps)
     torch.manual_seed(d.seed)
-    denoiser, seconds = train_diffusion(train, settings, torch.Generator().manual_seed(d.seed))
-    fake = sample_diffusion(denoiser, cfg.eval.num_samples, train.shape[1], settings,
+    denoiser, seconds = train_diffusion(train, d, torch.Generator().manual_seed(d.seed))
+    fake = sample_diffusion(denoiser, cfg.eval.num_samples, train.shape[1], d,
                             torch.Generator().manual_seed(cfg.eval.seed))
     metrics = evaluate_samples(toy, fake, fresh, cfg.eval.k)
     metrics.update(fit_seconds=seconds, sampler=d.sampler, sample_steps=d.sample_steps)
     if heldout is not None and cfg.data.perturbation_std > 0:
-        ll = diffusion_log_likelihood(denoiser, heldout, cfg.data.perturbation_std, settings)
+        ll = diffusion_log_likelihood(denoiser, heldout, cfg.data.perturbation_std, d)
         metrics["heldout_loglik"] = float(ll.mean())
     return metrics, fake
 
