@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="sampler steps (family default when omitted)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--device", default="auto")
+    p.add_argument("--weights", choices=["ema", "raw"], default="ema",
+                   help="EMA weights when the run kept them (default) or the optimiser's raw weights")
     p.set_defaults(func=_cmd_sample)
 
     for name in REGISTRARS:

@@ -69,7 +69,8 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     from genlowdim.crystal.api import load_model, sample_crystals
     from genlowdim.runtime import resolve_device
 
-    model, cfg = load_model(checkpoint, resolve_device(args.device), task="cdvae")
+    model, cfg = load_model(checkpoint, resolve_device(args.device), use_ema=args.weights == "ema",
+                            task="cdvae")
     manifest = sample_crystals(model, cfg, args.num, args.out, batch_size=args.batch_size, seed=args.seed,
                                sampler=args.sampler, steps=args.steps, checkpoint=args.checkpoint)
     print(f"wrote {manifest['count']} crystals to {args.out}")

@@ -113,3 +113,17 @@ def test_crystals_over_max_atoms_are_skipped_and_an_empty_set_is_an_error(tmp_pa
     assert load_dataset(tmp_path / "val.csv", max_atoms=4).report.num_skipped == 3
     with pytest.raises(FileNotFoundError, match="train.csv"):
         load_split(ok, "train")
+
+
+def test_sample_weights_flag_picks_ema_or_raw_weights(tmp_path):
+    # a run that keeps an EMA decodes the same seed differently with its two weight sets
+    run = tmp_path / "run"
+    assert main(["train", "--config", TINY, "--out", str(run), "--set", "train.max_steps=4",
+                 "--set", "train.ema_decay=0.5", "--device", "cpu"]) == 0
+    texts = {}
+    for weights in ("ema", "raw"):
+        out = tmp_path / weights
+        assert main(["sample", "--checkpoint", str(run / "last.pt"), "--num", "1", "--seed", "0",
+                     "--weights", weights, "--out", str(out), "--device", "cpu"]) == 0
+        texts[weights] = (out / "samples.extxyz").read_text()
+    assert texts["ema"] != texts["raw"]
