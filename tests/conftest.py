@@ -12,6 +12,15 @@ def generator() -> torch.Generator:
 
 
 @pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the body: small problems only lose to thread contention."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def float64():
     """Run the test body with float64 as the default dtype, restoring the old default afterwards."""
     old = torch.get_default_dtype()

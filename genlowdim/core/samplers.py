@@ -15,7 +15,6 @@ grows across steps); a denoiser that needs gradients inside (a score by autograd
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch

@@ -272,7 +272,7 @@ def reconstruct(model, cfg: CrystalConfig, split: str, out_dir: str | Path, *, n
 
 def _decoded_batch(decoded):
     """PyG batch view of decoded crystals (to re-encode or score them)."""
-    from torch_geometric.data import Batch, Data
+    from torch_geometric.data import Batch
 
     from genlowdim.crystal.lattice import lattice_from_params
 

@@ -29,13 +29,6 @@ def data_from(model, n, seed):
     return model.sample(n, torch.Generator().manual_seed(seed), with_noise=True)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # small matrices: extra intra-op threads only add contention on a shared CPU
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def bulk_data(model, n, seed):

@@ -2,18 +2,11 @@
 import dataclasses
 
 import pytest
-import torch
 
 from genlowdim.likelihood.config import FitConfig, RunConfig, check_run_config
 from genlowdim.likelihood.sweeps import build_toy, evaluate_samples, fit_one, true_samples
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_restarts_keep_the_highest_training_objective():

@@ -2,13 +2,9 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """These problems are tiny; one intra-op thread avoids >10× slow-downs on a busy shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _tiny_problems(one_thread):
+    """These problems are tiny; one intra-op thread avoids >10x slow-downs on a busy shared CPU."""
     yield
-    torch.set_num_threads(old)
