@@ -141,6 +141,19 @@ def progress(iterable: Iterable | None = None, **kwargs: Any):
     return tqdm(iterable, **kwargs)
 
 
+def cache_dir() -> Path:
+    """Where processed datasets and fingerprints are cached: ``$GENLOWDIM_CACHE_DIR`` or
+    ``~/.cache/genlowdim``."""
+    return Path(os.environ.get("GENLOWDIM_CACHE_DIR") or Path.home() / ".cache" / "genlowdim")
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity set where the OS reports one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def resolve_device(name: str | None = None):
     """``None``/'auto' -> CUDA when available else CPU."""
     import torch

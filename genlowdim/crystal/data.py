@@ -22,7 +22,7 @@ import numpy as np
 
 from genlowdim.crystal.io import Entry, StructureReadError, entry_to_structure, parse_p1_cif, read_entries
 from genlowdim.crystal.registry import DATASETS, DatasetSpec, get_spec
-from genlowdim.runtime import atomic_write_bytes
+from genlowdim.runtime import atomic_write_bytes, cache_dir, usable_cpus
 
 __all__ = ["CrystalRecord", "LoadReport", "DataError", "CrystalDataset", "record_from_structure",
            "load_dataset", "parse_dataset_ref", "resolve_dataset_path", "repo_datasets_dir", "cache_dir",
@@ -264,11 +264,6 @@ def resolve_dataset_path(name: str, split: str, data_dir: str | Path | None = No
 CACHE_FORMAT = 2
 
 
-def cache_dir() -> Path:
-    """``$GENLOWDIM_CACHE_DIR`` or ``~/.cache/genlowdim``."""
-    return Path(os.environ.get("GENLOWDIM_CACHE_DIR") or Path.home() / ".cache" / "genlowdim")
-
-
 def _content_hash(path: Path) -> str:
     digest = hashlib.sha256()
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
@@ -342,10 +337,6 @@ def _parse_entries(entries: list[Entry], options: tuple, workers: int, label: st
         return [out for part in progress(results, total=len(chunks), desc=label, unit="chunk") for out in part]
 
 
-def _usable_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _build(path: Path, options: tuple, workers: int) -> tuple[list[CrystalRecord], LoadReport]:
     entries = read_entries(path)
     report = LoadReport(source=str(path), total=len(entries))
@@ -386,7 +377,7 @@ def load_dataset(name_or_path: str | Path, split: str | None = None, *, data_dir
                                     f"({', '.join(sorted(DATASETS))})")
     prop = property if property is not None else (spec.property if spec else None)
     options = (bool(niggli), None if max_atoms is None else int(max_atoms), prop)
-    workers = _usable_cpus() if workers is None else max(1, int(workers))
+    workers = usable_cpus() if workers is None else max(1, int(workers))
     records, report = _cached_build(path, options, lambda: _build(path, options, workers), cache)
     if spec is not None and split in spec.splits and report.total != spec.splits[split]:
         approx = "approximately " if spec.approximate_counts else ""

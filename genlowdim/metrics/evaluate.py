@@ -24,7 +24,8 @@ import numpy as np
 
 from genlowdim.metrics.composition import compositional_validity
 from genlowdim.metrics.coverage import coverage
-from genlowdim.metrics.fingerprints import cached_fingerprints, default_workers
+from genlowdim.metrics.fingerprints import cached_fingerprints
+from genlowdim.runtime import usable_cpus
 from genlowdim.metrics.matching import ANGLE_TOL, LTOL, STOL, novelty, reconstruction, uniqueness
 from genlowdim.metrics.properties import property_statistics, seeded_subsample
 from genlowdim.metrics.result import MetricResult, versions
@@ -88,7 +89,7 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
     slow for single-element sets such as carbon_24; ``False`` skips it (``unique`` is then null).
     """
     s_cut, c_cut, cut_source = resolve_cutoffs(dataset, struct_cutoff, comp_cutoff)
-    workers = default_workers() if workers is None else workers
+    workers = usable_cpus() if workers is None else workers
     sv, cv = _validity(structures)
     fps, gen_cache = cached_fingerprints(structures, "generated", cache_dir, workers=workers,
                                          show_progress=show_progress, desc="generated fingerprints")
@@ -150,7 +151,7 @@ def evaluate_reconstruction(predictions: Sequence, truths: Sequence, *, stol: fl
     e.g. by id); invalid predictions (struct or comp) count as failures. Returns the metrics.json dict."""
     if len(predictions) != len(truths):
         raise ValueError(f"{len(predictions)} predictions but {len(truths)} truths")
-    workers = default_workers() if workers is None else workers
+    workers = usable_cpus() if workers is None else workers
     sv, cv = _validity(predictions)
     valid = sv.per_item["valid"] & cv.per_item["valid"]
     results = {"struct_valid": sv, "comp_valid": cv,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from genlowdim.runtime import cache_dir, usable_cpus
 
 STRUCT_DIM = 61
 COMP_DIM = 132
@@ -121,13 +122,6 @@ def structure_key(structure) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def compute_fingerprints(structures: Sequence, workers: int | None = None, chunk_size: int | None = None,
                          show_progress: bool = True, desc: str = "fingerprints") -> Fingerprints:
     """Fingerprints of ``structures`` (``None`` entries fail), de-duplicated and spread over processes.
@@ -143,7 +137,7 @@ def compute_fingerprints(structures: Sequence, workers: int | None = None, chunk
         first.setdefault(k, i)
     unique_idx = list(first.values())
     todo = [structures[i] for i in unique_idx]
-    workers = default_workers() if workers is None else max(1, int(workers))
+    workers = usable_cpus() if workers is None else max(1, int(workers))
     chunk_size = chunk_size or max(1, min(32, len(todo) // (8 * workers)))
     chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
     results: list = [None] * len(chunks)
@@ -179,12 +173,6 @@ def _run_pool(chunks: list, workers: int, bar) -> list:
             results[c] = fut.result()
             bar.update(len(chunks[c]))
     return results
-
-
-def cache_dir() -> Path:
-    """``$GENLOWDIM_CACHE_DIR`` or ``~/.cache/genlowdim``."""
-    env = os.environ.get("GENLOWDIM_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "genlowdim"
 
 
 def content_key(structures: Sequence, extra: str = "") -> str:
