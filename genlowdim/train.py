@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from genlowdim.config import dump_yaml
 from genlowdim.runtime import load_checkpoint, progress, save_checkpoint
 
 
@@ -331,6 +332,8 @@ class Trainer:
             raise FileExistsError(f"{self.out} already holds a run (last.pt); pass resume to continue "
                                   f"it or choose another output directory")
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:  # the resolved config, readable beside the checkpoints
+            dump_yaml(self.config, self.out / "config.yaml")
         resume_step = self.state.step if resume else None
         train_log = _CsvLog(self.out / "log.csv", resume_step) if self.rank == 0 else None
         val_log = _CsvLog(self.out / "val.csv", resume_step) if self.rank == 0 else None

@@ -7,6 +7,7 @@ import socket
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from genlowdim.runtime import load_checkpoint
@@ -132,6 +133,7 @@ def test_validation_best_checkpoint_ema_and_plot(tmp_path):
     assert len(calls) == 6
     best = load_checkpoint(tmp_path / "best.pt", family="toy")
     assert best["config"] == {"x": 1} and float(best["extra_state"]["scale"]) == 2.0
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == {"x": 1}
     assert best["ema_state_dict"] is not None
     assert result.best_val == pytest.approx(min(
         float(r["val_loss"]) for r in csv.DictReader(open(tmp_path / "val.csv"))))
