@@ -18,7 +18,10 @@ What it guarantees:
   of processes. ``loss_fn`` must compute the loss through ``model(...)`` (the forward) so DDP can
   synchronise gradients.
 
-Optimiser: Adam; learning rate schedule: ``ReduceLROnPlateau`` on ``val_loss`` (CDVAE's 0.6 / 30 / 1e-4).
+Optimiser: Adam; learning rate schedule ``lr_schedule``: ``plateau`` is ``ReduceLROnPlateau`` on
+``val_loss`` (CDVAE's 0.6 / 30 / 1e-4); ``cosine`` anneals from ``lr`` to ``min_lr`` over the budget, the
+fraction spent being the largest of step/max_steps, minutes/max_minutes and step/(epochs·batches per epoch).
+A short budgeted run ends at a low learning rate instead of wherever the plateau rule happens to be.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 from torch import nn
@@ -53,6 +56,7 @@ class TrainSettings:
     grad_clip_value: float | None = 0.5   # CDVAE clips gradients by value
     grad_clip_norm: float | None = None
     ema_decay: float | None = None        # e.g. 0.999; validation and best.pt then use the EMA weights
+    lr_schedule: Literal["plateau", "cosine"] = "plateau"
     plateau_factor: float = 0.6
     plateau_patience: int = 30            # in validations
     min_lr: float = 1e-4
@@ -204,6 +208,7 @@ class Trainer:
         self.generator = torch.Generator(self.device).manual_seed(settings.seed + 7919 * self.rank)
         self.ema = _Ema(model, settings.ema_decay) if settings.ema_decay else None
         self.state = _State()
+        self._started = time.monotonic()   # reset by run(); the cosine schedule's clock
         self.history: list[dict] = []
         self.ddp_model = self._wrap_ddp()
 
@@ -268,6 +273,8 @@ class Trainer:
                                        f"loss or gradient (step {self.state.step})")
             return None, logs
         self.state.bad_in_row = 0
+        if self.s.lr_schedule == "cosine":
+            self._set_cosine_lr()
         if self.s.grad_clip_value is not None:
             nn.utils.clip_grad_value_(self.model.parameters(), self.s.grad_clip_value)
         if self.s.grad_clip_norm is not None:
@@ -276,6 +283,29 @@ class Trainer:
         if self.ema:
             self.ema.update(self.model)
         return self._mean_over_ranks(loss.detach()), logs
+
+    def budget_fraction(self) -> float:
+        """Fraction of the training budget spent, in [0, 1] (the largest over the budgets that are set)."""
+        s, fractions = self.s, []
+        if s.max_steps is not None:
+            fractions.append(self.state.step / max(s.max_steps, 1))
+        if s.max_minutes is not None:
+            spent = self.state.elapsed_s + time.monotonic() - self._started
+            fractions.append(spent / (60.0 * s.max_minutes))
+        per_epoch = math.ceil(len(self.train_set) / s.batch_size)
+        fractions.append(self.state.step / max(s.epochs * per_epoch, 1))
+        frac = min(max(fractions), 1.0)
+        if self.world > 1:  # time differs across ranks: all take rank 0's view so weights stay identical
+            value = torch.tensor([frac], device=self.device, dtype=torch.float64)
+            torch.distributed.broadcast(value, src=0)
+            frac = float(value)
+        return frac
+
+    def _set_cosine_lr(self) -> None:
+        s = self.s
+        lr = s.min_lr + 0.5 * (s.lr - s.min_lr) * (1.0 + math.cos(math.pi * self.budget_fraction()))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def _all_ranks_agree(self, ok: bool) -> bool:
         if self.world == 1:
@@ -337,7 +367,7 @@ class Trainer:
         resume_step = self.state.step if resume else None
         train_log = _CsvLog(self.out / "log.csv", resume_step) if self.rank == 0 else None
         val_log = _CsvLog(self.out / "val.csv", resume_step) if self.rank == 0 else None
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         stopped = self._loop(started, train_log, val_log)
         self.state.elapsed_s += time.monotonic() - started
         self.save("last.pt")
@@ -411,7 +441,8 @@ class Trainer:
         if not result:
             return
         val = float(result["val_loss"])
-        self.scheduler.step(val)
+        if self.s.lr_schedule == "plateau":
+            self.scheduler.step(val)
         row = {"step": self.state.step, "epoch": self.state.epoch, **result}
         if val_log is not None:
             val_log.append(row)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 import socket
 
@@ -147,6 +148,26 @@ def test_step_budget_and_empty_set(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         fit(Regressor(), [], loss_fn=noisy_loss, settings=_settings(), out_dir=tmp_path / "b",
             family="toy", config={})
+
+
+def test_cosine_schedule_follows_the_step_budget(tmp_path):
+    # 40 items in batches of 8 = 5 steps per epoch; 4 epochs = 20 steps, so max_steps = 12 is the binding budget
+    settings = _settings(max_steps=12, lr=1e-2, min_lr=1e-4, lr_schedule="cosine")
+    fit(Regressor(), _data(), loss_fn=noisy_loss, settings=settings, out_dir=tmp_path, family="toy", config={})
+    with open(tmp_path / "log.csv") as fh:
+        rows = [(int(r["step"]), float(r["lr"])) for r in csv.DictReader(fh)]
+    assert [k for k, _ in rows] == list(range(1, 13))
+    for k, lr in rows:   # the lr logged at step k is the one its update used: fraction (k - 1) / 12
+        expected = 1e-4 + 0.5 * (1e-2 - 1e-4) * (1 + math.cos(math.pi * (k - 1) / 12))
+        assert lr == pytest.approx(expected, rel=1e-9)
+    assert rows[0][1] == pytest.approx(1e-2) and rows[-1][1] < 3e-4
+
+
+def test_unknown_lr_schedule_is_rejected():
+    from genlowdim.config import ConfigError, from_dict
+
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        from_dict(TrainSettings, {"lr_schedule": "linear"}, where="train")
 
 
 def _free_port():
