@@ -36,6 +36,7 @@ class GraphNetConfig:
     num_basis: int = 8
     radial_hidden: int = 64
     avg_num_neighbors: float = 12.0
+    readout_dim: int | None = None       # encoder only: per-atom readout width before pooling (None: num_scalars)
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,10 @@ class CrystalEncoder(nn.Module):
     """``forward(batch) -> (mu: (B, latent), log_var: (B, latent))`` for a PyG batch of crystals.
 
     The batch needs ``frac_coords (N,3)``, ``atom_types (N,)`` atomic numbers 1..100, ``lattice (B,3,3)``
-    (rows = lattice vectors, Å) and ``batch (N,)``. ``embed(batch) -> (B, num_scalars)`` is the pooled
-    invariant representation before the latent heads (the property predictor reuses it).
+    (rows = lattice vectors, Å) and ``batch (N,)``. ``embed(batch) -> (B, pooled_dim)`` is the pooled
+    invariant representation before the latent heads (the property predictor reuses it); ``pooled_dim`` is
+    ``readout_dim`` (default ``num_scalars``). A wide readout matters: the mean of a few narrow per-atom
+    vectors is a poor code for *which* elements a crystal holds, and the latent must carry its composition.
     """
 
     def __init__(self, cfg: GraphNetConfig, latent_dim: int):
@@ -55,10 +57,11 @@ class CrystalEncoder(nn.Module):
         self.edges = EdgeFeatures(cfg.lmax_sh, cfg.num_basis, cfg.cutoff)
         self.layers, self.irreps_hidden = build_stack(cfg, cfg.num_scalars)
         self.num_scalars = cfg.num_scalars
-        self.readout = nn.Sequential(nn.Linear(cfg.num_scalars, cfg.num_scalars), nn.SiLU(),
-                                     nn.Linear(cfg.num_scalars, cfg.num_scalars))
-        self.fc_mu = nn.Linear(cfg.num_scalars, latent_dim)
-        self.fc_var = nn.Linear(cfg.num_scalars, latent_dim)
+        self.pooled_dim = int(cfg.readout_dim or cfg.num_scalars)
+        self.readout = nn.Sequential(nn.Linear(cfg.num_scalars, self.pooled_dim), nn.SiLU(),
+                                     nn.Linear(self.pooled_dim, self.pooled_dim))
+        self.fc_mu = nn.Linear(self.pooled_dim, latent_dim)
+        self.fc_var = nn.Linear(self.pooled_dim, latent_dim)
 
     def embed(self, batch) -> torch.Tensor:
         from genlowdim.crystal.graph import periodic_radius_graph

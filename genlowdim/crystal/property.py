@@ -25,7 +25,7 @@ class PropertyPredictor(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = CrystalEncoder(cfg.encoder, cfg.latent_dim)
-        self.head = mlp_head(cfg.encoder.num_scalars, cfg.head_hidden, 1)
+        self.head = mlp_head(self.encoder.pooled_dim, cfg.head_hidden, 1)
         self.property_scaler = Standardiser(1)
 
     def predict_scaled(self, batch) -> torch.Tensor:

@@ -35,6 +35,23 @@ def test_encoder_with_l2_features_is_invariant():
     assert max(dev.values()) < 1e-9, dev
 
 
+def test_wide_readout_is_invariant_and_sets_the_pooled_width():
+    from dataclasses import replace
+
+    from genlowdim.crystal.config import ModelConfig
+    from genlowdim.crystal.property import PropertyPredictor
+
+    gen = torch.Generator().manual_seed(4)
+    batch = random_crystals([3, 5], generator=gen)
+    enc = _encoder(replace(SMALL, readout_dim=40))
+    assert enc.pooled_dim == 40 and enc.embed(batch).shape == (2, 40)
+    dev = check_invariance(lambda b: torch.cat(enc(b), -1), batch, generator=gen)
+    assert max(dev.values()) < 1e-9, dev
+    # the property predictor's head follows the encoder's pooled width
+    model = PropertyPredictor(ModelConfig(head_hidden=8, encoder=replace(SMALL, readout_dim=40))).double()
+    assert model.predict(batch).shape == (2,)
+
+
 def test_encoder_detects_a_changed_structure():
     gen = torch.Generator().manual_seed(3)
     batch = random_crystals([4], generator=gen)
