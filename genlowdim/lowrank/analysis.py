@@ -227,10 +227,12 @@ def jacobian_ranks_along_trajectory(denoiser, x_init: torch.Tensor, sigmas: torc
 
 def sample_with(denoiser, num: int, dim: int, *, sampler: str = "heun", steps: int = 32,
                 sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
-                generator: torch.Generator | None = None, dtype=torch.float32) -> torch.Tensor:
-    """Draw ``(num, dim)`` samples by running a core sampler on a Karras schedule from N(0, σ_max² I)."""
-    sigmas = sigmas_karras(steps, sigma_min, sigma_max, rho=rho).to(dtype)
-    x = sigmas[0] * torch.randn(num, dim, generator=generator, dtype=dtype)
+                generator: torch.Generator | None = None, dtype=torch.float32, device=None) -> torch.Tensor:
+    """Draw ``(num, dim)`` samples by running a core sampler on a Karras schedule from N(0, σ_max² I).
+
+    ``device``: where x lives (the denoiser and ``generator`` must be on the same device)."""
+    sigmas = sigmas_karras(steps, sigma_min, sigma_max, rho=rho).to(dtype=dtype, device=device)
+    x = sigmas[0] * torch.randn(num, dim, generator=generator, dtype=dtype, device=device)
     with torch.no_grad():
         return get_sampler(sampler)(denoiser, x, sigmas, generator=generator)
 

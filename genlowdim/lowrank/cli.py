@@ -115,16 +115,19 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     if args.num < 1 or args.batch_size < 1 or steps < 1:
         raise UsageError(f"sample: --num, --batch-size and --steps must be >= 1, got {args.num}, "
                          f"{args.batch_size}, {steps}")
+    from genlowdim.runtime import resolve_device
+
+    device = resolve_device(args.device)
     model = build_model(cfg)
     model.load_state_dict(checkpoint["state_dict"])
-    model.eval()
-    gen = torch.Generator().manual_seed(args.seed)
+    model.to(device).eval()
+    gen = torch.Generator(device).manual_seed(args.seed)
     chunks = []
     for start in progress(range(0, args.num, args.batch_size), desc="sample"):
         num = min(args.batch_size, args.num - start)
         chunks.append(sample_with(model, num, cfg.data.ambient_dim, sampler=name, steps=steps,
                                   sigma_min=cfg.sample.sigma_min, sigma_max=cfg.sample.sigma_max,
-                                  rho=cfg.sample.rho, generator=gen))
+                                  rho=cfg.sample.rho, generator=gen, device=device).cpu())
     samples = torch.cat(chunks)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,6 +135,7 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     stats = memorisation_stats(samples, checkpoint["train_x"], checkpoint["true_bases"])
     write_json(out / "summary.json", {"name": "lowrank_samples", "checkpoint": str(args.checkpoint),
                                       "sampler": name, "steps": steps, "seed": args.seed, "num": args.num,
+                                      "device": str(device),
                                       **stats, "versions": library_versions()})
     print(f"{args.num} samples -> {out / 'samples.npy'}; median distance to the true subspaces / norm = "
           f"{stats['median_rel_distance_to_subspaces']:.4f}, copies of training points: "

@@ -34,6 +34,14 @@ def test_train_then_sample(tmp_path, capsys):
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert samples.shape == (60, 48)
     assert summary["sampler"] == "euler" and summary["on_subspace_fraction"] > 0.9
+    from genlowdim.runtime import resolve_device
+
+    assert summary["device"] == str(resolve_device("auto"))
+    # an explicit --device cpu is honoured and gives the same seeded samples
+    assert main(["sample", "--checkpoint", str(run / "model.pt"), "--num", "60", "--batch-size", "25",
+                 "--seed", "1", "--sampler", "euler", "--steps", "20", "--device", "cpu",
+                 "--out", str(tmp_path / "s2")]) == 0
+    assert np.array_equal(np.load(tmp_path / "s2" / "samples.npy"), samples)
     rc = main(["sample", "--checkpoint", str(run / "model.pt"), "--sampler", "nope", "--out", str(tmp_path / "x")])
     assert rc == 2 and "unknown sampler 'nope'" in capsys.readouterr().err
 
