@@ -1,6 +1,7 @@
 """``genlowdim evaluate``: CDVAE's generation / reconstruction metrics on any model's output.
 
     genlowdim evaluate SAMPLES --reference perov_5:test --out DIR [--train perov_5:train]
+                       [--property-model runs/property/best.pt]
     genlowdim evaluate PREDICTIONS --reference TRUTH --mode reconstruction --out DIR
 
 SAMPLES/PREDICTIONS/TRUTH: a CIF folder, (multi-block) CIF, extxyz, CDVAE CSV or genlowdim JSON (``.gz``
@@ -27,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(default: the name in --reference name:split)")
     p.add_argument("--cutoffs", nargs=2, type=float, default=None, metavar=("S", "C"),
                    help="coverage thresholds: structure and composition fingerprint distances")
+    p.add_argument("--property-model", default=None, metavar="CKPT",
+                   help="property-predictor checkpoint (task: property) for wdist_prop (default: not computed)")
     p.add_argument("--seed", type=int, default=0, help="seed of the property subsample (default 0)")
     p.add_argument("--num-property-samples", type=int, default=1000,
                    help="valid crystals drawn for the property statistics (default 1000)")
@@ -93,6 +96,21 @@ def pair_by_id(pred_ids, preds, truth_ids, truths, how: str = "auto") -> tuple[l
     return list(preds), list(truth_ids)
 
 
+def _property_fn(checkpoint: str):
+    """The evaluation's ``property_fn`` from a property-predictor checkpoint (clear errors otherwise)."""
+    from genlowdim.cli import UsageError
+    from genlowdim.crystal.api import load_model, property_fn_from_model
+    from genlowdim.runtime import CheckpointError
+
+    if not Path(checkpoint).is_file():
+        raise UsageError(f"--property-model {checkpoint}: no such checkpoint file")
+    try:
+        model = load_model(checkpoint, "cpu", task="property")[0]
+    except CheckpointError as err:
+        raise UsageError(f"--property-model {checkpoint}: {err}") from err
+    return property_fn_from_model(model)
+
+
 def run(args: argparse.Namespace) -> int:
     from genlowdim.metrics.evaluate import evaluate_generation, evaluate_reconstruction, format_table
 
@@ -106,10 +124,11 @@ def run(args: argparse.Namespace) -> int:
         dataset = args.dataset or (args.reference.split(":")[0] if _is_dataset_ref(args.reference) else None)
         cut = args.cutoffs or (None, None)
         train = load_input(args.train, args.data_dir)[1] if args.train else None
+        property_fn = _property_fn(args.property_model) if args.property_model else None
         try:
             report = evaluate_generation(
                 structures, reference, dataset=dataset, struct_cutoff=cut[0], comp_cutoff=cut[1],
-                train_structures=train, num_property_samples=args.num_property_samples, seed=args.seed,
+                train_structures=train, property_fn=property_fn, num_property_samples=args.num_property_samples, seed=args.seed,
                 workers=args.workers, out_dir=args.out, ids=ids, compute_unique=not args.no_unique,
                 reference_cache_key=args.reference if _is_dataset_ref(args.reference) else None)
         except ValueError as err:

@@ -42,3 +42,26 @@ def test_property_config_trains_and_its_checkpoint_is_rejected_by_sample(tmp_pat
     assert "holds a 'property' model" in capsys.readouterr().err
     with pytest.raises(Exception, match="property"):
         load_model(out / "last.pt", task="cdvae")
+
+
+def test_evaluate_scores_properties_with_a_property_model_checkpoint(tmp_path, monkeypatch, capsys):
+    import json
+
+    from genlowdim.crystal.io import write_extxyz
+    from tests.metrics._data import perov_structures
+
+    torch.set_num_threads(1)
+    monkeypatch.setenv("GENLOWDIM_QUIET", "1")
+    out = tmp_path / "prop"
+    assert main(["train", "--config", "configs/crystal/tiny.yaml", "--out", str(out), "--set", "task=property",
+                 "--set", "train.max_steps=2", "--device", "cpu"]) == 0
+    monkeypatch.setenv("GENLOWDIM_CACHE_DIR", str(tmp_path / "cache"))   # fingerprint cache of this test only
+    write_extxyz(list(perov_structures(4)), tmp_path / "ref.extxyz")
+    args = ["evaluate", str(tmp_path / "ref.extxyz"), "--reference", str(tmp_path / "ref.extxyz"),
+            "--dataset", "perov_5", "--no-unique", "--workers", "1", "--out", str(tmp_path / "ev")]
+    assert main(args + ["--property-model", str(out / "last.pt")]) == 0
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())["metrics"]
+    # the same crystals scored by the same model on both sides: identical property distributions
+    assert metrics["wdist_prop"] == pytest.approx(0.0, abs=1e-12)
+    assert main(args + ["--property-model", str(tmp_path / "none.pt")]) == 2
+    assert "--property-model" in capsys.readouterr().err
