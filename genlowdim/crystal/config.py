@@ -69,7 +69,13 @@ class SamplingConfig:
     n_steps_each: int = 100
     step_lr: float = 1e-4
     fast_n_steps_each: int = 10          # ``--sampler ald_fast``: same levels, fewer steps per level
-    fast_step_lr: float = 1e-3
+    fast_step_lr: float = 2.5e-5         # step_lr/σ_min² = 0.25: settles in ~4 steps per level, no overshoot
+    # types after each decoder call: "argmax" (CDVAE), "composition" (keep the composition head's counts, the
+    # decoder assigns them to sites) or "fixed" (keep the initial types); see genlowdim.crystal.sampling.
+    # Generation (and optimisation decodes) use type_update, reconstruction recon_type_update: decoding the
+    # posterior mean of a real crystal, the composition head is nearly exact and argmax only loses it.
+    type_update: Literal["argmax", "composition", "fixed"] = "argmax"
+    recon_type_update: Literal["argmax", "composition", "fixed"] = "composition"
 
 
 @dataclass(frozen=True)

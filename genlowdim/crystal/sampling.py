@@ -4,7 +4,14 @@ From z the heads give the number of atoms (argmax), the lattice (fixed during sa
 from which the initial atom types are drawn (:func:`sample_composition`). Fractional coordinates start
 uniform on the torus; the decoder is wrapped as a core denoiser ``D(x, σ) = x + σ·decoder(x, σ)`` on
 Cartesian positions (N, 3), the core sampler moves x, ``wrap`` maps x back into the cell after every update,
-and the types follow the argmax of the decoder's type logits after every call (a closure records them).
+and after every call the types follow the decoder's type logits as ``type_update`` says:
+
+  ``argmax``       each atom takes the argmax of its logits (CDVAE). The composition may drift.
+  ``composition``  the multiset of types drawn from the composition head is kept, and the decoder's
+                   log-probabilities decide which atom gets which type (an assignment problem per crystal,
+                   solved exactly by ``scipy.optimize.linear_sum_assignment``). The decoder can still swap
+                   two elements between sites, but it cannot change the composition.
+  ``fixed``        the initial types are kept (the atoms move to the sites that suit their types).
 
 Samplers (``sampler`` argument):
   ``ald``       CDVAE's annealed Langevin, model's 50 σ levels x ``n_steps_each`` (default 100) steps.
@@ -65,21 +72,53 @@ def sample_composition(composition_probs, num_atoms, generator=None):
     return torch.cat(out)
 
 
+TYPE_UPDATES = ("argmax", "composition", "fixed")
+
+
+def assign_types(log_probs, types, batch):
+    """Re-assign each crystal's multiset of types to its atoms so that Σ log p(atom, type) is maximal.
+
+    ``log_probs``: (N, 100) per-atom log-probabilities over atomic numbers 1..100; ``types``: (N,) current
+    atomic numbers (their multiset per crystal is kept); ``batch``: (N,). Returns (N,) atomic numbers."""
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    lp = log_probs.detach().double().cpu().numpy()
+    t = types.cpu().numpy()
+    out = t.copy()
+    counts = torch.bincount(batch).cpu().tolist()
+    start = 0
+    for n in counts:
+        idx = np.arange(start, start + n)
+        start += n
+        slots = t[idx]
+        if n < 2 or (slots == slots[0]).all():
+            continue
+        rows, cols = linear_sum_assignment(-lp[idx][:, slots - 1])
+        out[idx[rows]] = slots[cols]
+    return torch.as_tensor(out, device=types.device)
+
+
 class DecoderDenoiser:
     """Core-denoiser view of the CDVAE decoder for fixed z and lattice; tracks the atom types.
 
     ``__call__(x: (N,3) Å, sigma: 0-dim or (B,)) -> x̂₀ = x + σ·decoder_out``; after each call ``types``
-    holds the argmax of the predicted type logits (atomic numbers), fed to the next call."""
+    (atomic numbers, fed to the next call) follow the predicted type logits as ``type_update`` says
+    (``argmax``, ``composition`` or ``fixed``; see the module docstring)."""
 
-    def __init__(self, decoder, z, lattice, batch, types, update_types: bool = True):
+    def __init__(self, decoder, z, lattice, batch, types, type_update: str = "argmax"):
+        if type_update not in TYPE_UPDATES:
+            raise ValueError(f"type_update must be one of {TYPE_UPDATES}, got {type_update!r}")
         self.decoder, self.z, self.lattice, self.batch = decoder, z, lattice, batch
-        self.types, self.update_types, self.calls = types, update_types, 0
+        self.types, self.type_update, self.calls = types, type_update, 0
 
     def __call__(self, x, sigma):
         sigma_graph = sigma.expand(self.z.shape[0]) if sigma.dim() == 0 else sigma
         out, logits = self.decoder(x, self.types, self.z, sigma_graph, self.lattice, self.batch)
-        if self.update_types:
+        if self.type_update == "argmax":
             self.types = logits.argmax(-1) + 1
+        elif self.type_update == "composition":
+            self.types = assign_types(torch.log_softmax(logits, -1), self.types, self.batch)
         self.calls += 1
         return x + sigma_graph[self.batch][:, None] * out
 
@@ -115,7 +154,8 @@ def _run_sampler(den: DecoderDenoiser, x, sigmas, sampler: str, steps, sampling_
 @torch.no_grad()
 def decode_latents(model, z, sampling_cfg, *, sampler: str = "ald", steps: int | None = None,
                    generator=None, num_atoms=None, atom_types=None) -> DecodedCrystals:
-    """Decode z (B, latent) into crystals. ``num_atoms``/``atom_types`` force the ground truth when given."""
+    """Decode z (B, latent) into crystals. ``num_atoms``/``atom_types`` force the ground truth when given
+    (given types are kept fixed); otherwise types follow ``sampling_cfg.type_update``."""
     from genlowdim.crystal.lattice import frac_to_cart, lattice_from_params
 
     natom_logits, lengths, angles, comp_logits = model.decode_stats(z)
@@ -128,7 +168,8 @@ def decode_latents(model, z, sampling_cfg, *, sampler: str = "ald", steps: int |
         F.softmax(comp_logits, -1), num_atoms, generator)
     lattice = lattice_from_params(lengths, angles)
     frac = torch.rand((batch.numel(), 3), generator=generator, device=z.device, dtype=z.dtype)
-    den = DecoderDenoiser(model.decoder, z, lattice, batch, types, update_types=atom_types is None)
+    den = DecoderDenoiser(model.decoder, z, lattice, batch, types,
+                          type_update="fixed" if atom_types is not None else sampling_cfg.type_update)
     sigmas = _sigma_grid(model, sampler, steps).to(z.dtype)
     x = _run_sampler(den, frac_to_cart(frac, lattice, batch), sigmas, sampler, steps, sampling_cfg, generator)
     from genlowdim.crystal.lattice import cart_to_frac
@@ -152,9 +193,13 @@ def batch_to_decoded(batch) -> DecodedCrystals:
 
 @torch.no_grad()
 def reconstruct_batch(model, batch, sampling_cfg, *, sampler="ald", steps=None, generator=None):
-    """CDVAE reconstruction: z = μ(crystal) (deterministic), then decode. -> DecodedCrystals."""
+    """CDVAE reconstruction: z = μ(crystal) (deterministic), then decode with the types following
+    ``sampling_cfg.recon_type_update``. -> DecodedCrystals."""
+    from dataclasses import replace
+
     _, _, z = model.encode(batch, sample=False)
-    return decode_latents(model, z, sampling_cfg, sampler=sampler, steps=steps, generator=generator)
+    cfg = replace(sampling_cfg, type_update=sampling_cfg.recon_type_update)
+    return decode_latents(model, z, cfg, sampler=sampler, steps=steps, generator=generator)
 
 
 def optimize_latents(model, z0, *, steps=5000, decode_every=555, lr=1e-3, on_snapshot=None):

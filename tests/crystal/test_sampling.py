@@ -1,11 +1,12 @@
 """Decoding through the core samplers: plumbing checked with a decoder whose score is known exactly."""
+import pytest
 import torch
 from torch import nn
 
 from genlowdim.crystal.config import GraphNetConfig, ModelConfig, SamplingConfig
 from genlowdim.crystal.lattice import frac_to_cart, lattice_from_params, min_image_cart_displacement
 from genlowdim.crystal.model import CDVAE
-from genlowdim.crystal.sampling import DecoderDenoiser, decode_latents, sample_composition
+from genlowdim.crystal.sampling import DecoderDenoiser, assign_types, decode_latents, sample_composition
 
 TINY = GraphNetConfig(num_layers=1, num_scalars=8, num_vectors=4, cutoff=5.0, max_neighbors=8,
                       num_basis=4, radial_hidden=8)
@@ -87,3 +88,70 @@ def test_every_sampler_flag_decodes_a_random_model():
         calls[name] = out.decoder_calls
     # ald: 5 levels x 2 steps; ald_fast: 5 x 1; pc: 4 levels x (1 corrector + 1 predictor); heun: 2*4 - 1
     assert calls == {"ald": 10, "ald_fast": 5, "pc": 8, "em": 4, "heun": 7, "ddim": 4}
+
+
+def test_type_assignment_keeps_each_composition_and_is_optimal():
+    import itertools
+
+    gen = torch.Generator().manual_seed(0)
+    types = torch.tensor([8, 8, 8, 22, 38, 11, 17, 17])        # crystal 0: SrTiO3-like, crystal 1: NaCl2
+    batch = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1])
+    log_probs = torch.log_softmax(torch.randn(8, 100, generator=gen), -1)
+    out = assign_types(log_probs, types, batch)
+    for b in (0, 1):
+        mine, theirs = out[batch == b], types[batch == b]
+        assert sorted(mine.tolist()) == sorted(theirs.tolist())        # the multiset is kept
+        lp = log_probs[batch == b]
+        best = max(sum(float(lp[i, t - 1]) for i, t in enumerate(perm))
+                   for perm in set(itertools.permutations(theirs.tolist())))
+        got = sum(float(lp[i, t - 1]) for i, t in enumerate(mine.tolist()))
+        assert got == pytest.approx(best, abs=1e-12)                    # brute force agrees
+    # logits that clearly prefer a permutation are followed exactly
+    want = torch.tensor([38, 8, 22, 8, 8])
+    lp = torch.full((5, 100), -20.0)
+    lp[torch.arange(5), want - 1] = 0.0
+    assert assign_types(lp, torch.tensor([8, 8, 8, 22, 38]), torch.zeros(5, dtype=torch.long)).tolist() \
+        == want.tolist()
+
+
+def test_type_update_modes_argmax_composition_fixed():
+    lengths = torch.tensor([[4.0, 4.0, 4.0]], dtype=torch.float64)
+    lattice = lattice_from_params(lengths, torch.tensor([[90.0, 90.0, 90.0]], dtype=torch.float64))
+    batch = torch.zeros(3, dtype=torch.long)
+    target = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.0]], dtype=torch.float64)
+    start = torch.tensor([11, 17, 17])
+    x = frac_to_cart(target, lattice, batch)
+    final = {}
+    for mode in ("argmax", "composition", "fixed"):
+        den = DecoderDenoiser(ExactDecoder(target, lattice, batch), torch.zeros(1, 2, dtype=torch.float64),
+                              lattice, batch, start.clone(), type_update=mode)
+        den(x, torch.tensor(0.1, dtype=torch.float64))
+        final[mode] = den.types.tolist()
+    # ExactDecoder's logits prefer oxygen everywhere: argmax follows them, the other modes keep Na + 2 Cl
+    assert final["argmax"] == [8, 8, 8]
+    assert sorted(final["composition"]) == [11, 17, 17] and final["fixed"] == [11, 17, 17]
+    with pytest.raises(ValueError, match="type_update"):
+        DecoderDenoiser(None, None, lattice, batch, start, type_update="nearest")
+
+
+def test_reconstruction_keeps_the_composition_heads_counts():
+    from dataclasses import replace
+
+    from genlowdim.crystal.sampling import reconstruct_batch
+    from genlowdim.testing import random_crystals
+
+    torch.manual_seed(0)
+    model = CDVAE(ModelConfig(latent_dim=8, head_hidden=16, encoder=TINY, decoder=TINY, num_noise_levels=4),
+                  max_atoms=5).eval()
+    model.lattice_scaler.mean.copy_(torch.tensor([2.3, 2.3, 2.3, 90.0, 90.0, 90.0]))
+    model.lattice_scaler.std.copy_(torch.tensor([0.1, 0.1, 0.1, 1.0, 1.0, 1.0]))
+    b = random_crystals([3, 4], generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+    cfg = SamplingConfig(fast_n_steps_each=2)
+    comps = {}
+    for mode in ("composition", "fixed"):
+        out = reconstruct_batch(model, b, replace(cfg, recon_type_update=mode), sampler="ald_fast",
+                                generator=torch.Generator().manual_seed(3))
+        per = torch.repeat_interleave(torch.arange(len(out.num_atoms)), out.num_atoms)
+        comps[mode] = [sorted(out.atom_types[per == i].tolist()) for i in range(len(out.num_atoms))]
+    # both start from the same draw of the composition head and neither may change the counts
+    assert comps["composition"] == comps["fixed"]
