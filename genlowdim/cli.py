@@ -44,6 +44,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from genlowdim.runtime import load_checkpoint
 
     payload = load_checkpoint(args.checkpoint)
+    if payload["family"] != "crystal" and (args.step_lr is not None or args.type_update is not None):
+        raise UsageError(f"--step-lr and --type-update apply to crystal checkpoints; {args.checkpoint} is "
+                         f"a {payload['family']!r} checkpoint")
     return _family_module(payload["family"], args.checkpoint).sample(args, payload)
 
 
@@ -77,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--weights", choices=["ema", "raw"], default="ema",
                    help="EMA weights when the run kept them (default) or the optimiser's raw weights")
+    from genlowdim.crystal.cli import add_sampling_flags
+
+    add_sampling_flags(p)   # crystal checkpoints only
     p.set_defaults(func=_cmd_sample)
 
     for name in REGISTRARS:

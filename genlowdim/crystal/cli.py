@@ -23,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--weights", choices=["ema", "raw"], default="ema",
                    help="EMA weights when the run kept them (default) or the raw optimiser weights")
+    add_sampling_flags(p, "recon_type_update")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_reconstruct)
@@ -39,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler-steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", choices=["ema", "raw"], default="ema")
+    add_sampling_flags(p)
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_optimize)
@@ -49,6 +51,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num", type=int, default=200, help="crystals to generate")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_demo)
+
+
+def add_sampling_flags(p: argparse.ArgumentParser, type_field: str = "type_update") -> None:
+    """``--step-lr`` and ``--type-update``: override the checkpoint's sampling config for one command."""
+    p.add_argument("--step-lr", type=float, default=None,
+                   help="ALD step_lr (ald: step_lr, ald_fast: fast_step_lr; default: the checkpoint's)")
+    p.add_argument("--type-update", choices=["argmax", "composition", "fixed"], default=None,
+                   help=f"how types follow the decoder (default: the checkpoint's sampling.{type_field})")
+    p.set_defaults(type_field=type_field)
+
+
+def sampling_overrides(cfg, args: argparse.Namespace, sampler: str | None):
+    """``cfg`` with the sampling settings given by :func:`add_sampling_flags` replaced."""
+    from dataclasses import replace
+
+    from genlowdim.cli import UsageError
+
+    changes = {}
+    if getattr(args, "step_lr", None) is not None:
+        name = sampler or cfg.sampling.sampler
+        if name not in ("ald", "ald_fast") or args.step_lr <= 0:
+            raise UsageError(f"--step-lr {args.step_lr}: needs a positive value and the ald or ald_fast "
+                             f"sampler (got {name!r})")
+        changes["step_lr" if name == "ald" else "fast_step_lr"] = args.step_lr
+    if getattr(args, "type_update", None) is not None:
+        changes[args.type_field] = args.type_update
+    return replace(cfg, sampling=replace(cfg.sampling, **changes)) if changes else cfg
 
 
 def train(args: argparse.Namespace) -> int:
@@ -71,6 +100,7 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
 
     model, cfg = load_model(checkpoint, resolve_device(args.device), use_ema=args.weights == "ema",
                             task="cdvae")
+    cfg = sampling_overrides(cfg, args, args.sampler)
     manifest = sample_crystals(model, cfg, args.num, args.out, batch_size=args.batch_size, seed=args.seed,
                                sampler=args.sampler, steps=args.steps, checkpoint=args.checkpoint)
     print(f"wrote {manifest['count']} crystals to {args.out}")
@@ -83,6 +113,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
 
     model, cfg = load_model(args.checkpoint, resolve_device(args.device), use_ema=args.weights == "ema",
                             task="cdvae")
+    cfg = sampling_overrides(cfg, args, args.sampler)
     summary = reconstruct(model, cfg, args.split, args.out, num=args.num, batch_size=args.batch_size,
                           seed=args.seed, sampler=args.sampler, steps=args.steps)
     print(f"wrote {summary['count']} predictions and truths to {args.out}; evaluate with\n  genlowdim evaluate "
@@ -97,6 +128,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model, cfg = load_model(args.checkpoint, device, use_ema=args.weights == "ema", task="cdvae")
+    cfg = sampling_overrides(cfg, args, args.sampler)
     prop_model = load_model(args.property_model, device, task="property")[0] if args.property_model else None
     result = optimize_property(model, cfg, args.out, property_name=args.property, num=args.num,
                                steps=args.steps, decode_every=args.decode_every, lr=args.lr,

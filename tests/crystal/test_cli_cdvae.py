@@ -62,6 +62,22 @@ def test_train_sample_and_reconstruct(trained, tmp_path):
     assert [i for i, _ in preds] == [i for i, _ in truths] and len(preds) == 2
 
 
+def test_sampling_flags_override_the_checkpoints_settings(trained, tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["sample", "--checkpoint", str(trained / "last.pt"), "--num", "1", "--sampler", "ald_fast",
+                 "--step-lr", "3e-5", "--type-update", "composition", "--out", str(out), "--device", "cpu"]) == 0
+    used = json.loads((out / "manifest.json").read_text())["sampling_config"]
+    assert used["fast_step_lr"] == 3e-5 and used["type_update"] == "composition"
+    # a step_lr means nothing to the predictor-corrector sampler: refused, naming the flag
+    assert main(["sample", "--checkpoint", str(trained / "last.pt"), "--num", "1", "--sampler", "pc",
+                 "--step-lr", "3e-5", "--out", str(tmp_path / "x"), "--device", "cpu"]) == 2
+    assert "--step-lr" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:   # argparse's own check of the choices
+        main(["reconstruct", "--checkpoint", str(trained / "last.pt"), "--num", "1", "--type-update",
+              "nearest", "--out", str(tmp_path / "r")])
+    assert exc.value.code == 2 and "--type-update" in capsys.readouterr().err
+
+
 def test_resume_follows_the_uninterrupted_trajectory(trained, tmp_path):
     part = tmp_path / "part"
     assert main(["train", "--config", TINY, "--out", str(part), "--set", "train.max_steps=3",
@@ -83,6 +99,8 @@ def test_wrong_checkpoint_and_bad_config_are_clear_errors(tmp_path, capsys):
     save_checkpoint(other, {"family": "lowrank", "config": {}, "state_dict": {}})
     assert main(["reconstruct", "--checkpoint", str(other), "--num", "1", "--out", str(tmp_path / "r")]) == 2
     assert "'lowrank' family, expected 'crystal'" in capsys.readouterr().err
+    assert main(["sample", "--checkpoint", str(other), "--type-update", "fixed", "--out", str(tmp_path / "s")]) == 2
+    assert "crystal checkpoints" in capsys.readouterr().err
     torch.save({"x": 1}, tmp_path / "junk.pt")
     assert main(["sample", "--checkpoint", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "s")]) == 2
     assert "not a genlowdim checkpoint" in capsys.readouterr().err
