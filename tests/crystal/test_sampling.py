@@ -71,12 +71,18 @@ def _outside(x, lattice, batch):
     return bool(((f < -1e-9) | (f > 1 + 1e-9)).any())
 
 
-def test_every_sampler_flag_decodes_a_random_model():
+def _random_model(num_noise_levels: int) -> CDVAE:
+    """An untrained tiny CDVAE whose lattice head decodes to ~4 Å cubic-ish cells."""
     torch.manual_seed(0)
-    model = CDVAE(ModelConfig(latent_dim=8, head_hidden=16, encoder=TINY, decoder=TINY, num_noise_levels=5),
-                  max_atoms=5).eval()
+    model = CDVAE(ModelConfig(latent_dim=8, head_hidden=16, encoder=TINY, decoder=TINY,
+                              num_noise_levels=num_noise_levels), max_atoms=5).eval()
     model.lattice_scaler.mean.copy_(torch.tensor([2.3, 2.3, 2.3, 90.0, 90.0, 90.0]))
     model.lattice_scaler.std.copy_(torch.tensor([0.1, 0.1, 0.1, 1.0, 1.0, 1.0]))
+    return model
+
+
+def test_every_sampler_flag_decodes_a_random_model():
+    model = _random_model(5)
     z = torch.randn(2, 8)
     cfg = SamplingConfig(n_steps_each=2, fast_n_steps_each=1)
     calls = {}
@@ -140,11 +146,7 @@ def test_reconstruction_keeps_the_composition_heads_counts():
     from genlowdim.crystal.sampling import reconstruct_batch
     from genlowdim.testing import random_crystals
 
-    torch.manual_seed(0)
-    model = CDVAE(ModelConfig(latent_dim=8, head_hidden=16, encoder=TINY, decoder=TINY, num_noise_levels=4),
-                  max_atoms=5).eval()
-    model.lattice_scaler.mean.copy_(torch.tensor([2.3, 2.3, 2.3, 90.0, 90.0, 90.0]))
-    model.lattice_scaler.std.copy_(torch.tensor([0.1, 0.1, 0.1, 1.0, 1.0, 1.0]))
+    model = _random_model(4)
     b = random_crystals([3, 4], generator=torch.Generator().manual_seed(0), dtype=torch.float32)
     cfg = SamplingConfig(fast_n_steps_each=2)
     comps = {}
