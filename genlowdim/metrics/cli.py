@@ -117,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     ids, structures = load_input(args.samples, args.data_dir)
     ref_ids, reference = load_input(args.reference, args.data_dir)
     if args.mode == "reconstruction":
+        if args.property_model:
+            from genlowdim.cli import UsageError
+
+            raise UsageError("--property-model applies to --mode generation (reconstruction has no property metric)")
         preds, ids = pair_by_id(ids, structures, ref_ids, reference, args.pair_by)
         report = evaluate_reconstruction(preds, reference, stol=args.stol, angle_tol=args.angle_tol,
                                          ltol=args.ltol, workers=args.workers, out_dir=args.out, ids=ids)
@@ -128,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             report = evaluate_generation(
                 structures, reference, dataset=dataset, struct_cutoff=cut[0], comp_cutoff=cut[1],
-                train_structures=train, property_fn=property_fn, num_property_samples=args.num_property_samples, seed=args.seed,
+                train_structures=train, property_fn=property_fn,
+                num_property_samples=args.num_property_samples, seed=args.seed,
                 workers=args.workers, out_dir=args.out, ids=ids, compute_unique=not args.no_unique,
                 reference_cache_key=args.reference if _is_dataset_ref(args.reference) else None)
         except ValueError as err:

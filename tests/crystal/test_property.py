@@ -65,3 +65,5 @@ def test_evaluate_scores_properties_with_a_property_model_checkpoint(tmp_path, m
     assert metrics["wdist_prop"] == pytest.approx(0.0, abs=1e-12)
     assert main(args + ["--property-model", str(tmp_path / "none.pt")]) == 2
     assert "--property-model" in capsys.readouterr().err
+    assert main(args + ["--mode", "reconstruction", "--property-model", str(out / "last.pt")]) == 2
+    assert "--mode generation" in capsys.readouterr().err
