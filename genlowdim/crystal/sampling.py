@@ -9,7 +9,8 @@ and after every call the types follow the decoder's type logits as ``type_update
   ``argmax``       each atom takes the argmax of its logits (CDVAE). The composition may drift.
   ``composition``  the multiset of types drawn from the composition head is kept, and the decoder's
                    log-probabilities decide which atom gets which type (an assignment problem per crystal,
-                   solved exactly by ``scipy.optimize.linear_sum_assignment``). The decoder can still swap
+                   solved exactly: all orderings for small cells, ``scipy.optimize.linear_sum_assignment``
+                   beyond). The decoder can still swap
                    two elements between sites, but it cannot change the composition.
   ``fixed``        the initial types are kept (the atoms move to the sites that suit their types).
 
@@ -75,28 +76,45 @@ def sample_composition(composition_probs, num_atoms, generator=None):
 TYPE_UPDATES = ("argmax", "composition", "fixed")
 
 
+BRUTE_FORCE_MAX_ATOMS = 6   # 6! = 720 orderings per crystal; larger crystals go to linear_sum_assignment
+
+
 def assign_types(log_probs, types, batch):
     """Re-assign each crystal's multiset of types to its atoms so that Σ log p(atom, type) is maximal.
 
     ``log_probs``: (N, 100) per-atom log-probabilities over atomic numbers 1..100; ``types``: (N,) current
-    atomic numbers (their multiset per crystal is kept); ``batch``: (N,). Returns (N,) atomic numbers."""
-    import numpy as np
-    from scipy.optimize import linear_sum_assignment
+    atomic numbers (their multiset per crystal is kept); ``batch``: (N,), atoms of a crystal contiguous.
+    Crystals of up to :data:`BRUTE_FORCE_MAX_ATOMS` atoms are solved together on the tensors' device by
+    scoring every ordering; larger ones one by one with ``scipy.optimize.linear_sum_assignment``.
+    Returns (N,) atomic numbers."""
+    import itertools
 
-    lp = log_probs.detach().double().cpu().numpy()
-    t = types.cpu().numpy()
-    out = t.copy()
-    counts = torch.bincount(batch).cpu().tolist()
-    start = 0
-    for n in counts:
-        idx = np.arange(start, start + n)
-        start += n
-        slots = t[idx]
-        if n < 2 or (slots == slots[0]).all():
+    counts = torch.bincount(batch)
+    starts = torch.cumsum(counts, 0) - counts
+    out = types.clone()
+    for n in torch.unique(counts).tolist():
+        crystals = torch.nonzero(counts == n).squeeze(-1)
+        if n < 2 or len(crystals) == 0:
             continue
-        rows, cols = linear_sum_assignment(-lp[idx][:, slots - 1])
-        out[idx[rows]] = slots[cols]
-    return torch.as_tensor(out, device=types.device)
+        idx = starts[crystals][:, None] + torch.arange(n, device=types.device)     # (C, n) atom indices
+        slots = types[idx]                                                          # (C, n) their types
+        if n <= BRUTE_FORCE_MAX_ATOMS:
+            # m[c, i, j] = log p(atom i gets the type of slot j); score every ordering of the slots
+            m = torch.gather(log_probs[idx], 2, (slots - 1)[:, None, :].expand(-1, n, -1))
+            perms = torch.tensor(list(itertools.permutations(range(n))), device=types.device)  # (P, n)
+            rows = torch.arange(n, device=types.device)
+            score = m[:, rows[None, :], perms].sum(-1)                                  # (C, P)
+            best = perms[score.argmax(-1)]                                              # (C, n)
+            out[idx] = torch.gather(slots, 1, best)
+            continue
+        from scipy.optimize import linear_sum_assignment
+
+        lp = log_probs[idx].detach().double().cpu().numpy()
+        for c in range(len(crystals)):
+            sl = slots[c].cpu().numpy()
+            r, col = linear_sum_assignment(-lp[c][:, sl - 1])
+            out[idx[c, torch.as_tensor(r, device=types.device)]] = slots[c, torch.as_tensor(col, device=types.device)]
+    return out
 
 
 class DecoderDenoiser:

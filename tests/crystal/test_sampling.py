@@ -100,11 +100,12 @@ def test_type_assignment_keeps_each_composition_and_is_optimal():
     import itertools
 
     gen = torch.Generator().manual_seed(0)
-    types = torch.tensor([8, 8, 8, 22, 38, 11, 17, 17])        # crystal 0: SrTiO3-like, crystal 1: NaCl2
-    batch = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1])
-    log_probs = torch.log_softmax(torch.randn(8, 100, generator=gen), -1)
+    # SrTiO3-like and NaCl2 (scored ordering by ordering), a 7-atom cell (linear_sum_assignment), a 5-atom one
+    types = torch.tensor([8, 8, 8, 22, 38, 11, 17, 17, 3, 3, 3, 26, 26, 8, 9, 12, 12, 8, 8, 7])
+    batch = torch.tensor([0] * 5 + [1] * 3 + [2] * 7 + [3] * 5)
+    log_probs = torch.log_softmax(torch.randn(len(types), 100, generator=gen), -1)
     out = assign_types(log_probs, types, batch)
-    for b in (0, 1):
+    for b in (0, 1, 2, 3):
         mine, theirs = out[batch == b], types[batch == b]
         assert sorted(mine.tolist()) == sorted(theirs.tolist())        # the multiset is kept
         lp = log_probs[batch == b]
