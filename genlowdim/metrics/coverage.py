@@ -69,7 +69,7 @@ def coverage(gen_struct_fp, gen_comp_fp, ref_struct_fp, ref_comp_fp, struct_cuto
     prec_items = {"struct_dist": s_prec, "comp_dist": c_prec, "covered": prec_hit}
     return {
         "cov_recall": MetricResult("cov_recall", as_float(rec_hit.mean()), params, rec_items),
-        "cov_precision": MetricResult("cov_precision", prec_hit.sum() / n_all, params, prec_items),
+        "cov_precision": MetricResult("cov_precision", as_float(prec_hit.sum() / n_all), params, prec_items),
         "amsd_recall": MetricResult("amsd_recall", as_float(s_rec.mean()), params),
         "amsd_precision": MetricResult("amsd_precision", as_float(s_prec.mean()), params),
         "amcd_recall": MetricResult("amcd_recall", as_float(c_rec.mean()), params),
