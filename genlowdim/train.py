@@ -208,7 +208,7 @@ class Trainer:
         self.generator = torch.Generator(self.device).manual_seed(settings.seed + 7919 * self.rank)
         self.ema = _Ema(model, settings.ema_decay) if settings.ema_decay else None
         self.state = _State()
-        self._started = time.monotonic()   # reset by run(); the cosine schedule's clock
+        self._started = time.monotonic()   # this session's start, reset by run()
         self.history: list[dict] = []
         self.ddp_model = self._wrap_ddp()
 
@@ -290,8 +290,7 @@ class Trainer:
         if s.max_steps is not None:
             fractions.append(self.state.step / max(s.max_steps, 1))
         if s.max_minutes is not None:
-            spent = self.state.elapsed_s + time.monotonic() - self._started
-            fractions.append(spent / (60.0 * s.max_minutes))
+            fractions.append(self._spent_seconds() / (60.0 * s.max_minutes))
         per_epoch = math.ceil(len(self.train_set) / s.batch_size)
         fractions.append(self.state.step / max(s.epochs * per_epoch, 1))
         frac = min(max(fractions), 1.0)
@@ -344,13 +343,16 @@ class Trainer:
         return result
 
     # ----- the loop ----------------------------------------------------------------------------
-    def _budget_left(self, started: float) -> bool:
+    def _spent_seconds(self) -> float:
+        """Training time over all sessions of this run, this one included."""
+        return self.state.elapsed_s + time.monotonic() - self._started
+
+    def _budget_left(self) -> bool:
         s = self.s
         if s.max_steps is not None and self.state.step >= s.max_steps:
             return False
         if s.max_minutes is not None:
-            spent = self.state.elapsed_s + time.monotonic() - started
-            if spent >= 60.0 * s.max_minutes:
+            if self._spent_seconds() >= 60.0 * s.max_minutes:
                 return False
         return True
 
@@ -367,9 +369,9 @@ class Trainer:
         resume_step = self.state.step if resume else None
         train_log = _CsvLog(self.out / "log.csv", resume_step) if self.rank == 0 else None
         val_log = _CsvLog(self.out / "val.csv", resume_step) if self.rank == 0 else None
-        started = self._started = time.monotonic()
-        stopped = self._loop(started, train_log, val_log)
-        self.state.elapsed_s += time.monotonic() - started
+        self._started = time.monotonic()
+        stopped = self._loop(train_log, val_log)
+        self.state.elapsed_s = self._spent_seconds()
         self.save("last.pt")
         if self.rank == 0:
             plot_losses(self.out)
@@ -378,27 +380,27 @@ class Trainer:
                          self.state.epoch, self.state.best_val, self.state.skipped, stopped,
                          self.history)
 
-    def _loop(self, started: float, train_log, val_log) -> str:
+    def _loop(self, train_log, val_log) -> str:
         s = self.s
         while self.state.epoch < s.epochs:
             batches = _batches(epoch_order(len(self.train_set), s.seed, self.state.epoch), s.batch_size)
-            if not self._run_epoch(batches, started, train_log):
+            if not self._run_epoch(batches, train_log):
                 return "budget"
             self.state.epoch += 1
             self.state.batch_in_epoch = 0
             if self.state.epoch % s.val_every == 0 or self.state.epoch == s.epochs:
                 self._validate_and_log(val_log)
-            self._checkpoint_elapsed(started, "last.pt")
+            self._checkpoint_elapsed("last.pt")
         return "epochs"
 
-    def _run_epoch(self, batches: list[torch.Tensor], started: float, train_log) -> bool:
+    def _run_epoch(self, batches: list[torch.Tensor], train_log) -> bool:
         window: list[float] = []
         quiet = self.rank != 0 or os.environ.get("GENLOWDIM_QUIET") == "1"
         bar = progress(total=len(batches), initial=self.state.batch_in_epoch, leave=False,
                        desc=f"epoch {self.state.epoch}", disable=quiet)
         self.model.train()
         for index in batches[self.state.batch_in_epoch:]:
-            if not self._budget_left(started):
+            if not self._budget_left():
                 bar.close()
                 return False
             shard = index[self.rank::self.world].tolist()
@@ -414,15 +416,14 @@ class Trainer:
                 self._log_train(train_log, window, logs)
                 window = []
             if self.state.step % self.s.checkpoint_every == 0:
-                self._checkpoint_elapsed(started, "last.pt")
+                self._checkpoint_elapsed("last.pt")
         bar.close()
         return True
 
-    def _checkpoint_elapsed(self, started: float, name: str) -> None:
+    def _checkpoint_elapsed(self, name: str) -> None:
         # elapsed time is stored so max_minutes counts across resumed sessions
-        now = time.monotonic()
         saved = self.state.elapsed_s
-        self.state.elapsed_s = saved + now - started
+        self.state.elapsed_s = self._spent_seconds()
         self.save(name)
         self.state.elapsed_s = saved
 

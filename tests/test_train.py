@@ -163,6 +163,20 @@ def test_cosine_schedule_follows_the_step_budget(tmp_path):
     assert rows[0][1] == pytest.approx(1e-2) and rows[-1][1] < 3e-4
 
 
+def test_time_budget_stops_and_counts_across_sessions(tmp_path):
+    data = _data()
+    first = fit(Regressor(), data, loss_fn=noisy_loss, settings=_settings(max_minutes=1e-9), out_dir=tmp_path,
+                family="toy", config={})
+    assert first.stopped_because == "budget" and first.steps == 0
+    spent = load_checkpoint(tmp_path / "last.pt", family="toy")["train_state"]["elapsed_s"]
+    assert spent > 0
+    # a resumed session with a larger budget continues, and its clock adds to the first session's
+    second = fit(Regressor(), data, loss_fn=noisy_loss, settings=_settings(max_minutes=10.0), out_dir=tmp_path,
+                 family="toy", config={}, resume=True)
+    assert second.stopped_because == "epochs" and second.steps == 20
+    assert load_checkpoint(tmp_path / "last.pt", family="toy")["train_state"]["elapsed_s"] > spent
+
+
 def test_unknown_lr_schedule_is_rejected():
     from genlowdim.config import ConfigError, from_dict
 
