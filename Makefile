@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/samplers.py
 	$(PY) bench/likelihood.py --quick
 	$(PY) bench/train_step.py
+	$(PY) bench/readout.py --steps 100
 	$(PY) bench/evaluate.py --num 600 --num-reference 400 --baseline-num 60
 
 clean:
