@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_width(cfg, width: int, train, val_batch, steps: int, lr: float, seed: int = 0):
@@ -22,7 +25,7 @@ def train_width(cfg, width: int, train, val_batch, steps: int, lr: float, seed: 
     from torch_geometric.data import Batch
 
     from genlowdim.crystal.api import build_model
-    from genlowdim.crystal.model import type_loss
+    from genlowdim.crystal.model import composition_loss, kl_to_prior
 
     enc_cfg = replace(cfg.model.encoder, readout_dim=width or None)
     cfg = replace(cfg, model=replace(cfg.model, encoder=enc_cfg))
@@ -34,10 +37,7 @@ def train_width(cfg, width: int, train, val_batch, steps: int, lr: float, seed: 
 
     def losses(batch, generator):
         mu, log_var, z = model.encode(batch, generator)
-        ce = type_loss(model.fc_composition(z)[batch.batch], batch.atom_types,
-                       torch.ones(batch.num_nodes), batch.batch)
-        kld = torch.mean(-0.5 * torch.sum(1 + log_var - mu ** 2 - log_var.exp(), dim=1))
-        return ce, kld
+        return composition_loss(model.fc_composition(z), batch), kl_to_prior(mu, log_var)
 
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -69,7 +69,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_crystal_config("configs/crystal/perov_5_quick.yaml")
+    cfg = load_crystal_config(ROOT / "configs/crystal/perov_5_quick.yaml")
     train = load_split(cfg, "train")
     val_batch = Batch.from_data_list(load_split(cfg, "val", 512))
     frac = scatter(F.one_hot(val_batch.atom_types - 1, 100).double(), val_batch.batch, dim=0, reduce="mean")

@@ -71,6 +71,18 @@ def type_loss(type_logits, atom_types, type_sigma_atom, batch):
     return scatter(ce, batch, dim=0, reduce="mean").mean()
 
 
+def composition_loss(composition_logits, batch):
+    """CDVAE's composition CE: every atom's type under its crystal's predicted composition, averaged per
+    crystal, then over the batch. ``composition_logits``: (B, 100); ``batch``: a PyG batch."""
+    ones = torch.ones(batch.atom_types.shape, dtype=composition_logits.dtype, device=composition_logits.device)
+    return type_loss(composition_logits[batch.batch], batch.atom_types, ones, batch.batch)
+
+
+def kl_to_prior(mu, log_var):
+    """KL(N(μ, diag σ²) ‖ N(0, I)) per crystal, averaged over the batch. (B, latent) each -> scalar."""
+    return torch.mean(-0.5 * torch.sum(1 + log_var - mu ** 2 - log_var.exp(), dim=1))
+
+
 class CDVAE(nn.Module):
     """The generative model. Batches are PyG batches of crystals (see :class:`CrystalEncoder`)."""
 
@@ -163,11 +175,10 @@ class CDVAE(nn.Module):
         parts = {
             "natom": F.cross_entropy(natom_logits, num_atoms),
             "lattice": F.mse_loss(pred6, target6),
-            "composition": type_loss(comp_logits[batch.batch], batch.atom_types,
-                                     torch.ones_like(type_sigma_atom), batch.batch),
+            "composition": composition_loss(comp_logits, batch),
             "coord": coord_loss(coord_out, target, sigma_atom, batch.batch),
             "type": type_loss(type_logits, batch.atom_types, type_sigma_atom, batch.batch),
-            "kld": torch.mean(-0.5 * torch.sum(1 + log_var - mu ** 2 - log_var.exp(), dim=1)),
+            "kld": kl_to_prior(mu, log_var),
         }
         if self.fc_property is not None:
             parts["property"] = F.mse_loss(self.fc_property(z).squeeze(-1),
