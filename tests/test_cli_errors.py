@@ -82,7 +82,7 @@ CASES = [
     ("train --out an existing run", ["train", "--config", TINY, "--out", "{d}/run"], 2,
      ["already holds a run", "--resume"], False),
     ("reconstruct --split tset", ["reconstruct", "--checkpoint", "{d}/cdvae.pt", "--split", "tset",
-                                  "--out", "{d}/r"], 2, ["--split 'tset'", "train, val, test"], False),
+                                  "--out", "{d}/r"], 2, ["--split 'tset'", "use train, val or test"], False),
     ("sample --batch-size 0", ["sample", "--checkpoint", "{d}/cdvae.pt", "--batch-size", "0", "--out", "{d}/s"],
      2, ["--batch-size 0", "at least 1"], False),
     ("sample --num 0", ["sample", "--checkpoint", "{d}/cdvae.pt", "--num", "0", "--out", "{d}/s"], 2,

@@ -132,8 +132,8 @@ def _check_split(split: str, cfg) -> None:
     from genlowdim.crystal.data import SPLITS
 
     if split not in SPLITS:
-        raise UsageError(f"--split {split!r}: the checkpoint's dataset {cfg.data.dataset!r} has splits "
-                         f"{', '.join(SPLITS)}")
+        raise UsageError(f"--split {split!r}: not a split of the checkpoint's dataset {cfg.data.dataset!r}; "
+                         f"use {', '.join(SPLITS[:-1])} or {SPLITS[-1]}")
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
