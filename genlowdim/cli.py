@@ -3,12 +3,19 @@
 The CLI is a thin shell. Shared commands (``train``, ``sample``) dispatch on the config's ``family`` key or
 on the checkpoint's family; each family adds its own commands through ``register(subparsers)`` in its
 ``cli`` module. Heavy imports happen inside handlers so ``genlowdim --help`` stays fast.
+
+Exit codes (docs/cli.md): 0 success, 1 a check that found problems, 2 usage or input errors (one line
+on stderr, no traceback), 130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from genlowdim.errors import EXIT_INTERRUPTED, EXIT_USAGE, CheckpointError, UsageError
+
+__all__ = ["UsageError", "build_parser", "main", "require_positive"]
 
 FAMILIES = {
     "crystal": "genlowdim.crystal.cli",
@@ -20,8 +27,19 @@ REGISTRARS = ["genlowdim.crystal.cli", "genlowdim.metrics.cli", "genlowdim.lowra
               "genlowdim.likelihood.cli"]
 
 
-class UsageError(ValueError):
-    """Bad command-line input; printed without a traceback."""
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (what is wrong, where the help is) instead of the usage block."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def require_positive(args: argparse.Namespace, *names: str) -> None:
+    """UsageError unless each named integer option (``batch_size`` for ``--batch-size``) is absent or >= 1."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} {value}: must be at least 1")
 
 
 def _family_module(family: str, where: str):
@@ -43,6 +61,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_sample(args: argparse.Namespace) -> int:
     from genlowdim.runtime import load_checkpoint
 
+    require_positive(args, "num", "batch_size", "steps")
     payload = load_checkpoint(args.checkpoint)
     if payload["family"] != "crystal" and (args.step_lr is not None or args.type_update is not None):
         raise UsageError(f"--step-lr and --type-update apply to crystal checkpoints; {args.checkpoint} is "
@@ -51,7 +70,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="genlowdim",
         description="Generative models of crystals and of low-dimensional distributions.")
     from genlowdim import __version__
@@ -91,17 +110,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit code (argparse's own errors exit with 2 via SystemExit)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     from genlowdim.config import ConfigError
-    from genlowdim.runtime import CheckpointError
 
     try:
         return int(args.func(args) or 0)
-    except (UsageError, ConfigError, CheckpointError, FileNotFoundError) as err:
-        print(f"genlowdim: error: {err}", file=sys.stderr)
-        return 2
+    except (UsageError, ConfigError, CheckpointError, FileNotFoundError, FileExistsError) as err:
+        print(f"genlowdim: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("genlowdim: interrupted (finished batches and checkpoints are kept; rerun to continue)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror.lower()}"
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # ``python -m genlowdim.cli``: run the imported module, not this ``__main__`` copy of it, so that
+    # everything (handlers, registries) is defined once; ``python -m genlowdim`` is the documented route.
+    from genlowdim.cli import main as _main
+
+    sys.exit(_main())

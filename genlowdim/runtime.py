@@ -11,11 +11,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from genlowdim.errors import CheckpointError
+
+__all__ = ["CheckpointError", "atomic_write_bytes", "atomic_write_text", "write_json", "library_versions",
+           "save_checkpoint", "load_checkpoint", "progress", "cache_dir", "usable_cpus", "resolve_device"]
+
 CHECKPOINT_FORMAT = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used: unreadable, of another family, or of an incompatible format."""
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -111,7 +112,10 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
 
 
 def load_checkpoint(path: str | Path, family: str | None = None, map_location: Any = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``; check its family when ``family`` is given."""
+    """Load a checkpoint with ``weights_only=True``; check its family when ``family`` is given.
+
+    Raises :class:`CheckpointError` with a one-line message naming the file for a missing, empty,
+    truncated or foreign file, and naming both families for a checkpoint of another family."""
     import torch
 
     path = Path(path)
@@ -120,25 +124,71 @@ def load_checkpoint(path: str | Path, family: str | None = None, map_location: A
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means unusable
-        raise CheckpointError(f"{path}: not a readable genlowdim checkpoint ({err})") from err
+        raise CheckpointError(f"{path}: not a readable genlowdim checkpoint ({_load_failure(path, err)})") \
+            from err
     if not isinstance(payload, dict) or "family" not in payload:
         raise CheckpointError(f"{path}: not a genlowdim checkpoint (no 'family' entry)")
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {payload.get('format')} is not {CHECKPOINT_FORMAT}")
     if family is not None and payload["family"] != family:
         raise CheckpointError(
-            f"{path}: checkpoint is of the {payload['family']!r} family, expected {family!r}")
+            f"{path}: checkpoint is of the {payload['family']!r} family, expected {family!r} "
+            f"(give a checkpoint trained from a '{family}' config)")
     return payload
 
 
+def _load_failure(path: Path, err: Exception) -> str:
+    """Why ``torch.load`` failed, in a few words (PyTorch's own message is a paragraph about
+    ``weights_only`` even when the file is merely cut short)."""
+    import pickle
+    import zipfile
+
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as fh:
+            zip_start = fh.read(4) == b"PK\x03\x04"
+        what = "a zip archive cut short" if zip_start else "not a PyTorch zip archive"
+        return f"truncated or corrupt: {what}, {size} bytes"
+    if isinstance(err, pickle.UnpicklingError):
+        return "it holds Python objects other than tensors and plain containers, so genlowdim did not write it"
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"truncated or corrupt: {first.split('. ')[0]}"
+
+
+# on a log file or CI output: at most one update per this many seconds, at a fixed width
+NON_TTY_MININTERVAL_S = 30.0
+
+
 def progress(iterable: Iterable | None = None, **kwargs: Any):
-    """tqdm progress bar on stderr; silenced with GENLOWDIM_QUIET=1 or when ``disable=True``."""
+    """tqdm progress bar on stderr; silenced with GENLOWDIM_QUIET=1 or when ``disable=True``.
+
+    On a terminal (or in a notebook) it updates live. Written to a file or a pipe, where each update
+    becomes part of the log, it refreshes at most every :data:`NON_TTY_MININTERVAL_S` seconds at
+    80 columns; its closing update still gives the total count, time and rate."""
     from tqdm.auto import tqdm
 
     kwargs.setdefault("disable", os.environ.get("GENLOWDIM_QUIET") == "1")
-    kwargs.setdefault("file", sys.stderr)
-    kwargs.setdefault("dynamic_ncols", True)
+    stream = kwargs.setdefault("file", sys.stderr)
+    if _is_live(stream, tqdm):
+        kwargs.setdefault("dynamic_ncols", True)
+    else:
+        kwargs.setdefault("mininterval", NON_TTY_MININTERVAL_S)
+        kwargs.setdefault("maxinterval", max(NON_TTY_MININTERVAL_S, kwargs["mininterval"]))
+        kwargs.setdefault("ncols", 80)
     return tqdm(iterable, **kwargs)
+
+
+def _is_live(stream: Any, tqdm_class: type) -> bool:
+    """A terminal or a notebook widget: places where an update replaces the previous one."""
+    if any(c.__module__.startswith("tqdm.notebook") for c in tqdm_class.__mro__):
+        return True
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:   # a closed stream
+        return False
 
 
 def cache_dir() -> Path:

@@ -42,6 +42,24 @@ def test_sample_with_foreign_checkpoint(tmp_path, capsys):
     assert main(["sample", "--checkpoint", str(tmp_path / "plain.pt"), "--out", str(tmp_path)]) == 2
 
 
-def test_parser_builds_with_every_family_registered():
-    parser = build_parser()
-    assert parser.prog == "genlowdim"
+COMMANDS = {"train", "sample", "data", "reconstruct", "optimize", "demo", "evaluate", "lowrank", "likelihood"}
+
+
+def _subcommands(parser):
+    import argparse
+
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def test_every_family_registers_its_commands_and_each_answers_help(capsys):
+    commands = _subcommands(build_parser())
+    assert set(commands) == COMMANDS
+    nested = {name: set(_subcommands(commands[name])) for name in ("data", "lowrank", "likelihood")}
+    assert nested["data"] == {"info", "check"}
+    assert nested["lowrank"] == {"sweep", "memorisation", "digits"}
+    for argv in [[c] for c in sorted(COMMANDS)] + [[g, a] for g, acts in nested.items() for a in sorted(acts)]:
+        with pytest.raises(SystemExit) as exc:
+            main(argv + ["--help"])
+        assert exc.value.code == 0, argv
+        assert capsys.readouterr().out.startswith(f"usage: genlowdim {' '.join(argv)}"), argv

@@ -1,16 +1,19 @@
 """Atomic writes, standard JSON, checkpoints loaded with weights_only and a family check."""
 from __future__ import annotations
 
+import io
 import json
-from importlib import metadata
 import math
+import re
+import sys
+from importlib import metadata
 
 import numpy as np
 import pytest
 import torch
 
 from genlowdim.runtime import (CheckpointError, atomic_write_text, library_versions, load_checkpoint,
-                               save_checkpoint, write_json)
+                               progress, save_checkpoint, write_json)
 
 
 def test_write_json_handles_numpy_torch_and_nan(tmp_path):
@@ -33,7 +36,7 @@ def test_checkpoint_round_trip_and_family_check(tmp_path):
     payload = load_checkpoint(path, family="lowrank")
     assert payload["config"] == {"k": 2} and torch.equal(payload["state_dict"]["w"], torch.ones(2))
     assert payload["versions"]["torch"] == metadata.version("torch")
-    with pytest.raises(CheckpointError, match="of the 'lowrank' family, expected 'crystal'"):
+    with pytest.raises(CheckpointError, match=r"c\.pt: checkpoint is of the 'lowrank' family, expected 'crystal'"):
         load_checkpoint(path, family="crystal")
 
 
@@ -41,8 +44,22 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "none.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable genlowdim checkpoint"):
+    with pytest.raises(CheckpointError, match=r"junk\.pt: not a readable genlowdim checkpoint \(truncated or "
+                                              r"corrupt: not a PyTorch zip archive, 16 bytes\)$"):
         load_checkpoint(tmp_path / "junk.pt")
+    save_checkpoint(tmp_path / "whole.pt", {"family": "lowrank", "config": {}, "w": torch.ones(1000)})
+    data = (tmp_path / "whole.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match=rf"cut\.pt: .*truncated or corrupt: a zip archive cut short, "
+                                              rf"{len(data) // 2} bytes") as info:
+        load_checkpoint(tmp_path / "cut.pt")
+    assert "weights_only" not in str(info.value) and "\n" not in str(info.value)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.pt: .*\(the file is empty\)"):
+        load_checkpoint(tmp_path / "empty.pt")
+    torch.save({"family": "crystal", "hook": print}, tmp_path / "pickled.pt")   # arbitrary objects: refused
+    with pytest.raises(CheckpointError, match="objects other than tensors"):
+        load_checkpoint(tmp_path / "pickled.pt")
     torch.save({"weights": torch.ones(1)}, tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="no 'family' entry"):
         load_checkpoint(tmp_path / "plain.pt")
@@ -54,3 +71,36 @@ def test_library_versions_lists_result_relevant_libraries():
     versions = library_versions()
     for name in ("python", "genlowdim", "torch", "numpy"):
         assert versions[name]
+
+
+def _updates(text: str) -> list[str]:
+    """The bar states a log would show: tqdm separates them with carriage returns and newlines."""
+    return [u for u in re.split(r"[\r\n]+", text) if u.strip()]
+
+
+def test_progress_off_a_terminal_writes_a_few_lines(monkeypatch):
+    monkeypatch.delenv("GENLOWDIM_QUIET", raising=False)
+    log = io.StringIO()                    # what a redirected stderr is: not a TTY
+    monkeypatch.setattr(sys, "stderr", log)
+    for _ in progress(range(10_000), desc="steps"):
+        pass
+    updates = _updates(log.getvalue())
+    assert 1 <= len(updates) <= 3, updates  # the opening state and the closing summary, nothing between
+    assert "10000/10000" in updates[-1] and len(updates[-1]) <= 80
+
+
+def test_progress_on_a_terminal_updates_live_and_quiet_silences(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("GENLOWDIM_QUIET", raising=False)
+    tty = Terminal()
+    for _ in progress(range(300), file=tty, mininterval=0, miniters=1):
+        pass
+    assert len(_updates(tty.getvalue())) > 100
+    monkeypatch.setenv("GENLOWDIM_QUIET", "1")
+    quiet = Terminal()
+    for _ in progress(range(300), file=quiet):
+        pass
+    assert quiet.getvalue() == ""

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import argparse
 
+from genlowdim.cli import require_positive
+from genlowdim.errors import CheckpointError, UsageError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this family's own command groups."""
@@ -66,8 +69,6 @@ def sampling_overrides(cfg, args: argparse.Namespace, sampler: str | None):
     """``cfg`` with the sampling settings given by :func:`add_sampling_flags` replaced."""
     from dataclasses import replace
 
-    from genlowdim.cli import UsageError
-
     changes = {}
     if getattr(args, "step_lr", None) is not None:
         name = sampler or cfg.sampling.sampler
@@ -82,10 +83,16 @@ def sampling_overrides(cfg, args: argparse.Namespace, sampler: str | None):
 
 def train(args: argparse.Namespace) -> int:
     """``genlowdim train`` for ``family: crystal`` configs."""
+    from pathlib import Path
+
     from genlowdim.crystal.api import train_cdvae
     from genlowdim.crystal.config import load_crystal_config
     from genlowdim.runtime import resolve_device
 
+    last = Path(args.out) / "last.pt"
+    if last.exists() and not args.resume:   # checked before the dataset is loaded
+        raise UsageError(f"--out {args.out}: already holds a run ({last.name}); add --resume to continue it "
+                         f"or choose another --out")
     cfg = load_crystal_config(args.config, args.overrides)
     result = train_cdvae(cfg, args.out, resume=args.resume, device=resolve_device(args.device))
     print(f"trained {result.steps} steps ({result.stopped_because}); best val {result.best_val}; "
@@ -107,12 +114,36 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     return 0
 
 
+def _cdvae_checkpoint(path: str):
+    """(payload, config) of a CDVAE checkpoint, read before any model or data is built."""
+    from genlowdim.crystal.api import FAMILY
+    from genlowdim.crystal.config import config_from_dict
+    from genlowdim.runtime import load_checkpoint
+
+    payload = load_checkpoint(path, family=FAMILY)
+    cfg = config_from_dict(payload["config"])
+    if cfg.task != "cdvae":
+        raise CheckpointError(f"{path}: checkpoint holds a {cfg.task!r} model, this command needs a 'cdvae' "
+                              f"model (trained with task: cdvae)")
+    return payload, cfg
+
+
+def _check_split(split: str, cfg) -> None:
+    from genlowdim.crystal.data import SPLITS
+
+    if split not in SPLITS:
+        raise UsageError(f"--split {split!r}: not a split of the checkpoint's dataset {cfg.data.dataset!r}; "
+                         f"use {', '.join(SPLITS[:-1])} or {SPLITS[-1]}")
+
+
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
     from genlowdim.crystal.api import load_model, reconstruct
     from genlowdim.runtime import resolve_device
 
-    model, cfg = load_model(args.checkpoint, resolve_device(args.device), use_ema=args.weights == "ema",
-                            task="cdvae")
+    require_positive(args, "num", "batch_size", "steps")
+    payload, cfg = _cdvae_checkpoint(args.checkpoint)
+    _check_split(args.split, cfg)
+    model, cfg = load_model(payload, resolve_device(args.device), use_ema=args.weights == "ema", task="cdvae")
     cfg = sampling_overrides(cfg, args, args.sampler)
     summary = reconstruct(model, cfg, args.split, args.out, num=args.num, batch_size=args.batch_size,
                           seed=args.seed, sampler=args.sampler, steps=args.steps)
@@ -122,12 +153,33 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_optimizable(path: str, cfg, property_name: str | None) -> None:
+    """What ``optimize`` needs of a checkpoint: a property head, known SR percentiles, the right property."""
+    from genlowdim.crystal.api import SR_THRESHOLDS, _check_property_name
+
+    if not cfg.model.predict_property:
+        raise UsageError(f"{path}: this CDVAE has no property head (model.predict_property: false); optimize "
+                         f"needs one: train with --set model.predict_property=true")
+    if cfg.data.dataset not in SR_THRESHOLDS:
+        raise UsageError(f"{path}: no success-rate percentiles known for its dataset {cfg.data.dataset!r}; "
+                         f"optimize works on {', '.join(sorted(SR_THRESHOLDS))}")
+    try:
+        _check_property_name(cfg, property_name)
+    except ValueError as err:
+        raise UsageError(f"{err}; leave --property out or give that name") from err
+
+
 def _cmd_optimize(args: argparse.Namespace) -> int:
     from genlowdim.crystal.api import load_model, optimize_property
     from genlowdim.runtime import resolve_device
 
+    require_positive(args, "num", "steps", "decode_every", "sampler_steps")
+    if args.lr <= 0:
+        raise UsageError(f"--lr {args.lr}: must be positive")
+    payload, cfg = _cdvae_checkpoint(args.checkpoint)
+    _check_optimizable(args.checkpoint, cfg, args.property)
     device = resolve_device(args.device)
-    model, cfg = load_model(args.checkpoint, device, use_ema=args.weights == "ema", task="cdvae")
+    model, cfg = load_model(payload, device, use_ema=args.weights == "ema", task="cdvae")
     cfg = sampling_overrides(cfg, args, args.sampler)
     prop_model = load_model(args.property_model, device, task="property")[0] if args.property_model else None
     result = optimize_property(model, cfg, args.out, property_name=args.property, num=args.num,

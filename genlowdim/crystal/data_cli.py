@@ -23,9 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common_options(p)
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("check", help="load a structure file/folder and print its load report")
+    p = sub.add_parser("check", help="load a structure file/folder and print its load report; exit status 1 "
+                                     "when a row was skipped or nothing loads")
     p.add_argument("path", help="CDVAE CSV, CIF folder, (multi-block) CIF, extxyz or genlowdim JSON (.gz ok)")
-    p.add_argument("--strict", action="store_true", help="exit with status 1 when any row was skipped")
+    p.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)   # the default now; kept for scripts
     p.add_argument("--max-atoms", type=int, default=None, help="skip cells with more atoms")
     p.add_argument("--property", default=None, help="property column that must be finite")
     p.add_argument("--no-niggli", action="store_true", help="keep cells as given (no Niggli reduction)")
@@ -41,7 +42,7 @@ def _common_options(p: argparse.ArgumentParser) -> None:
 
 
 def _load(ref: str, split: str | None, args: argparse.Namespace, **kwargs: Any):
-    from genlowdim.cli import UsageError
+    from genlowdim.errors import UsageError
     from genlowdim.crystal.data import load_dataset
     from genlowdim.crystal.io import StructureReadError
 
@@ -53,7 +54,7 @@ def _load(ref: str, split: str | None, args: argparse.Namespace, **kwargs: Any):
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from genlowdim.cli import UsageError
+    from genlowdim.errors import UsageError
     from genlowdim.crystal.data import SPLITS, parse_dataset_ref
     from genlowdim.crystal.registry import DATASETS
 
@@ -83,14 +84,32 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    """Exit status 0 when every row loads, 1 when some were skipped or none loaded (a check that found
+    problems), 2 when the file cannot be read at all."""
+    from pathlib import Path
+
+    from genlowdim.errors import EXIT_OK, EXIT_PROBLEMS
+
+    path = Path(args.path)
+    if path.is_file() and path.stat().st_size == 0:
+        print(f"genlowdim: data check: {path} is empty (0 bytes)", file=sys.stderr)
+        return EXIT_PROBLEMS
     ds = _load(args.path, None, args, niggli=not args.no_niggli, max_atoms=args.max_atoms,
                property=args.property)
     report = ds.report
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
-    if args.strict and report.num_skipped:
-        print(f"genlowdim: {report.num_skipped} rows skipped under --strict", file=sys.stderr)
-        return 1
-    return 0
+    if report.total == 0:
+        print(f"genlowdim: data check: {args.path} is empty (no rows)", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if report.loaded == 0:
+        print(f"genlowdim: data check: nothing loads from {args.path}: all {report.total} rows skipped "
+              f"(reasons above)", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if report.num_skipped:
+        print(f"genlowdim: data check: {report.num_skipped} of {report.total} rows skipped in {args.path} "
+              f"(reasons above)", file=sys.stderr)
+        return EXIT_PROBLEMS
+    return EXIT_OK
 
 
 def dataset_summary(records: Sequence) -> dict[str, Any]:

@@ -75,7 +75,7 @@ def _threads(num: int | None):
 
 def _check(fn) -> None:
     """Turn ValueError from config checks into the CLI's clean usage error."""
-    from genlowdim.cli import UsageError
+    from genlowdim.errors import UsageError
 
     try:
         fn()
@@ -115,7 +115,7 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     import numpy as np
     import torch
 
-    from genlowdim.cli import UsageError
+    from genlowdim.errors import UsageError
     from genlowdim.config import from_dict
     from genlowdim.likelihood.config import RunConfig
     from genlowdim.likelihood.sweeps import build_model

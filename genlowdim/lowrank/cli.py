@@ -104,7 +104,7 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     from .train import build_model
 
     cfg = from_dict(RunConfig, checkpoint["config"], where=f"{args.checkpoint}:config")
-    from genlowdim.cli import UsageError
+    from genlowdim.errors import UsageError
 
     name = args.sampler or cfg.sample.sampler
     try:

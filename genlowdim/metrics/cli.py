@@ -52,7 +52,7 @@ def _is_dataset_ref(spec: str) -> bool:
 
 def load_input(spec: str, data_dir: str | None = None) -> tuple[list[str], list]:
     """(ids, structures) from a file, folder, sample directory or dataset split ``name:split``."""
-    from genlowdim.cli import UsageError
+    from genlowdim.errors import UsageError
 
     if _is_dataset_ref(spec):
         from genlowdim.crystal.data import load_dataset
@@ -82,7 +82,7 @@ def load_input(spec: str, data_dir: str | None = None) -> tuple[list[str], list]
 
 def pair_by_id(pred_ids, preds, truth_ids, truths, how: str = "auto") -> tuple[list, list[str]]:
     """Predictions reordered to follow the truths; a truth without prediction gets ``None``."""
-    from genlowdim.cli import UsageError
+    from genlowdim.errors import UsageError
 
     lookup = dict(zip(pred_ids, preds))
     use_id = how == "id" or (how == "auto" and all(t in lookup for t in truth_ids))
@@ -98,7 +98,7 @@ def pair_by_id(pred_ids, preds, truth_ids, truths, how: str = "auto") -> tuple[l
 
 def _property_fn(checkpoint: str):
     """The evaluation's ``property_fn`` from a property-predictor checkpoint (clear errors otherwise)."""
-    from genlowdim.cli import UsageError
+    from genlowdim.errors import UsageError
     from genlowdim.crystal.api import load_model, property_fn_from_model
     from genlowdim.runtime import CheckpointError
 
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     ref_ids, reference = load_input(args.reference, args.data_dir)
     if args.mode == "reconstruction":
         if args.property_model:
-            from genlowdim.cli import UsageError
+            from genlowdim.errors import UsageError
 
             raise UsageError("--property-model applies to --mode generation (reconstruction has no property metric)")
         preds, ids = pair_by_id(ids, structures, ref_ids, reference, args.pair_by)
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
                 workers=args.workers, out_dir=args.out, ids=ids, compute_unique=not args.no_unique,
                 reference_cache_key=args.reference if _is_dataset_ref(args.reference) else None)
         except ValueError as err:
-            from genlowdim.cli import UsageError
+            from genlowdim.errors import UsageError
 
             raise UsageError(str(err)) from err
     print(format_table(report))

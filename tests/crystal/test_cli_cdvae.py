@@ -2,6 +2,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from genlowdim.cli import main
@@ -34,6 +35,11 @@ def trained(tmp_path_factory, one_thread):
 
 
 def test_train_sample_and_reconstruct(trained, tmp_path):
+    import torch
+
+    from genlowdim.crystal.api import load_model
+    from genlowdim.crystal.io import read_structures
+
     assert (trained / "last.pt").is_file() and (trained / "best.pt").is_file()
     steps = [s for s, _ in _losses(trained)]
     assert steps == [1, 2, 3, 4, 5, 6]
@@ -43,10 +49,18 @@ def test_train_sample_and_reconstruct(trained, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["count"] == 2 and manifest["batches"] == [0, 1]
     assert sorted(p.name for p in (out / "cif").iterdir()) == ["gen_000000.cif", "gen_000001.cif"]
-    from genlowdim.crystal.io import read_structures
-
     structures = read_structures(out / "samples.extxyz")
-    assert [len(s) for _, s in structures] == [5, 5] or all(1 <= len(s) <= 5 for _, s in structures)
+
+    # batch k draws z ~ N(0, I) first from a generator seeded seed·1000003 + k; the atom count is the
+    # number-of-atoms head's argmax and the cell is the lattice head's, both read from the same z here
+    model, _ = load_model(trained / "last.pt")
+    with torch.no_grad():
+        for k, (sid, s) in enumerate(structures):
+            z = torch.randn((1, 8), generator=torch.Generator().manual_seed(3 * 1_000_003 + k))
+            natom_logits, lengths, angles, _ = model.decode_stats(z)
+            assert sid == f"gen_{k:06d}" and len(s) == max(1, int(natom_logits.argmax()))
+            np.testing.assert_allclose(s.lattice.abc, lengths[0].numpy(), rtol=1e-5)
+            np.testing.assert_allclose(s.lattice.angles, angles[0].numpy(), rtol=1e-5)
 
     # a lost batch is regenerated on a rerun, identically (per-batch seeds)
     first = (out / "batches" / "batch_00001" / "samples.extxyz").read_text()
@@ -55,11 +69,51 @@ def test_train_sample_and_reconstruct(trained, tmp_path):
                  "--seed", "3", "--out", str(out), "--device", "cpu"]) == 0
     assert (out / "batches" / "batch_00001" / "samples.extxyz").read_text() == first
 
+
+def test_reconstruct_writes_the_split_and_decodes_its_latent_means(trained, tmp_path):
+    import gzip
+
+    import torch
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.core import Structure
+    from torch_geometric.data import Batch
+
+    from genlowdim.crystal.api import load_model, load_split
+    from genlowdim.crystal.data import repo_datasets_dir
+    from genlowdim.crystal.io import read_structures
+    from genlowdim.crystal.sampling import sample_composition
+
     rec = tmp_path / "rec"
     assert main(["reconstruct", "--checkpoint", str(trained / "best.pt"), "--split", "test", "--num", "2",
-                 "--out", str(rec), "--device", "cpu"]) == 0
+                 "--type-update", "fixed", "--out", str(rec), "--device", "cpu"]) == 0
     preds, truths = read_structures(rec / "predictions.extxyz"), read_structures(rec / "truth.extxyz")
-    assert [i for i, _ in preds] == [i for i, _ in truths] and len(preds) == 2
+
+    # the truth file holds the split's first two crystals: the same ids, and the same crystals as the CSV's
+    with gzip.open(repo_datasets_dir() / "perov_5" / "test.csv.gz", "rt") as fh:
+        rows = [row for _, row in zip(range(2), csv.DictReader(fh))]
+    assert [i for i, _ in truths] == [r["material_id"] for r in rows] == [i for i, _ in preds]
+    matcher = StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10)
+    for (_, truth), row in zip(truths, rows):
+        original = Structure.from_str(row["cif"], fmt="cif")
+        assert matcher.fit(truth, original)
+        assert sorted(truth.atomic_numbers) == sorted(original.atomic_numbers)
+
+    # each prediction decodes z = μ(truth): its atom count and cell come from the heads at μ, and with
+    # --type-update fixed its elements are the composition head's draw from the batch's seed (0·1000003 + 0)
+    model, cfg = load_model(trained / "best.pt")
+    with torch.no_grad():
+        mu = model.encode(Batch.from_data_list(load_split(cfg, "test", 2)), sample=False)[0]
+        natom_logits, lengths, angles, comp_logits = model.decode_stats(mu)
+    num_atoms = natom_logits.argmax(-1).clamp_min(1)
+    types = sample_composition(torch.softmax(comp_logits, -1), num_atoms, torch.Generator().manual_seed(0))
+    start = 0
+    for b, (_, pred) in enumerate(preds):
+        n = int(num_atoms[b])
+        assert len(pred) == n
+        assert sorted(pred.atomic_numbers) == sorted(types[start:start + n].tolist())
+        np.testing.assert_allclose(pred.lattice.abc, lengths[b].numpy(), rtol=1e-5)
+        np.testing.assert_allclose(pred.lattice.angles, angles[b].numpy(), rtol=1e-5)
+        start += n
 
 
 def test_sampling_flags_override_the_checkpoints_settings(trained, tmp_path, capsys):

@@ -1,4 +1,6 @@
 """Decoding through the core samplers: plumbing checked with a decoder whose score is known exactly."""
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -158,3 +160,46 @@ def test_reconstruction_keeps_the_composition_heads_counts():
         comps[mode] = [sorted(out.atom_types[per == i].tolist()) for i in range(len(out.num_atoms))]
     # both start from the same draw of the composition head and neither may change the counts
     assert comps["composition"] == comps["fixed"]
+
+
+def test_one_hot_compositions_give_exact_counts():
+    # a composition head sure of one element: every atom is that element, for every size and seed
+    sizes = torch.tensor([1, 2, 3, 4, 5, 7])
+    probs = torch.zeros(len(sizes), 100)
+    elements = torch.tensor([26, 8, 1, 100, 38, 14])
+    probs[torch.arange(len(sizes)), elements - 1] = 1.0
+    for seed in range(5):
+        types = sample_composition(probs, sizes, torch.Generator().manual_seed(seed))
+        assert torch.equal(types, torch.repeat_interleave(elements, sizes))
+    # fractions that are exact multiples of 1/n are reproduced exactly: Sr 1, Ti 1, O 3 of 5
+    perov = torch.zeros(1, 100)
+    perov[0, [37, 21, 7]] = torch.tensor([0.2, 0.2, 0.6])
+    for seed in range(5):
+        types = sample_composition(perov, torch.tensor([5]), torch.Generator().manual_seed(seed))
+        assert sorted(types.tolist()) == [8, 8, 8, 22, 38]
+
+
+def test_ald_steps_on_a_point_mass_give_the_closed_form_mean_and_variance():
+    """A decoder whose x̂₀ is a fixed point x* (the exact denoiser of a point mass): one ALD step at σ with
+    step s is x ← (1 − a)x + a·x* + √(2s)·ε, a = s/σ². Two levels σ = (2, 1), step_lr = 0.01 (s = 0.04,
+    then 0.01; a = 0.01 both) from x₀: mean x* + (1 − a)²(x₀ − x*), variance 2·0.04·(1 − a)² + 2·0.01."""
+    from genlowdim.core.samplers import sample_ald
+
+    n = 20_000                                   # atoms of one 50 Å cell, far from its faces
+    lattice = lattice_from_params(torch.full((1, 3), 50.0, dtype=torch.float64),
+                                  torch.full((1, 3), 90.0, dtype=torch.float64))
+    batch = torch.zeros(n, dtype=torch.long)
+    x_star = torch.tensor([26.0, 24.0, 25.5], dtype=torch.float64)
+    x0 = torch.tensor([25.0, 25.0, 25.0], dtype=torch.float64)
+    target_frac = (x_star / 50.0).expand(n, 3)
+    den = DecoderDenoiser(ExactDecoder(target_frac, lattice, batch), torch.zeros(1, 2, dtype=torch.float64),
+                          lattice, batch, torch.ones(n, dtype=torch.long), type_update="fixed")
+    x = sample_ald(den, x0.expand(n, 3).clone(), torch.tensor([2.0, 1.0], dtype=torch.float64), n_steps_each=1,
+                   step_lr=0.01, generator=torch.Generator().manual_seed(0), wrap=den.wrap)
+    a = 0.01
+    mean = x_star + (1 - a) ** 2 * (x0 - x_star)
+    var = 2 * 0.04 * (1 - a) ** 2 + 2 * 0.01
+    se = math.sqrt(var / n)
+    assert (x.mean(0) - mean).abs().max() < 4 * se, (x.mean(0), mean)
+    assert torch.allclose(x.var(0), torch.full((3,), var, dtype=torch.float64), rtol=4 * math.sqrt(2 / n))
+    assert den.calls == 2
