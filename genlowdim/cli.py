@@ -80,9 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--weights", choices=["ema", "raw"], default="ema",
                    help="EMA weights when the run kept them (default) or the optimiser's raw weights")
-    from genlowdim.crystal.cli import add_sampling_flags
+    from genlowdim.crystal.cli import add_overwrite_flag, add_sampling_flags
 
     add_sampling_flags(p)   # crystal checkpoints only
+    add_overwrite_flag(p)
     p.set_defaults(func=_cmd_sample)
 
     for name in REGISTRARS:

@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="EMA weights when the run kept them (default) or the raw optimiser weights")
     add_sampling_flags(p, "recon_type_update")
     p.add_argument("--out", required=True)
+    add_overwrite_flag(p)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_reconstruct)
 
@@ -53,10 +54,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_demo)
 
 
+def add_overwrite_flag(p: argparse.ArgumentParser) -> None:
+    """``--overwrite``: discard another run's batches in ``--out`` instead of stopping."""
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard results of other settings already in --out (default: resume only results "
+                   "of the same settings, stop otherwise)")
+
+
 def add_sampling_flags(p: argparse.ArgumentParser, type_field: str = "type_update") -> None:
     """``--step-lr`` and ``--type-update``: override the checkpoint's sampling config for one command."""
     p.add_argument("--step-lr", type=float, default=None,
-                   help="ALD step_lr (ald: step_lr, ald_fast: fast_step_lr; default: the checkpoint's)")
+                   help="step_lr of the chosen ALD sampler's spec (default: the checkpoint's)")
     p.add_argument("--type-update", choices=["argmax", "composition", "fixed"], default=None,
                    help=f"how types follow the decoder (default: the checkpoint's sampling.{type_field})")
     p.set_defaults(type_field=type_field)
@@ -68,21 +76,21 @@ def sampling_overrides(cfg, args: argparse.Namespace, sampler: str | None):
 
     from genlowdim.cli import UsageError
 
-    changes = {}
+    sampling = cfg.sampling
     if getattr(args, "step_lr", None) is not None:
-        name = sampler or cfg.sampling.sampler
-        if name not in ("ald", "ald_fast") or args.step_lr <= 0:
-            raise UsageError(f"--step-lr {args.step_lr}: needs a positive value and the ald or ald_fast "
-                             f"sampler (got {name!r})")
-        changes["step_lr" if name == "ald" else "fast_step_lr"] = args.step_lr
+        name = sampler or sampling.sampler
+        if sampling.spec(name).method != "ald" or args.step_lr <= 0:
+            raise UsageError(f"--step-lr {args.step_lr}: needs a positive value and an ALD sampler such as "
+                             f"ald or ald_fast (got {name!r})")
+        sampling = sampling.with_spec(name, step_lr=args.step_lr)
     if getattr(args, "type_update", None) is not None:
-        changes[args.type_field] = args.type_update
-    return replace(cfg, sampling=replace(cfg.sampling, **changes)) if changes else cfg
+        sampling = replace(sampling, **{args.type_field: args.type_update})
+    return replace(cfg, sampling=sampling) if sampling is not cfg.sampling else cfg
 
 
 def train(args: argparse.Namespace) -> int:
     """``genlowdim train`` for ``family: crystal`` configs."""
-    from genlowdim.crystal.api import train_cdvae
+    from genlowdim.crystal.training import train_cdvae
     from genlowdim.crystal.config import load_crystal_config
     from genlowdim.runtime import resolve_device
 
@@ -95,27 +103,30 @@ def train(args: argparse.Namespace) -> int:
 
 def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     """``genlowdim sample`` for crystal checkpoints: CIFs + samples.extxyz + manifest.json in --out."""
-    from genlowdim.crystal.api import load_model, sample_crystals
+    from genlowdim.crystal.checkpoints import load_model
+    from genlowdim.crystal.tasks import sample_crystals
     from genlowdim.runtime import resolve_device
 
     model, cfg = load_model(checkpoint, resolve_device(args.device), use_ema=args.weights == "ema",
                             task="cdvae")
     cfg = sampling_overrides(cfg, args, args.sampler)
     manifest = sample_crystals(model, cfg, args.num, args.out, batch_size=args.batch_size, seed=args.seed,
-                               sampler=args.sampler, steps=args.steps, checkpoint=args.checkpoint)
+                               sampler=args.sampler, steps=args.steps, checkpoint=args.checkpoint,
+                               overwrite=args.overwrite)
     print(f"wrote {manifest['count']} crystals to {args.out}")
     return 0
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.api import load_model, reconstruct
+    from genlowdim.crystal.checkpoints import load_model
+    from genlowdim.crystal.tasks import reconstruct
     from genlowdim.runtime import resolve_device
 
     model, cfg = load_model(args.checkpoint, resolve_device(args.device), use_ema=args.weights == "ema",
                             task="cdvae")
     cfg = sampling_overrides(cfg, args, args.sampler)
     summary = reconstruct(model, cfg, args.split, args.out, num=args.num, batch_size=args.batch_size,
-                          seed=args.seed, sampler=args.sampler, steps=args.steps)
+                          seed=args.seed, sampler=args.sampler, steps=args.steps, overwrite=args.overwrite)
     print(f"wrote {summary['count']} predictions and truths to {args.out}; evaluate with\n  genlowdim evaluate "
           f"{args.out}/predictions.extxyz --reference {args.out}/truth.extxyz --mode reconstruction "
           f"--out {args.out}/eval")
@@ -123,7 +134,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.api import load_model, optimize_property
+    from genlowdim.crystal.checkpoints import load_model
+    from genlowdim.crystal.optimize import optimize_property
     from genlowdim.runtime import resolve_device
 
     device = resolve_device(args.device)
@@ -144,3 +156,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     run_demo(args.out, minutes=args.minutes, num=args.num, device=resolve_device(args.device))
     return 0
+
+
+def property_fn(checkpoint: dict):
+    """``genlowdim evaluate --property-model``: the evaluation's ``property_fn`` of a property-predictor
+    checkpoint payload (CheckpointError when it holds another kind of model)."""
+    from genlowdim.crystal.checkpoints import property_fn_from_checkpoint
+
+    return property_fn_from_checkpoint(checkpoint)

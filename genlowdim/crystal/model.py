@@ -15,10 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter
 
+from genlowdim.core.losses import dsm_reduce
 from genlowdim.core.schedules import sigmas_geometric
 from genlowdim.crystal.config import ModelConfig
 from genlowdim.crystal.decoder import CrystalDecoder
 from genlowdim.crystal.encoder import MAX_ATOMIC_NUM, CrystalEncoder
+from genlowdim.crystal.lattice import cart_to_frac, frac_to_cart, lattice_from_params, min_image_cart_displacement
 
 
 class Standardiser(nn.Module):
@@ -52,17 +54,15 @@ def scaled_lattice_target(lengths: torch.Tensor, angles: torch.Tensor, num_atoms
 
 def coord_score_target(noisy_frac, true_frac, lattice, batch, sigma_atom):
     """Score of the wrapped Gaussian's nearest image: −d/σ², d = minimum-image (noisy − true) in Å. (N,3)."""
-    from genlowdim.crystal.lattice import min_image_cart_displacement
-
     d = min_image_cart_displacement(noisy_frac, true_frac, lattice, batch)
     return -d / sigma_atom[:, None] ** 2
 
 
 def coord_loss(coord_out, target, sigma_atom, batch):
-    """CDVAE's DSM loss ½σ²‖target − out/σ‖², averaged per crystal, then over the batch."""
-    pred = coord_out / sigma_atom[:, None]
-    per_atom = 0.5 * ((target - pred) ** 2).sum(-1) * sigma_atom ** 2
-    return scatter(per_atom, batch, dim=0, reduce="mean").mean()
+    """CDVAE's DSM loss ½σ²‖target − out/σ‖² (the core DSM loss with λ = σ², reduced as it reduces graphs:
+    summed over x, y, z, averaged per crystal), then averaged over the batch."""
+    sigma = sigma_atom[:, None]
+    return dsm_reduce(0.5 * sigma ** 2 * (target - coord_out / sigma) ** 2, batch).mean()
 
 
 def type_loss(type_logits, atom_types, type_sigma_atom, batch):
@@ -148,8 +148,6 @@ class CDVAE(nn.Module):
 
     def loss(self, batch, generator=None, teacher_forcing: bool = True):
         """CDVAE's total loss and its parts for a PyG batch; all noise from ``generator``. -> (loss, dict)."""
-        from genlowdim.crystal.lattice import cart_to_frac, frac_to_cart, lattice_from_params
-
         mu, log_var, z = self.encode(batch, generator)
         natom_logits, _, _, comp_logits = self.decode_stats(z)
         pred6 = self.fc_lattice(z)

@@ -43,7 +43,7 @@ def test_train_sample_and_reconstruct(trained, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["count"] == 2 and manifest["batches"] == [0, 1]
     assert sorted(p.name for p in (out / "cif").iterdir()) == ["gen_000000.cif", "gen_000001.cif"]
-    from genlowdim.crystal.io import read_structures
+    from genlowdim.structures.io import read_structures
 
     structures = read_structures(out / "samples.extxyz")
     assert [len(s) for _, s in structures] == [5, 5] or all(1 <= len(s) <= 5 for _, s in structures)
@@ -67,7 +67,7 @@ def test_sampling_flags_override_the_checkpoints_settings(trained, tmp_path, cap
     assert main(["sample", "--checkpoint", str(trained / "last.pt"), "--num", "1", "--sampler", "ald_fast",
                  "--step-lr", "3e-5", "--type-update", "composition", "--out", str(out), "--device", "cpu"]) == 0
     used = json.loads((out / "manifest.json").read_text())["sampling_config"]
-    assert used["fast_step_lr"] == 3e-5 and used["type_update"] == "composition"
+    assert used["samplers"]["ald_fast"]["step_lr"] == 3e-5 and used["type_update"] == "composition"
     # a step_lr means nothing to the predictor-corrector sampler: refused, naming the flag
     assert main(["sample", "--checkpoint", str(trained / "last.pt"), "--num", "1", "--sampler", "pc",
                  "--step-lr", "3e-5", "--out", str(tmp_path / "x"), "--device", "cpu"]) == 2
@@ -111,9 +111,9 @@ def test_wrong_checkpoint_and_bad_config_are_clear_errors(tmp_path, capsys):
 def test_crystals_over_max_atoms_are_skipped_and_an_empty_set_is_an_error(tmp_path):
     import gzip
 
-    from genlowdim.crystal.api import load_split
+    from genlowdim.crystal.training import load_split
     from genlowdim.crystal.config import load_crystal_config
-    from genlowdim.crystal.data import repo_datasets_dir
+    from genlowdim.structures.datasets import repo_datasets_dir
 
     # a three-row CDVAE CSV cut from perov_5 (5 atoms per cell)
     text = gzip.open(repo_datasets_dir() / "perov_5" / "val.csv.gz", "rt").read()

@@ -32,7 +32,7 @@ def test_property_config_trains_and_its_checkpoint_is_rejected_by_sample(tmp_pat
     out = tmp_path / "prop"
     assert main(["train", "--config", "configs/crystal/tiny.yaml", "--out", str(out), "--set", "task=property",
                  "--set", "train.max_steps=4", "--device", "cpu"]) == 0
-    from genlowdim.crystal.api import load_model
+    from genlowdim.crystal.checkpoints import load_model
 
     model, cfg = load_model(out / "last.pt", task="property")
     assert cfg.task == "property" and isinstance(model, PropertyPredictor)
@@ -47,7 +47,7 @@ def test_property_config_trains_and_its_checkpoint_is_rejected_by_sample(tmp_pat
 def test_evaluate_scores_properties_with_a_property_model_checkpoint(tmp_path, monkeypatch, capsys):
     import json
 
-    from genlowdim.crystal.io import write_extxyz
+    from genlowdim.structures.io import write_extxyz
     from tests.metrics._data import perov_structures
 
     torch.set_num_threads(1)
