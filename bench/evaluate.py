@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def load_split(split: str, limit: int | None = None) -> list:
-    from genlowdim.crystal.io import read_structures
+    from genlowdim.structures.io import read_structures
 
     path = ROOT / "datasets" / "perov_5" / f"{split}.csv.gz"
     structures = [s for _, s in read_structures(path)]

@@ -24,7 +24,7 @@ def train_width(cfg, width: int, train, val_batch, steps: int, lr: float, seed: 
     import torch
     from torch_geometric.data import Batch
 
-    from genlowdim.crystal.api import build_model
+    from genlowdim.crystal.training import build_model
     from genlowdim.crystal.model import composition_loss, kl_to_prior
 
     enc_cfg = replace(cfg.model.encoder, readout_dim=width or None)
@@ -59,7 +59,7 @@ def main() -> None:
     from torch_geometric.data import Batch
     from torch_geometric.utils import scatter
 
-    from genlowdim.crystal.api import load_split
+    from genlowdim.crystal.training import load_split
     from genlowdim.crystal.config import load_crystal_config
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

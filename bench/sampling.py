@@ -33,8 +33,8 @@ def main() -> None:
 
     import torch
 
-    from genlowdim.crystal.api import load_model
-    from genlowdim.crystal.data import load_dataset
+    from genlowdim.crystal.checkpoints import load_model
+    from genlowdim.structures.datasets import load_structures
     from genlowdim.crystal.sampling import generate
     from genlowdim.metrics.evaluate import evaluate_generation
 
@@ -48,13 +48,13 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     model, cfg = load_model(args.checkpoint, use_ema=args.weights == "ema", task="cdvae")
-    ref = [r.to_structure() for r in load_dataset("perov_5", "test").records[: args.num_ref]]
+    ref = load_structures("perov_5", "test")[1][: args.num_ref]
     rows = []
     for spec in args.samplers.split(","):
         name, steps, step_lr, type_update = parse_spec(spec)
         scfg = cfg.sampling
         if step_lr is not None:
-            scfg = replace(scfg, **{"step_lr" if name == "ald" else "fast_step_lr": step_lr})
+            scfg = scfg.with_spec(name, step_lr=step_lr)
         if type_update is not None:
             scfg = replace(scfg, type_update=type_update)
         gen = torch.Generator().manual_seed(0)

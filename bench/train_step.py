@@ -1,7 +1,8 @@
 """Training-step cost of every shipped crystal config: seconds per step (forward + backward + Adam) and peak
 resident memory at batch 256 perov_5 crystals (1,280 atoms), each config in its own process.
 
-Baseline in the same run: REFERENCE.md §4's 3-layer 'uvu' network, 64x0e+32x1o, 12 neighbours / 6 Å, used
+Baseline in the same run: a 3-layer channel-wise ('uvu', NequIP/MACE style) e3nn network, 64x0e+32x1o,
+12 neighbours / 6 Å, used
 as both encoder and decoder ("reference-3L"). Usage: python bench/train_step.py [--steps 3] [--threads 1]
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ def measure(name: str, steps: int, threads: int, batch_size: int) -> dict:
     import torch
     from torch_geometric.data import Batch
 
-    from genlowdim.crystal.api import build_model, fit_scalers, load_split
+    from genlowdim.crystal.training import build_model, fit_scalers, load_split
     from genlowdim.crystal.config import load_crystal_config
 
     torch.set_num_threads(threads)

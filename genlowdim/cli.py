@@ -42,6 +42,13 @@ def require_positive(args: argparse.Namespace, *names: str) -> None:
             raise UsageError(f"--{name.replace('_', '-')} {value}: must be at least 1")
 
 
+def shipped_model_file(name: str, kind: str = "cdvae"):
+    """Path of a shipped model's file when ``name`` is one (its hash checked), else None."""
+    from genlowdim.crystal.pretrained import available_models, resolve_model
+
+    return resolve_model(name, kind) if name in available_models() else None
+
+
 def _family_module(family: str, where: str):
     if family not in FAMILIES:
         raise UsageError(f"{where}: unknown family {family!r}; expected one of {sorted(FAMILIES)}")
@@ -61,10 +68,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_sample(args: argparse.Namespace) -> int:
     from genlowdim.runtime import load_checkpoint
 
+    from genlowdim.crystal.pretrained import checkpoint_path
+
     require_positive(args, "num", "batch_size", "steps")
+    args.checkpoint = str(checkpoint_path(args.checkpoint, args.model))
     payload = load_checkpoint(args.checkpoint)
-    if payload["family"] != "crystal" and (args.step_lr is not None or args.type_update is not None):
-        raise UsageError(f"--step-lr and --type-update apply to crystal checkpoints; {args.checkpoint} is "
+    crystal_only = [flag for flag, value in (("--step-lr", args.step_lr), ("--type-update", args.type_update),
+                                             ("--protocol", args.protocol)) if value is not None]
+    if payload["family"] != "crystal" and crystal_only:
+        raise UsageError(f"{' and '.join(crystal_only)} apply to crystal checkpoints; {args.checkpoint} is "
                          f"a {payload['family']!r} checkpoint")
     return _family_module(payload["family"], args.checkpoint).sample(args, payload)
 
@@ -89,19 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("sample", help="draw samples from a trained checkpoint (any family)")
-    p.add_argument("--checkpoint", required=True)
+    from genlowdim.crystal.cli import add_model_flags, add_overwrite_flag, add_sampling_flags
+
+    add_model_flags(p)
     p.add_argument("--num", type=int, default=1000, help="number of samples")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampler", default=None, help="sampler name (family default when omitted)")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps (family default when omitted)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--device", default="auto")
     p.add_argument("--weights", choices=["ema", "raw"], default="ema",
                    help="EMA weights when the run kept them (default) or the optimiser's raw weights")
-    from genlowdim.crystal.cli import add_sampling_flags
-
-    add_sampling_flags(p)   # crystal checkpoints only
+    add_sampling_flags(p, "sample")   # --sampler and --steps for every family, the rest for crystals only
+    add_overwrite_flag(p)
     p.set_defaults(func=_cmd_sample)
 
     for name in REGISTRARS:

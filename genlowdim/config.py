@@ -110,6 +110,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        if len(args) == 2:   # dict[K, V]: keys and values converted (a dataclass V is built strictly)
+            return {_convert(args[0], k, where): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
         return dict(value)
     if typing.get_origin(tp) is typing.Literal:
         if value not in args:

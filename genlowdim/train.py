@@ -112,7 +112,8 @@ def _dist_info() -> tuple[int, int]:
     return rank, world
 
 
-def _init_distributed(device: torch.device) -> tuple[int, int]:
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size) of this process; joins the process group when ``torchrun`` started several."""
     rank, world = _dist_info()
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
@@ -193,7 +194,7 @@ class Trainer:
         if len(train_set) == 0:
             raise ValueError("training set is empty: nothing to train on")
         self.device = torch.device(device)
-        self.rank, self.world = _init_distributed(self.device)
+        self.rank, self.world = init_distributed(self.device)
         self.model = model.to(self.device)
         self.train_set, self.loss_fn, self.val_fn = train_set, loss_fn, val_fn
         self.s, self.family, self.config = settings, family, config

@@ -22,7 +22,7 @@ def _crystal_checkpoint(path: Path, *overrides: str) -> Path:
     import torch
 
     from genlowdim.config import to_dict
-    from genlowdim.crystal.api import build_model
+    from genlowdim.crystal.training import build_model
     from genlowdim.crystal.config import load_crystal_config
     from genlowdim.runtime import save_checkpoint
 
@@ -114,11 +114,11 @@ CASES = [
 @pytest.mark.parametrize("name, argv, code, words, may_load_data",
                          [pytest.param(*c, id=c[0]) if type(c) is tuple else c for c in CASES])
 def test_error_case(name, argv, code, words, may_load_data, files, monkeypatch, capsys):
-    import genlowdim.crystal.api as api
+    import genlowdim.crystal.training as training
 
     monkeypatch.setenv("GENLOWDIM_QUIET", "1")
     if not may_load_data:   # checked first: the dataset is never read
-        monkeypatch.setattr(api, "load_split", lambda *a, **k: pytest.fail(f"{name}: data loaded"))
+        monkeypatch.setattr(training, "load_dataset", lambda *a, **k: pytest.fail(f"{name}: data loaded"))
     try:
         got = main([a.format(d=files) for a in argv])
     except SystemExit as exc:   # argparse's own checks

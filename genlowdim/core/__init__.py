@@ -31,4 +31,4 @@ from .kernels import (
     wrapped_normal_score,
 )
 from .likelihood import divergence_exact, divergence_hutchinson, pf_ode_log_likelihood
-from .losses import dsm_loss, dsm_weight, sample_sigmas
+from .losses import dsm_loss, dsm_reduce, dsm_weight, sample_sigmas

@@ -18,7 +18,7 @@ import torch
 
 from .batch import expand_sigma, num_graphs, per_graph_to_nodes, per_sample_mean
 
-__all__ = ["dsm_loss", "dsm_weight", "sample_sigmas"]
+__all__ = ["dsm_loss", "dsm_reduce", "dsm_weight", "sample_sigmas"]
 
 
 def dsm_weight(sigma: torch.Tensor, weight: str | Callable = "sigma2", sigma_data: float = 0.5) -> torch.Tensor:
@@ -75,9 +75,16 @@ def dsm_loss(
     if denoised.shape != x0.shape:
         raise ValueError(f"dsm_loss: denoiser returned shape {tuple(denoised.shape)}, expected {tuple(x0.shape)}")
     elementwise = 0.5 * dsm_weight(s, weight, sigma_data) * (denoised - x0).pow(2) / s**4
+    return dsm_reduce(elementwise, batch_index, num_samples)
+
+
+def dsm_reduce(elementwise: torch.Tensor, batch_index=None, num_samples=None) -> torch.Tensor:
+    """The DSM loss's per-sample reduction of an elementwise loss: vectors ``(B, ...)`` average over the
+    feature dims -> (B,); graphs (``(N, ...)`` with ``batch_index: (N,)``) sum over each node's features and
+    average over the graph's nodes -> (G,) (CDVAE's coordinate loss)."""
     if batch_index is None:
         return per_sample_mean(elementwise)
-    per_node = elementwise.reshape(x0.shape[0], -1).sum(1)
+    per_node = elementwise.reshape(elementwise.shape[0], -1).sum(1)
     return per_sample_mean(per_node, batch_index, num_samples)
 
 

@@ -17,33 +17,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     data_cli.register(subparsers)
     p = subparsers.add_parser("reconstruct", help="encode and decode crystals of a split with a CDVAE checkpoint")
-    p.add_argument("--checkpoint", required=True)
+    add_model_flags(p)
     p.add_argument("--split", default="test", help="split of the checkpoint's dataset (train/val/test)")
     p.add_argument("--num", type=int, default=None, help="first N crystals of the split (default: all)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampler", default=None)
-    p.add_argument("--steps", type=int, default=None)
     p.add_argument("--weights", choices=["ema", "raw"], default="ema",
                    help="EMA weights when the run kept them (default) or the raw optimiser weights")
-    add_sampling_flags(p, "recon_type_update")
+    add_sampling_flags(p, "reconstruct")
     p.add_argument("--out", required=True)
+    add_overwrite_flag(p)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_reconstruct)
 
     p = subparsers.add_parser("optimize", help="CDVAE latent optimisation of a property (SR5/SR10/SR15)")
-    p.add_argument("--checkpoint", required=True, help="CDVAE checkpoint trained with a property head")
+    add_model_flags(p, "CDVAE checkpoint trained with a property head")
     p.add_argument("--property", default=None, help="property name (checked against the checkpoint's dataset)")
-    p.add_argument("--property-model", default=None, help="property-predictor checkpoint used to score decodes")
+    p.add_argument("--property-model", default=None,
+                   help="property-predictor checkpoint that scores the decodes (default with --model: the "
+                   "shipped model's predictor; otherwise CDVAE's own head on the re-encoded decode)")
+    p.add_argument("--split", default="test", help="split whose first --num crystals are the starting points")
     p.add_argument("--num", type=int, default=100)
-    p.add_argument("--steps", type=int, default=5000)
+    p.add_argument("--opt-steps", type=int, default=5000, help="Adam steps on z (CDVAE: 5,000)")
     p.add_argument("--decode-every", type=int, default=555)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--sampler", default="ald_fast")
-    p.add_argument("--sampler-steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", choices=["ema", "raw"], default="ema")
-    add_sampling_flags(p)
+    add_sampling_flags(p, "optimize")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_optimize)
@@ -56,36 +56,68 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_demo)
 
 
-def add_sampling_flags(p: argparse.ArgumentParser, type_field: str = "type_update") -> None:
-    """``--step-lr`` and ``--type-update``: override the checkpoint's sampling config for one command."""
-    p.add_argument("--step-lr", type=float, default=None,
-                   help="ALD step_lr (ald: step_lr, ald_fast: fast_step_lr; default: the checkpoint's)")
+def add_overwrite_flag(p: argparse.ArgumentParser) -> None:
+    """``--overwrite``: discard another run's batches in ``--out`` instead of stopping."""
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard results of other settings already in --out (default: resume only results "
+                   "of the same settings, stop otherwise)")
+
+
+def add_model_flags(p: argparse.ArgumentParser, help_text: str = "trained checkpoint") -> None:
+    """``--checkpoint PATH`` or ``--model NAME`` (a model shipped with the package), exactly one."""
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--checkpoint", help=help_text)
+    group.add_argument("--model", help="a model shipped with the package, e.g. perov_5 (`genlowdim models`)")
+
+
+def add_sampling_flags(p: argparse.ArgumentParser, task: str = "sample") -> None:
+    """The protocol and the settings that override it for one command (see genlowdim.crystal.protocols)."""
+    from genlowdim.crystal.protocols import CONSTRAINTS, LATENTS, PROTOCOLS
+
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default=None,
+                   help="settings as CDVAE's evaluate.py ('cdvae') or this package's defaults ('genlowdim', "
+                   "the default); the flags below override single settings")
+    p.add_argument("--sampler", default=None, help="sampler name (default: the protocol's)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="steps per noise level for ALD samplers, levels otherwise (default: the protocol's)")
+    p.add_argument("--step-lr", type=float, default=None, help="ALD step_lr (default: the protocol's)")
     p.add_argument("--type-update", choices=["argmax", "composition", "fixed"], default=None,
-                   help=f"how types follow the decoder (default: the checkpoint's sampling.{type_field})")
-    p.set_defaults(type_field=type_field)
+                   help="how types follow the decoder (default: the protocol's)")
+    if task == "reconstruct":
+        p.add_argument("--latent", choices=LATENTS, default=None,
+                       help="decode z = μ ('mean') or a posterior sample ('sample'; CDVAE)")
+    if task == "optimize":
+        p.add_argument("--constraint", choices=CONSTRAINTS, default=None,
+                       help="'none': Adam on z unbounded (CDVAE); 'ball': z kept within the radius of the "
+                       "encoded training crystals (genlowdim)")
+    p.set_defaults(task=task)
 
 
-def sampling_overrides(cfg, args: argparse.Namespace, sampler: str | None):
-    """``cfg`` with the sampling settings given by :func:`add_sampling_flags` replaced."""
-    from dataclasses import replace
+def protocol_config(cfg, args: argparse.Namespace):
+    """(config, record of the settings used) for this command's protocol and overriding flags."""
+    from genlowdim.crystal.protocols import DEFAULT_PROTOCOL, resolve
 
-    changes = {}
-    if getattr(args, "step_lr", None) is not None:
-        name = sampler or cfg.sampling.sampler
-        if name not in ("ald", "ald_fast") or args.step_lr <= 0:
-            raise UsageError(f"--step-lr {args.step_lr}: needs a positive value and the ald or ald_fast "
-                             f"sampler (got {name!r})")
-        changes["step_lr" if name == "ald" else "fast_step_lr"] = args.step_lr
-    if getattr(args, "type_update", None) is not None:
-        changes[args.type_field] = args.type_update
-    return replace(cfg, sampling=replace(cfg.sampling, **changes)) if changes else cfg
+    try:
+        return resolve(args.protocol or DEFAULT_PROTOCOL, args.task, cfg, sampler=args.sampler,
+                       steps=args.steps, step_lr=args.step_lr, type_update=args.type_update,
+                       latent=getattr(args, "latent", None), constraint=getattr(args, "constraint", None))
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+
+
+def resolve_checkpoint(args: argparse.Namespace, kind: str = "cdvae") -> str:
+    """The checkpoint file behind ``--checkpoint`` or ``--model`` (also stored back in ``args.checkpoint``)."""
+    from genlowdim.crystal.pretrained import checkpoint_path
+
+    args.checkpoint = str(checkpoint_path(args.checkpoint, args.model, kind))
+    return args.checkpoint
 
 
 def train(args: argparse.Namespace) -> int:
     """``genlowdim train`` for ``family: crystal`` configs."""
     from pathlib import Path
 
-    from genlowdim.crystal.api import train_cdvae
+    from genlowdim.crystal.training import train_cdvae
     from genlowdim.crystal.config import load_crystal_config
     from genlowdim.runtime import resolve_device
 
@@ -102,22 +134,24 @@ def train(args: argparse.Namespace) -> int:
 
 def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     """``genlowdim sample`` for crystal checkpoints: CIFs + samples.extxyz + manifest.json in --out."""
-    from genlowdim.crystal.api import load_model, sample_crystals
+    from genlowdim.crystal.checkpoints import load_model
+    from genlowdim.crystal.tasks import sample_crystals
     from genlowdim.runtime import resolve_device
 
     model, cfg = load_model(checkpoint, resolve_device(args.device), use_ema=args.weights == "ema",
                             task="cdvae")
-    cfg = sampling_overrides(cfg, args, args.sampler)
+    cfg, record = protocol_config(cfg, args)
     manifest = sample_crystals(model, cfg, args.num, args.out, batch_size=args.batch_size, seed=args.seed,
-                               sampler=args.sampler, steps=args.steps, checkpoint=args.checkpoint)
-    print(f"wrote {manifest['count']} crystals to {args.out}")
+                               checkpoint=args.checkpoint, overwrite=args.overwrite, protocol=record)
+    print(f"wrote {manifest['count']} crystals to {args.out} ({record['protocol']} protocol, sampler "
+          f"{record['sampler']})")
     return 0
 
 
 def _cdvae_checkpoint(path: str):
     """(payload, config) of a CDVAE checkpoint, read before any model or data is built."""
-    from genlowdim.crystal.api import FAMILY
     from genlowdim.crystal.config import config_from_dict
+    from genlowdim.crystal.training import FAMILY
     from genlowdim.runtime import load_checkpoint
 
     payload = load_checkpoint(path, family=FAMILY)
@@ -129,7 +163,7 @@ def _cdvae_checkpoint(path: str):
 
 
 def _check_split(split: str, cfg) -> None:
-    from genlowdim.crystal.data import SPLITS
+    from genlowdim.structures.datasets import SPLITS
 
     if split not in SPLITS:
         raise UsageError(f"--split {split!r}: not a split of the checkpoint's dataset {cfg.data.dataset!r}; "
@@ -137,16 +171,17 @@ def _check_split(split: str, cfg) -> None:
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.api import load_model, reconstruct
+    from genlowdim.crystal.checkpoints import load_model
+    from genlowdim.crystal.tasks import reconstruct
     from genlowdim.runtime import resolve_device
 
     require_positive(args, "num", "batch_size", "steps")
-    payload, cfg = _cdvae_checkpoint(args.checkpoint)
+    payload, cfg = _cdvae_checkpoint(resolve_checkpoint(args))
     _check_split(args.split, cfg)
     model, cfg = load_model(payload, resolve_device(args.device), use_ema=args.weights == "ema", task="cdvae")
-    cfg = sampling_overrides(cfg, args, args.sampler)
+    cfg, record = protocol_config(cfg, args)
     summary = reconstruct(model, cfg, args.split, args.out, num=args.num, batch_size=args.batch_size,
-                          seed=args.seed, sampler=args.sampler, steps=args.steps)
+                          seed=args.seed, overwrite=args.overwrite, protocol=record)
     print(f"wrote {summary['count']} predictions and truths to {args.out}; evaluate with\n  genlowdim evaluate "
           f"{args.out}/predictions.extxyz --reference {args.out}/truth.extxyz --mode reconstruction "
           f"--out {args.out}/eval")
@@ -155,38 +190,43 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
 
 def _check_optimizable(path: str, cfg, property_name: str | None) -> None:
     """What ``optimize`` needs of a checkpoint: a property head, known SR percentiles, the right property."""
-    from genlowdim.crystal.api import SR_THRESHOLDS, _check_property_name
+    from genlowdim.crystal.optimize import check_property_name, sr_thresholds
 
     if not cfg.model.predict_property:
         raise UsageError(f"{path}: this CDVAE has no property head (model.predict_property: false); optimize "
                          f"needs one: train with --set model.predict_property=true")
-    if cfg.data.dataset not in SR_THRESHOLDS:
-        raise UsageError(f"{path}: no success-rate percentiles known for its dataset {cfg.data.dataset!r}; "
-                         f"optimize works on {', '.join(sorted(SR_THRESHOLDS))}")
     try:
-        _check_property_name(cfg, property_name)
+        sr_thresholds(cfg.data.dataset)
+    except ValueError as err:
+        raise UsageError(f"{path}: {err}") from err
+    try:
+        check_property_name(cfg, property_name)
     except ValueError as err:
         raise UsageError(f"{err}; leave --property out or give that name") from err
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.api import load_model, optimize_property
+    from genlowdim.crystal.checkpoints import load_model
+    from genlowdim.crystal.optimize import optimize_property
     from genlowdim.runtime import resolve_device
 
-    require_positive(args, "num", "steps", "decode_every", "sampler_steps")
+    require_positive(args, "num", "opt_steps", "decode_every", "steps")
     if args.lr <= 0:
         raise UsageError(f"--lr {args.lr}: must be positive")
-    payload, cfg = _cdvae_checkpoint(args.checkpoint)
+    payload, cfg = _cdvae_checkpoint(resolve_checkpoint(args))
     _check_optimizable(args.checkpoint, cfg, args.property)
+    _check_split(args.split, cfg)
+    property_path = args.property_model
+    if property_path is None and args.model is not None:
+        property_path = str(resolve_checkpoint(argparse.Namespace(checkpoint=None, model=args.model), "property"))
     device = resolve_device(args.device)
     model, cfg = load_model(payload, device, use_ema=args.weights == "ema", task="cdvae")
-    cfg = sampling_overrides(cfg, args, args.sampler)
-    prop_model = load_model(args.property_model, device, task="property")[0] if args.property_model else None
-    result = optimize_property(model, cfg, args.out, property_name=args.property, num=args.num,
-                               steps=args.steps, decode_every=args.decode_every, lr=args.lr,
-                               sampler=args.sampler, sampler_steps=args.sampler_steps, seed=args.seed,
-                               property_model=prop_model)
-    print({k: result[k] for k in ("SR5", "SR10", "SR15")})
+    cfg, record = protocol_config(cfg, args)
+    prop_model = load_model(property_path, device, task="property")[0] if property_path else None
+    result = optimize_property(model, cfg, args.out, property_name=args.property, split=args.split,
+                               num=args.num, steps=args.opt_steps, decode_every=args.decode_every, lr=args.lr,
+                               seed=args.seed, property_model=prop_model, protocol=record)
+    print({k: result[k] for k in ("SR5", "SR10", "SR15")}, f"({record['protocol']} protocol)")
     return 0
 
 
@@ -196,3 +236,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     run_demo(args.out, minutes=args.minutes, num=args.num, device=resolve_device(args.device))
     return 0
+
+
+def property_fn(checkpoint: dict):
+    """``genlowdim evaluate --property-model``: the evaluation's ``property_fn`` of a property-predictor
+    checkpoint payload (CheckpointError when it holds another kind of model)."""
+    from genlowdim.crystal.checkpoints import property_fn_from_checkpoint
+
+    return property_fn_from_checkpoint(checkpoint)

@@ -3,13 +3,15 @@
 One YAML file = one run. ``task: cdvae`` trains the CDVAE generative model, ``task: property`` the
 property predictor (the same encoder + a regression head) used by the evaluation's ``wdist_prop``.
 Defaults follow CDVAE (Xie et al. 2022) where they are settings of the method (noise levels, loss weights,
-sampler); network sizes default to the CPU-friendly e3nn sizes of REFERENCE.md §4.
+sampler); network sizes default to CPU-friendly e3nn sizes (a 3-layer stack of 64x0e+32x1o features, 12
+neighbours within 6 Å; docs/cdvae.md gives their step times).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from genlowdim.config import apply_overrides, from_dict, load_yaml, to_dict
 from genlowdim.train import TrainSettings
 
 
@@ -25,7 +27,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class GraphNetConfig:
-    """An e3nn message-passing stack on the periodic radius graph (REFERENCE.md §4 for the costs)."""
+    """An e3nn message-passing stack on the periodic radius graph (step times per size: docs/cdvae.md)."""
     num_layers: int = 3
     num_scalars: int = 64
     num_vectors: int = 32
@@ -63,19 +65,68 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class SamplingConfig:
-    """Default sampler of ``genlowdim sample`` (CDVAE's annealed Langevin, 50 levels x 100 steps)."""
-    sampler: str = "ald"
-    n_steps_each: int = 100
+class SamplerSpec:
+    """One named sampler: a core sampler (``method``) and its settings.
+
+    ``ald``: CDVAE's annealed Langevin on the model's σ levels, ``steps_each`` steps per level with step size
+    ``step_lr·(σ/σ_min)²``. Others (``pc``, ``em``, ``heun``, ``euler``, ``ddim``): a Karras grid of ``steps``
+    levels between the model's σ_max and σ_min (then 0)."""
+    method: str = "ald"
+    steps_each: int = 100
     step_lr: float = 1e-4
-    fast_n_steps_each: int = 10          # ``--sampler ald_fast``: same levels, fewer steps per level
-    fast_step_lr: float = 2.5e-5         # step_lr/σ_min² = 0.25: settles in ~4 steps per level, no overshoot
-    # types after each decoder call: "argmax" (CDVAE), "composition" (keep the composition head's counts, the
-    # decoder assigns them to sites) or "fixed" (keep the initial types); see genlowdim.crystal.sampling.
-    # Generation (and optimisation decodes) use type_update, reconstruction recon_type_update: decoding the
-    # posterior mean of a real crystal, the composition head is nearly exact and argmax only loses it.
+    steps: int = 50
+
+
+def default_samplers() -> dict[str, SamplerSpec]:
+    """CDVAE's ALD (50 levels x 100 steps) and ``ald_fast``: 10 steps per level with
+    step_lr/σ_min² = 0.25, which settles in ~4 steps per level without overshoot."""
+    return {"ald": SamplerSpec("ald", 100, 1e-4), "ald_fast": SamplerSpec("ald", 10, 2.5e-5)}
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Samplers of ``genlowdim sample``/``reconstruct``/``optimize``: ``sampler`` names the default one,
+    ``samplers`` holds named specs (names not listed fall back to :func:`default_samplers`, then to a core
+    sampler of that name with default settings)."""
+    sampler: str = "ald"
+    samplers: dict[str, SamplerSpec] = field(default_factory=default_samplers)
+    # types after each accepted sampler step: "argmax" (CDVAE), "composition" (keep the composition head's
+    # counts, the decoder assigns them to sites) or "fixed" (keep the initial types); see
+    # genlowdim.crystal.sampling. Generation (and optimisation decodes) use type_update, reconstruction
+    # recon_type_update: decoding the posterior mean of a real crystal, the composition head is nearly exact
+    # and argmax only loses it.
     type_update: Literal["argmax", "composition", "fixed"] = "argmax"
     recon_type_update: Literal["argmax", "composition", "fixed"] = "composition"
+
+    def spec(self, name: str | None = None) -> SamplerSpec:
+        """The spec of sampler ``name`` (default: ``self.sampler``)."""
+        name = name or self.sampler
+        return self.samplers.get(name) or default_samplers().get(name) or SamplerSpec(method=name)
+
+    def with_spec(self, name: str, **changes) -> "SamplingConfig":
+        """Copy with sampler ``name``'s spec changed (e.g. ``step_lr``)."""
+        return replace(self, samplers={**self.samplers, name: replace(self.spec(name), **changes)})
+
+
+# keys of the sampling section before named sampler specs: (old key) -> (sampler name, spec field)
+_OLD_SAMPLING_KEYS = {"n_steps_each": ("ald", "steps_each"), "step_lr": ("ald", "step_lr"),
+                      "fast_n_steps_each": ("ald_fast", "steps_each"), "fast_step_lr": ("ald_fast", "step_lr")}
+
+
+def translate_old_keys(data: dict) -> dict:
+    """A crystal config dict with the sampling section's old keys (``n_steps_each``, ``step_lr``,
+    ``fast_n_steps_each``, ``fast_step_lr``) moved into ``sampling.samplers.{ald,ald_fast}``; other
+    values are left as they are (a copy; the input is not changed)."""
+    sampling = data.get("sampling")
+    if not isinstance(sampling, dict) or not set(sampling) & set(_OLD_SAMPLING_KEYS):
+        return data
+    sampling = dict(sampling)
+    samplers = {name: dict(spec) if isinstance(spec, dict) else spec
+                for name, spec in (sampling.get("samplers") or to_dict(default_samplers())).items()}
+    for old, (name, key) in _OLD_SAMPLING_KEYS.items():
+        if old in sampling:
+            samplers.setdefault(name, to_dict(default_samplers()[name]))[key] = sampling.pop(old)
+    return {**data, "sampling": {**sampling, "samplers": samplers}}
 
 
 @dataclass(frozen=True)
@@ -90,14 +141,12 @@ class CrystalConfig:
 
 
 def load_crystal_config(path, overrides=None) -> CrystalConfig:
-    """Read a crystal YAML with ``--set`` overrides (strict: unknown keys are errors naming the key)."""
-    from genlowdim.config import load_config
-
-    return load_config(CrystalConfig, path, overrides)
+    """Read a crystal YAML with ``--set`` overrides (strict: unknown keys are errors naming the key; the
+    sampling section's old keys are translated, see :func:`translate_old_keys`)."""
+    data = translate_old_keys(apply_overrides(load_yaml(path), overrides))
+    return from_dict(CrystalConfig, data, where=str(path))
 
 
 def config_from_dict(data: dict) -> CrystalConfig:
-    """Rebuild the config stored in a checkpoint."""
-    from genlowdim.config import from_dict
-
-    return from_dict(CrystalConfig, data, where="checkpoint config")
+    """Rebuild the config stored in a checkpoint (old sampling keys translated)."""
+    return from_dict(CrystalConfig, translate_old_keys(data), where="checkpoint config")

@@ -44,7 +44,7 @@ def _common_options(p: argparse.ArgumentParser) -> None:
 def _load(ref: str, split: str | None, args: argparse.Namespace, **kwargs: Any):
     from genlowdim.errors import UsageError
     from genlowdim.crystal.data import load_dataset
-    from genlowdim.crystal.io import StructureReadError
+    from genlowdim.structures.io import StructureReadError
 
     try:
         return load_dataset(ref, split, data_dir=args.data_dir, workers=args.workers,
@@ -55,8 +55,8 @@ def _load(ref: str, split: str | None, args: argparse.Namespace, **kwargs: Any):
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from genlowdim.errors import UsageError
-    from genlowdim.crystal.data import SPLITS, parse_dataset_ref
-    from genlowdim.crystal.registry import DATASETS
+    from genlowdim.structures.datasets import SPLITS, parse_dataset_ref
+    from genlowdim.structures.registry import DATASETS
 
     try:
         name, ref_split = parse_dataset_ref(args.dataset)

@@ -15,6 +15,7 @@ from torch import nn
 
 from genlowdim.crystal.config import GraphNetConfig
 from genlowdim.crystal.encoder import MAX_ATOMIC_NUM, build_stack, run_stack
+from genlowdim.crystal.graph import periodic_radius_graph
 from genlowdim.crystal.layers import EdgeFeatures
 
 
@@ -55,8 +56,6 @@ class CrystalDecoder(nn.Module):
         self.num_scalars = cfg.num_scalars
 
     def forward(self, pos, atom_types, z, sigma, lattice, batch):
-        from genlowdim.crystal.graph import periodic_radius_graph
-
         graph = periodic_radius_graph(pos, lattice, batch, self.cfg.cutoff, self.cfg.max_neighbors)
         cond = torch.cat([z, self.sigma_embedding(sigma)], dim=-1)[batch]
         h = self.input_mlp(torch.cat([self.atom_embedding(atom_types), cond], dim=-1))

@@ -7,9 +7,19 @@ cells) and ``demo.json`` (the headline numbers and where everything is).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from torch_geometric.data import Batch
+
+from genlowdim.crystal.checkpoints import load_model
+from genlowdim.crystal.config import load_crystal_config
+from genlowdim.crystal.sampling import batch_to_decoded
+from genlowdim.crystal.tasks import sample_crystals
+from genlowdim.crystal.training import load_split, train_cdvae
+from genlowdim.metrics.evaluate import evaluate_generation
 from genlowdim.runtime import write_json
+from genlowdim.structures.io import read_structures
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "crystal" / "demo.yaml"
 
@@ -49,15 +59,6 @@ def run_demo(out: str | Path = "runs/demo", *, minutes: float | None = None, num
              num_reference: int = 500) -> dict:
     """Train (``minutes`` overrides the config's budget), sample ``num`` crystals with the config's sampler,
     evaluate against the first ``num_reference`` perov_5 test crystals; returns the summary dict."""
-    from dataclasses import replace
-
-    from genlowdim.crystal.api import load_model, load_split, sample_crystals, train_cdvae
-    from genlowdim.crystal.config import load_crystal_config
-    from genlowdim.crystal.io import read_structures
-    from genlowdim.crystal.sampling import batch_to_decoded
-    from genlowdim.metrics.evaluate import evaluate_generation
-    from torch_geometric.data import Batch
-
     out = Path(out)
     cfg = load_crystal_config(CONFIG)
     if minutes is not None:
@@ -67,7 +68,7 @@ def run_demo(out: str | Path = "runs/demo", *, minutes: float | None = None, num
     t_train = time.perf_counter() - t0
     model, cfg = load_model(result.last_checkpoint, device, task="cdvae")
     manifest = sample_crystals(model, cfg, num, out / "samples", batch_size=min(num, 250), seed=0,
-                               checkpoint=str(result.last_checkpoint))
+                               checkpoint=str(result.last_checkpoint), overwrite=True)   # this run's model
     t_sample = time.perf_counter() - t0 - t_train
     structures = [s for _, s in read_structures(out / "samples" / "samples.extxyz")]
     reference = batch_to_decoded(Batch.from_data_list(load_split(cfg, "test", num_reference))).to_structures()

@@ -15,6 +15,8 @@ from torch import nn
 from torch_geometric.utils import scatter
 
 from genlowdim.crystal.config import GraphNetConfig
+from genlowdim.crystal.graph import periodic_radius_graph
+from genlowdim.crystal.lattice import frac_to_cart
 from genlowdim.crystal.layers import EdgeFeatures, InteractionBlock, hidden_irreps
 
 MAX_ATOMIC_NUM = 100
@@ -64,9 +66,6 @@ class CrystalEncoder(nn.Module):
         self.fc_var = nn.Linear(self.pooled_dim, latent_dim)
 
     def embed(self, batch) -> torch.Tensor:
-        from genlowdim.crystal.graph import periodic_radius_graph
-        from genlowdim.crystal.lattice import frac_to_cart
-
         lattice = batch.lattice.view(-1, 3, 3)
         pos = frac_to_cart(batch.frac_coords, lattice, batch.batch)
         graph = periodic_radius_graph(pos, lattice, batch.batch, self.cfg.cutoff, self.cfg.max_neighbors)

@@ -15,10 +15,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter
 
+from genlowdim.core.losses import dsm_reduce
 from genlowdim.core.schedules import sigmas_geometric
 from genlowdim.crystal.config import ModelConfig
 from genlowdim.crystal.decoder import CrystalDecoder
 from genlowdim.crystal.encoder import MAX_ATOMIC_NUM, CrystalEncoder
+from genlowdim.crystal.lattice import cart_to_frac, frac_to_cart, lattice_from_params, min_image_cart_displacement
+
+
+MIN_SCALED_LENGTH = 0.5       # Å, lower bound of a decoded length·N^(-1/3)
+ANGLE_RANGE = (30.0, 150.0)   # degrees, bounds of a decoded cell angle
 
 
 class Standardiser(nn.Module):
@@ -52,17 +58,15 @@ def scaled_lattice_target(lengths: torch.Tensor, angles: torch.Tensor, num_atoms
 
 def coord_score_target(noisy_frac, true_frac, lattice, batch, sigma_atom):
     """Score of the wrapped Gaussian's nearest image: −d/σ², d = minimum-image (noisy − true) in Å. (N,3)."""
-    from genlowdim.crystal.lattice import min_image_cart_displacement
-
     d = min_image_cart_displacement(noisy_frac, true_frac, lattice, batch)
     return -d / sigma_atom[:, None] ** 2
 
 
 def coord_loss(coord_out, target, sigma_atom, batch):
-    """CDVAE's DSM loss ½σ²‖target − out/σ‖², averaged per crystal, then over the batch."""
-    pred = coord_out / sigma_atom[:, None]
-    per_atom = 0.5 * ((target - pred) ** 2).sum(-1) * sigma_atom ** 2
-    return scatter(per_atom, batch, dim=0, reduce="mean").mean()
+    """CDVAE's DSM loss ½σ²‖target − out/σ‖² (the core DSM loss with λ = σ², reduced as it reduces graphs:
+    summed over x, y, z, averaged per crystal), then averaged over the batch."""
+    sigma = sigma_atom[:, None]
+    return dsm_reduce(0.5 * sigma ** 2 * (target - coord_out / sigma) ** 2, batch).mean()
 
 
 def type_loss(type_logits, atom_types, type_sigma_atom, batch):
@@ -126,8 +130,16 @@ class CDVAE(nn.Module):
         Clamped to a usable cell (scaled lengths ≥ 0.5 Å, angles in [30°, 150°]) so that a badly predicted
         lattice (an untrained head, a latent far from the prior) still gives a finite periodic graph."""
         raw = self.lattice_scaler.inverse(pred6)
-        lengths = raw[:, :3].clamp_min(0.5) * num_atoms.to(raw.dtype)[:, None].pow(1 / 3)
-        return lengths, raw[:, 3:].clamp(30.0, 150.0)
+        lengths = raw[:, :3].clamp_min(MIN_SCALED_LENGTH) * num_atoms.to(raw.dtype)[:, None].pow(1 / 3)
+        return lengths, raw[:, 3:].clamp(*ANGLE_RANGE)
+
+    def lattice_clamped(self, pred6):
+        """(B,) bool: the lattice of standardised prediction ``pred6`` needed :meth:`unscale_lattice`'s clamp
+        (a scaled length below 0.5 Å or an angle outside [30°, 150°]); counted and reported with every
+        decode, since CDVAE would have decoded such a cell as it is (and counted it invalid if non-positive)."""
+        raw = self.lattice_scaler.inverse(pred6)
+        return ((raw[:, :3] < MIN_SCALED_LENGTH).any(-1) | (raw[:, 3:] < ANGLE_RANGE[0]).any(-1)
+                | (raw[:, 3:] > ANGLE_RANGE[1]).any(-1))
 
     def predict_property(self, z):
         """Property in data units, (B,)."""
@@ -148,8 +160,6 @@ class CDVAE(nn.Module):
 
     def loss(self, batch, generator=None, teacher_forcing: bool = True):
         """CDVAE's total loss and its parts for a PyG batch; all noise from ``generator``. -> (loss, dict)."""
-        from genlowdim.crystal.lattice import cart_to_frac, frac_to_cart, lattice_from_params
-
         mu, log_var, z = self.encode(batch, generator)
         natom_logits, _, _, comp_logits = self.decode_stats(z)
         pred6 = self.fc_lattice(z)

@@ -3,8 +3,11 @@
 From z the heads give the number of atoms (argmax), the lattice (fixed during sampling) and a composition,
 from which the initial atom types are drawn (:func:`sample_composition`). Fractional coordinates start
 uniform on the torus; the decoder is wrapped as a core denoiser ``D(x, σ) = x + σ·decoder(x, σ)`` on
-Cartesian positions (N, 3), the core sampler moves x, ``wrap`` maps x back into the cell after every update,
-and after every call the types follow the decoder's type logits as ``type_update`` says:
+Cartesian positions (N, 3), the core sampler moves x, ``wrap`` maps x back into the cell after every update.
+The denoiser only reads the atom types: they live in a :class:`TypeState` owned by the sampling loop, whose
+step callback updates them after each accepted step from the type logits of the evaluation that step used
+(the one the sampler reports as ``denoised``), as ``type_update`` says. Trial evaluations (Heun's second
+evaluation, PC's corrector steps) therefore never change the types the next evaluation sees:
 
   ``argmax``       each atom takes the argmax of its logits (CDVAE). The composition may drift.
   ``composition``  the multiset of types drawn from the composition head is kept, and the decoder's
@@ -14,36 +17,46 @@ and after every call the types follow the decoder's type logits as ``type_update
                    two elements between sites, but it cannot change the composition.
   ``fixed``        the initial types are kept (the atoms move to the sites that suit their types).
 
-Samplers (``sampler`` argument):
-  ``ald``       CDVAE's annealed Langevin, model's 50 σ levels x ``n_steps_each`` (default 100) steps.
-  ``ald_fast``  the same levels with fewer steps each and a larger step_lr (config ``fast_*``).
+Samplers (``sampler`` argument) are named specs of the config (:class:`~genlowdim.crystal.config.SamplerSpec`):
+  ``ald``       CDVAE's annealed Langevin, model's 50 σ levels x ``steps_each`` (default 100) steps.
+  ``ald_fast``  the same levels with fewer steps each and a larger step_lr.
   ``pc``/``em``/``heun``/``euler``/``ddim``  core samplers on a Karras grid of ``steps`` levels
                 between the model's σ_max and σ_min (then 0).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
+from genlowdim.core.samplers import CountingDenoiser, get_sampler, sample_ald
+from genlowdim.core.schedules import sigmas_karras
 from genlowdim.crystal.encoder import MAX_ATOMIC_NUM
+from genlowdim.crystal.lattice import cart_to_frac, frac_to_cart, lattice_from_params
 
 
 @dataclass
 class DecodedCrystals:
     """A batch of decoded crystals: frac_coords (N,3) in [0,1), atom_types (N,) atomic numbers,
-    lengths (B,3) Å, angles (B,3) degrees, num_atoms (B,), decoder_calls (per batch)."""
+    lengths (B,3) Å, angles (B,3) degrees, num_atoms (B,), decoder_calls (per batch), lattice_clamped (B,)
+    bool: the predicted lattice needed the decoder's clamp (:meth:`CDVAE.lattice_clamped`)."""
     frac_coords: torch.Tensor
     atom_types: torch.Tensor
     lengths: torch.Tensor
     angles: torch.Tensor
     num_atoms: torch.Tensor
     decoder_calls: int = 0
+    lattice_clamped: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.lattice_clamped is None:
+            self.lattice_clamped = torch.zeros(len(self.num_atoms), dtype=torch.bool)
 
     def to_structures(self):
         """List of pymatgen ``Structure`` (P1)."""
-        from pymatgen.core import Lattice, Structure
+        from pymatgen.core import Lattice, Structure   # heavy (~1 s); only writers and metrics need it
 
         out, start = [], 0
         for b, n in enumerate(self.num_atoms.tolist()):
@@ -87,8 +100,6 @@ def assign_types(log_probs, types, batch):
     Crystals of up to :data:`BRUTE_FORCE_MAX_ATOMS` atoms are solved together on the tensors' device by
     scoring every ordering; larger ones one by one with ``scipy.optimize.linear_sum_assignment``.
     Returns (N,) atomic numbers."""
-    import itertools
-
     counts = torch.bincount(batch)
     starts = torch.cumsum(counts, 0) - counts
     out = types.clone()
@@ -107,7 +118,7 @@ def assign_types(log_probs, types, batch):
             best = perms[score.argmax(-1)]                                              # (C, n)
             out[idx] = torch.gather(slots, 1, best)
             continue
-        from scipy.optimize import linear_sum_assignment
+        from scipy.optimize import linear_sum_assignment   # only for cells beyond BRUTE_FORCE_MAX_ATOMS
 
         lp = log_probs[idx].detach().double().cpu().numpy()
         for c in range(len(crystals)):
@@ -117,66 +128,79 @@ def assign_types(log_probs, types, batch):
     return out
 
 
-class DecoderDenoiser:
-    """Core-denoiser view of the CDVAE decoder for fixed z and lattice; tracks the atom types.
+class TypeState:
+    """The atom types of one decode, owned by the sampling loop. ``types``: (N,) atomic numbers.
 
-    ``__call__(x: (N,3) Å, sigma: 0-dim or (B,)) -> x̂₀ = x + σ·decoder_out``; after each call ``types``
-    (atomic numbers, fed to the next call) follow the predicted type logits as ``type_update`` says
-    (``argmax``, ``composition`` or ``fixed``; see the module docstring)."""
+    The denoiser reads ``types`` and reports each evaluation's type logits (``record``); called as the
+    core sampler's ``callback`` after each accepted step, it updates ``types`` from the logits of the
+    evaluation the step used (``info["denoised"]``; the first evaluation since the last step otherwise):
+    ``argmax``, ``composition`` or ``fixed`` (see the module docstring)."""
 
-    def __init__(self, decoder, z, lattice, batch, types, type_update: str = "argmax"):
+    def __init__(self, types, batch, type_update: str = "argmax"):
         if type_update not in TYPE_UPDATES:
             raise ValueError(f"type_update must be one of {TYPE_UPDATES}, got {type_update!r}")
-        self.decoder, self.z, self.lattice, self.batch = decoder, z, lattice, batch
-        self.types, self.type_update, self.calls = types, type_update, 0
+        self.types, self.batch, self.type_update = types, batch, type_update
+        self._evaluations = []          # (denoised, logits) of the evaluations since the last step
+
+    def record(self, denoised, logits) -> None:
+        self._evaluations.append((denoised, logits))
+
+    def __call__(self, info: dict) -> None:
+        evaluations, self._evaluations = self._evaluations, []
+        if not evaluations or self.type_update == "fixed":
+            return
+        logits = next((lg for d, lg in evaluations if d is info.get("denoised")), evaluations[0][1])
+        if self.type_update == "argmax":
+            self.types = logits.argmax(-1) + 1
+        else:
+            self.types = assign_types(torch.log_softmax(logits, -1), self.types, self.batch)
+
+
+class DecoderDenoiser:
+    """Core-denoiser view of the CDVAE decoder for fixed z, lattice and the types of ``state``.
+
+    ``__call__(x: (N,3) Å, sigma: 0-dim or (B,)) -> x̂₀ = x + σ·decoder_out``. It never changes the types;
+    it hands its type logits to ``state`` (:class:`TypeState`), which the sampling loop updates per step."""
+
+    def __init__(self, decoder, z, lattice, batch, state: TypeState):
+        self.decoder, self.z, self.lattice, self.batch, self.state = decoder, z, lattice, batch, state
 
     def __call__(self, x, sigma):
         sigma_graph = sigma.expand(self.z.shape[0]) if sigma.dim() == 0 else sigma
-        out, logits = self.decoder(x, self.types, self.z, sigma_graph, self.lattice, self.batch)
-        if self.type_update == "argmax":
-            self.types = logits.argmax(-1) + 1
-        elif self.type_update == "composition":
-            self.types = assign_types(torch.log_softmax(logits, -1), self.types, self.batch)
-        self.calls += 1
-        return x + sigma_graph[self.batch][:, None] * out
+        out, logits = self.decoder(x, self.state.types, self.z, sigma_graph, self.lattice, self.batch)
+        denoised = x + sigma_graph[self.batch][:, None] * out
+        self.state.record(denoised, logits)
+        return denoised
 
     def wrap(self, x):
-        from genlowdim.crystal.lattice import cart_to_frac, frac_to_cart
-
         frac = torch.remainder(cart_to_frac(x, self.lattice, self.batch), 1.0)
         return frac_to_cart(frac, self.lattice, self.batch)
 
 
-def _sigma_grid(model, sampler: str, steps: int | None):
-    from genlowdim.core.schedules import sigmas_karras
+def run_sampler(denoiser, x, model_sigmas, spec, *, steps: int | None = None, generator=None, wrap=None,
+                callback=None):
+    """Run the core sampler of ``spec`` (:class:`~genlowdim.crystal.config.SamplerSpec`) from x.
 
-    if sampler in ("ald", "ald_fast"):
-        return model.sigmas
-    n = steps or 50
-    return sigmas_karras(n, float(model.sigmas[-1]), float(model.sigmas[0]), device=model.sigmas.device)
-
-
-def _run_sampler(den: DecoderDenoiser, x, sigmas, sampler: str, steps, sampling_cfg, generator):
-    from genlowdim.core.samplers import get_sampler, sample_ald
-
-    kw = dict(generator=generator, wrap=den.wrap)
-    if sampler == "ald":
-        return sample_ald(den, x, sigmas, n_steps_each=steps or sampling_cfg.n_steps_each,
-                          step_lr=sampling_cfg.step_lr, **kw)
-    if sampler == "ald_fast":
-        return sample_ald(den, x, sigmas, n_steps_each=steps or sampling_cfg.fast_n_steps_each,
-                          step_lr=sampling_cfg.fast_step_lr, **kw)
-    return get_sampler(sampler)(den, x, sigmas, **kw)
+    ALD runs on the model's σ levels (``model_sigmas``, descending), ``steps`` (or ``spec.steps_each``)
+    steps each; the others on a Karras grid of ``steps`` (or ``spec.steps``) levels between the model's σ_max
+    and σ_min, then 0. Returns the final x."""
+    kw = dict(generator=generator, wrap=wrap, callback=callback)
+    if spec.method == "ald":
+        return sample_ald(denoiser, x, model_sigmas, n_steps_each=steps or spec.steps_each,
+                          step_lr=spec.step_lr, **kw)
+    sigmas = sigmas_karras(steps or spec.steps, float(model_sigmas[-1]), float(model_sigmas[0]),
+                           device=model_sigmas.device).to(x.dtype)
+    return get_sampler(spec.method)(denoiser, x, sigmas, **kw)
 
 
 @torch.no_grad()
-def decode_latents(model, z, sampling_cfg, *, sampler: str = "ald", steps: int | None = None,
+def decode_latents(model, z, sampling_cfg, *, sampler: str | None = None, steps: int | None = None,
                    generator=None, num_atoms=None, atom_types=None) -> DecodedCrystals:
     """Decode z (B, latent) into crystals. ``num_atoms``/``atom_types`` force the ground truth when given
-    (given types are kept fixed); otherwise types follow ``sampling_cfg.type_update``."""
-    from genlowdim.crystal.lattice import frac_to_cart, lattice_from_params
-
+    (given types are kept fixed); otherwise types follow ``sampling_cfg.type_update``. ``sampler``: a name
+    of ``sampling_cfg.samplers`` (default: ``sampling_cfg.sampler``); ``steps`` overrides its step count."""
     natom_logits, lengths, angles, comp_logits = model.decode_stats(z)
+    clamped = model.lattice_clamped(model.fc_lattice(z)).cpu()
     if num_atoms is None:
         num_atoms = natom_logits.argmax(-1).clamp_min(1)
     else:
@@ -186,17 +210,15 @@ def decode_latents(model, z, sampling_cfg, *, sampler: str = "ald", steps: int |
         F.softmax(comp_logits, -1), num_atoms, generator)
     lattice = lattice_from_params(lengths, angles)
     frac = torch.rand((batch.numel(), 3), generator=generator, device=z.device, dtype=z.dtype)
-    den = DecoderDenoiser(model.decoder, z, lattice, batch, types,
-                          type_update="fixed" if atom_types is not None else sampling_cfg.type_update)
-    sigmas = _sigma_grid(model, sampler, steps).to(z.dtype)
-    x = _run_sampler(den, frac_to_cart(frac, lattice, batch), sigmas, sampler, steps, sampling_cfg, generator)
-    from genlowdim.crystal.lattice import cart_to_frac
-
+    state = TypeState(types, batch, "fixed" if atom_types is not None else sampling_cfg.type_update)
+    den = CountingDenoiser(DecoderDenoiser(model.decoder, z, lattice, batch, state))
+    x = run_sampler(den, frac_to_cart(frac, lattice, batch), model.sigmas.to(z.dtype), sampling_cfg.spec(sampler),
+                    steps=steps, generator=generator, wrap=den.denoiser.wrap, callback=state)
     frac = torch.remainder(cart_to_frac(x, lattice, batch), 1.0)
-    return DecodedCrystals(frac, den.types, lengths, angles, num_atoms, den.calls)
+    return DecodedCrystals(frac, state.types, lengths, angles, num_atoms, den.calls, clamped)
 
 
-def generate(model, num: int, sampling_cfg, *, sampler="ald", steps=None, generator=None) -> DecodedCrystals:
+def generate(model, num: int, sampling_cfg, *, sampler=None, steps=None, generator=None) -> DecodedCrystals:
     """Sample z ~ N(0, I) (num, latent) from ``generator`` and decode it (CDVAE generation)."""
     p = next(model.parameters())
     z = torch.randn((num, model.cfg.latent_dim), generator=generator, device=p.device, dtype=p.dtype)
@@ -210,36 +232,11 @@ def batch_to_decoded(batch) -> DecodedCrystals:
 
 
 @torch.no_grad()
-def reconstruct_batch(model, batch, sampling_cfg, *, sampler="ald", steps=None, generator=None):
-    """CDVAE reconstruction: z = μ(crystal) (deterministic), then decode with the types following
-    ``sampling_cfg.recon_type_update``. -> DecodedCrystals."""
-    from dataclasses import replace
-
-    _, _, z = model.encode(batch, sample=False)
+def reconstruct_batch(model, batch, sampling_cfg, *, sampler=None, steps=None, generator=None,
+                      sample_latent: bool = False):
+    """Reconstruction: z = μ(crystal), or z = μ + σ·ε from ``generator`` when ``sample_latent`` (CDVAE's
+    evaluate.py), then decode with the types following ``sampling_cfg.recon_type_update``.
+    -> DecodedCrystals."""
+    _, _, z = model.encode(batch, generator=generator, sample=sample_latent)
     cfg = replace(sampling_cfg, type_update=sampling_cfg.recon_type_update)
     return decode_latents(model, z, cfg, sampler=sampler, steps=steps, generator=generator)
-
-
-def optimize_latents(model, z0, *, steps=5000, decode_every=555, lr=1e-3, on_snapshot=None):
-    """CDVAE's property optimisation: Adam on z (B, latent) to *minimise* the property head's prediction.
-
-    After the updates with index i where i % decode_every == 0 and after the last one, calls
-    ``on_snapshot(i, z.detach())`` (CDVAE: 5,000 steps, every 555 -> 11 snapshots). Returns the final z."""
-    z = z0.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=lr)
-    for i in range(steps):
-        opt.zero_grad()
-        model.predict_property(z).sum().backward()
-        opt.step()
-        if on_snapshot is not None and (i % decode_every == 0 or i == steps - 1):
-            on_snapshot(i, z.detach().clone())
-    return z.detach()
-
-
-def success_rates(best_values, thresholds: dict[str, float]) -> dict[str, float]:
-    """Fraction of starting crystals whose best valid predicted property is ≤ each threshold.
-
-    ``best_values``: (M,) floats, NaN where no snapshot was valid (counts as failure)."""
-    values = torch.as_tensor(best_values, dtype=torch.float64)
-    ok = torch.isfinite(values)
-    return {name: float(((values <= thr) & ok).double().mean()) for name, thr in thresholds.items()}

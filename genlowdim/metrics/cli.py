@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cutoffs", nargs=2, type=float, default=None, metavar=("S", "C"),
                    help="coverage thresholds: structure and composition fingerprint distances")
     p.add_argument("--property-model", default=None, metavar="CKPT",
-                   help="property-predictor checkpoint (task: property) for wdist_prop (default: not computed)")
+                   help="property-predictor checkpoint (task: property), or a shipped model's name such as "
+                   "perov_5, for wdist_prop (default: not computed)")
     p.add_argument("--seed", type=int, default=0, help="seed of the property subsample (default 0)")
     p.add_argument("--num-property-samples", type=int, default=1000,
                    help="valid crystals drawn for the property statistics (default 1000)")
@@ -55,13 +56,12 @@ def load_input(spec: str, data_dir: str | None = None) -> tuple[list[str], list]
     from genlowdim.errors import UsageError
 
     if _is_dataset_ref(spec):
-        from genlowdim.crystal.data import load_dataset
+        from genlowdim.structures.datasets import load_structures
 
         try:  # Niggli-reduced, lattice rebuilt from its parameters: the crystals CDVAE evaluates against
-            records = load_dataset(spec, data_dir=data_dir).records
+            return load_structures(spec, data_dir=data_dir)
         except (KeyError, ValueError, FileNotFoundError) as err:
             raise UsageError(f"{spec}: {err}") from err
-        return [str(r.material_id) for r in records], [r.to_structure() for r in records]
     path = Path(spec)
     if path.is_dir() and (path / "samples.extxyz").is_file():
         path = path / "samples.extxyz"
@@ -69,7 +69,7 @@ def load_input(spec: str, data_dir: str | None = None) -> tuple[list[str], list]
         path = path / "cif"  # a sample directory without its extxyz
     elif not path.exists():
         raise UsageError(f"{spec}: no such file or folder (nor a dataset split name:split)")
-    from genlowdim.crystal.io import StructureReadError, read_structures
+    from genlowdim.structures.io import StructureReadError, read_structures
 
     try:
         pairs = read_structures(path)
@@ -97,18 +97,28 @@ def pair_by_id(pred_ids, preds, truth_ids, truths, how: str = "auto") -> tuple[l
 
 
 def _property_fn(checkpoint: str):
-    """The evaluation's ``property_fn`` from a property-predictor checkpoint (clear errors otherwise)."""
-    from genlowdim.errors import UsageError
-    from genlowdim.crystal.api import load_model, property_fn_from_model
-    from genlowdim.runtime import CheckpointError
+    """The evaluation's ``property_fn`` from a property-predictor checkpoint or the name of a shipped model
+    (clear errors otherwise).
+
+    The checkpoint's family builds it (its CLI module's ``property_fn(payload)``), as ``sample`` dispatches:
+    the metrics stay free of any model family."""
+    from genlowdim.cli import UsageError, _family_module, shipped_model_file
+    from genlowdim.runtime import CheckpointError, load_checkpoint
 
     if not Path(checkpoint).is_file():
-        raise UsageError(f"--property-model {checkpoint}: no such checkpoint file")
+        shipped = shipped_model_file(checkpoint, "property")
+        if shipped is None:
+            raise UsageError(f"--property-model {checkpoint}: no such checkpoint file or shipped model")
+        checkpoint = str(shipped)
     try:
-        model = load_model(checkpoint, "cpu", task="property")[0]
+        payload = load_checkpoint(checkpoint)
+        build = getattr(_family_module(payload.get("family"), checkpoint), "property_fn", None)
+        if build is None:
+            raise UsageError(f"--property-model {checkpoint}: a {payload.get('family')!r} checkpoint does not "
+                             f"predict crystal properties")
+        return build(payload)
     except CheckpointError as err:
         raise UsageError(f"--property-model {checkpoint}: {err}") from err
-    return property_fn_from_model(model)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -50,7 +50,7 @@ def coverage(gen_struct_fp, gen_comp_fp, ref_struct_fp, ref_comp_fp, struct_cuto
     """CDVAE coverage on fingerprint arrays.
 
     gen_struct_fp: (N, Ds), gen_comp_fp: (N, Dc) for generated crystals with fingerprints;
-    ref_struct_fp: (M, Ds), ref_comp_fp: (M, Dc); cutoffs delta_s, delta_c (per dataset: ``genlowdim.crystal.registry``);
+    ref_struct_fp: (M, Ds), ref_comp_fp: (M, Dc); cutoffs delta_s, delta_c (per dataset: ``genlowdim.structures.registry``);
     num_generated: denominator of COV-P (all generated crystals; defaults to N).
     Returns ``cov_recall``, ``cov_precision``, ``amsd_recall``, ``amsd_precision``, ``amcd_recall``,
     ``amcd_precision`` with per-item nearest distances.

@@ -30,6 +30,7 @@ from genlowdim.metrics.matching import ANGLE_TOL, LTOL, STOL, novelty, reconstru
 from genlowdim.metrics.properties import property_statistics, seeded_subsample
 from genlowdim.metrics.result import MetricResult, versions
 from genlowdim.metrics.structure import densities, num_elements, structural_validity
+from genlowdim.structures.registry import get_spec
 
 METRIC_NAMES = ("struct_valid", "comp_valid", "valid", "cov_recall", "cov_precision", "amsd_recall",
                 "amsd_precision", "amcd_recall", "amcd_precision", "wdist_density", "wdist_num_elems",
@@ -44,13 +45,11 @@ def resolve_cutoffs(dataset: str | None, struct_cutoff: float | None, comp_cutof
     if dataset is None:
         raise ValueError("coverage thresholds unknown: pass dataset= (e.g. 'perov_5') or both "
                          "struct_cutoff and comp_cutoff (--dataset, or --cutoffs S C)")
-    from genlowdim.crystal.registry import get_spec
-
     try:
         s, c = get_spec(dataset).cov_thresholds
     except KeyError as err:  # unknown dataset: the registry's message lists the known ones
         raise ValueError(str(err.args[0] if err.args else err)) from err
-    source = f"genlowdim.crystal.registry:{dataset} (CDVAE COV_Cutoffs)"
+    source = f"genlowdim.structures.registry:{dataset} (CDVAE COV_Cutoffs)"
     s = float(s) if struct_cutoff is None else float(struct_cutoff)
     c = float(c) if comp_cutoff is None else float(comp_cutoff)
     return s, c, source

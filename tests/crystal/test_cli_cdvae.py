@@ -37,8 +37,8 @@ def trained(tmp_path_factory, one_thread):
 def test_train_sample_and_reconstruct(trained, tmp_path):
     import torch
 
-    from genlowdim.crystal.api import load_model
-    from genlowdim.crystal.io import read_structures
+    from genlowdim.crystal.checkpoints import load_model
+    from genlowdim.structures.io import read_structures
 
     assert (trained / "last.pt").is_file() and (trained / "best.pt").is_file()
     steps = [s for s, _ in _losses(trained)]
@@ -78,9 +78,10 @@ def test_reconstruct_writes_the_split_and_decodes_its_latent_means(trained, tmp_
     from pymatgen.core import Structure
     from torch_geometric.data import Batch
 
-    from genlowdim.crystal.api import load_model, load_split
-    from genlowdim.crystal.data import repo_datasets_dir
-    from genlowdim.crystal.io import read_structures
+    from genlowdim.crystal.checkpoints import load_model
+    from genlowdim.crystal.training import load_split
+    from genlowdim.structures.datasets import repo_datasets_dir
+    from genlowdim.structures.io import read_structures
     from genlowdim.crystal.sampling import sample_composition
 
     rec = tmp_path / "rec"
@@ -121,7 +122,7 @@ def test_sampling_flags_override_the_checkpoints_settings(trained, tmp_path, cap
     assert main(["sample", "--checkpoint", str(trained / "last.pt"), "--num", "1", "--sampler", "ald_fast",
                  "--step-lr", "3e-5", "--type-update", "composition", "--out", str(out), "--device", "cpu"]) == 0
     used = json.loads((out / "manifest.json").read_text())["sampling_config"]
-    assert used["fast_step_lr"] == 3e-5 and used["type_update"] == "composition"
+    assert used["samplers"]["ald_fast"]["step_lr"] == 3e-5 and used["type_update"] == "composition"
     # a step_lr means nothing to the predictor-corrector sampler: refused, naming the flag
     assert main(["sample", "--checkpoint", str(trained / "last.pt"), "--num", "1", "--sampler", "pc",
                  "--step-lr", "3e-5", "--out", str(tmp_path / "x"), "--device", "cpu"]) == 2
@@ -165,9 +166,9 @@ def test_wrong_checkpoint_and_bad_config_are_clear_errors(tmp_path, capsys):
 def test_crystals_over_max_atoms_are_skipped_and_an_empty_set_is_an_error(tmp_path):
     import gzip
 
-    from genlowdim.crystal.api import load_split
+    from genlowdim.crystal.training import load_split
     from genlowdim.crystal.config import load_crystal_config
-    from genlowdim.crystal.data import repo_datasets_dir
+    from genlowdim.structures.datasets import repo_datasets_dir
 
     # a three-row CDVAE CSV cut from perov_5 (5 atoms per cell)
     text = gzip.open(repo_datasets_dir() / "perov_5" / "val.csv.gz", "rt").read()

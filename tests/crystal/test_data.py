@@ -13,12 +13,12 @@ import torch
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
-import genlowdim.crystal.data as data_module
+import genlowdim.structures.datasets as data_module
 from genlowdim.cli import main
-from genlowdim.crystal.data import (DataError, _fast_record, load_dataset, parse_dataset_ref,
-                                    record_from_structure)
-from genlowdim.crystal.io import parse_cif, read_entries, write_cif, write_extxyz, write_json
-from genlowdim.crystal.registry import DATASETS, UnknownDatasetError, get_spec
+from genlowdim.crystal.data import load_dataset
+from genlowdim.structures.datasets import DataError, _fast_record, parse_dataset_ref, record_from_structure
+from genlowdim.structures.io import parse_cif, read_entries, write_cif, write_extxyz, write_json
+from genlowdim.structures.registry import DATASETS, UnknownDatasetError, get_spec
 
 PEROV = Path(__file__).resolve().parents[2] / "datasets" / "perov_5"
 
@@ -169,27 +169,65 @@ def test_every_format_gives_the_same_records(tmp_path, small_structures, cache):
             np.testing.assert_allclose([g[1] for g in got], [w[1] for w in want], atol=2e-5)
 
 
+def _cache_entries(cache):
+    return sorted((cache / "datasets").glob("*.json"))
+
+
 def test_cache_is_keyed_on_content_and_options(tmp_path, cache, monkeypatch):
     path = write_csv(tmp_path / "few.csv", perov_rows()[:20])
     first = load_dataset(path, workers=1)
-    files = sorted((cache / "datasets").iterdir())
-    assert len(files) == 1
+    files = _cache_entries(cache)
+    assert len(files) == 1 and files[0].with_suffix(".npz").is_file()
     monkeypatch.setattr(data_module, "_build", lambda *a, **k: pytest.fail("cache not used"))
     again = load_dataset(path, workers=1)
     assert [r.material_id for r in again.records] == [r.material_id for r in first.records]
+    for a, b in zip(again.records, first.records):
+        np.testing.assert_array_equal(a.frac_coords, b.frac_coords)
+        assert a.properties == b.properties and a.source == b.source
+    assert again.report.to_dict() == first.report.to_dict()
     monkeypatch.undo()
     monkeypatch.setenv("GENLOWDIM_CACHE_DIR", str(cache))
     load_dataset(path, workers=1, niggli=False)
     load_dataset(path, workers=1, max_atoms=5)
-    assert len(list((cache / "datasets").iterdir())) == 3
+    assert len(_cache_entries(cache)) == 3
     write_csv(path, perov_rows()[:21])  # new content -> new key
     assert len(load_dataset(path, workers=1)) == 21
-    assert len(list((cache / "datasets").iterdir())) == 4
+    assert len(_cache_entries(cache)) == 4
     load_dataset(path, workers=1, cache=False, niggli=False)
-    assert len(list((cache / "datasets").iterdir())) == 4
-    files[0].write_bytes(b"damaged")  # a damaged entry is rebuilt, not an error
+    assert len(_cache_entries(cache)) == 4
+    files[0].with_suffix(".npz").write_bytes(b"damaged")  # a damaged entry is rebuilt, not an error
     write_csv(path, perov_rows()[:20])
     assert len(load_dataset(path, workers=1)) == 20
+
+
+class _Planted:
+    """Unpickling this runs code: it creates ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_planted_pickle_in_the_cache_is_never_loaded(tmp_path, cache):
+    """The cache folder may be shared storage: a file planted there must not run code when read."""
+    import pickle
+
+    path = write_csv(tmp_path / "few.csv", perov_rows()[:5])
+    load_dataset(path, workers=1)
+    (entry,) = _cache_entries(cache)
+    marker = tmp_path / "code_ran"
+    entry.with_suffix(".pkl").write_bytes(pickle.dumps(_Planted(marker)))   # where format 2 kept its pickle
+    objects = np.empty(1, dtype=object)
+    objects[0] = _Planted(marker)
+    with open(entry.with_suffix(".npz"), "wb") as fh:      # object arrays in an .npz unpickle when read
+        np.savez(fh, material_id=objects)
+    reloaded = load_dataset(path, workers=1)
+    assert not marker.exists()
+    assert len(reloaded) == 5
+    with np.load(entry.with_suffix(".npz"), allow_pickle=False) as arrays:   # rebuilt as plain arrays
+        assert arrays["material_id"].dtype.kind == "U"
 
 
 def test_dataset_resolution_and_clear_errors(tmp_path, monkeypatch, cache):

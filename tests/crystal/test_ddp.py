@@ -20,7 +20,7 @@ def _worker(rank, world, port, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), GENLOWDIM_QUIET="1")
     torch.set_num_threads(1)
-    from genlowdim.crystal.api import train_cdvae
+    from genlowdim.crystal.training import train_cdvae
     from genlowdim.crystal.config import load_crystal_config
     from genlowdim.runtime import load_checkpoint
 
@@ -34,7 +34,7 @@ def _worker(rank, world, port, out):
 def _expected_first_loss(world: int) -> float:
     from torch_geometric.data import Batch
 
-    from genlowdim.crystal.api import build_model, fit_scalers, load_split
+    from genlowdim.crystal.training import build_model, fit_scalers, load_split
     from genlowdim.crystal.config import load_crystal_config
     from genlowdim.train import epoch_order
 

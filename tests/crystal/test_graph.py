@@ -229,7 +229,7 @@ def test_matches_pymatgen_on_every_perov5_test_crystal():
     """All 3,785 perov_5 test crystals in one batch at the model's 7 Å cutoff (~1.9 M edges)."""
     from pathlib import Path
 
-    from genlowdim.crystal.io import read_structures
+    from genlowdim.structures.io import read_structures
 
     path = Path(__file__).resolve().parents[2] / "datasets" / "perov_5" / "test.csv.gz"
     structures = [s for _, s in read_structures(path)]

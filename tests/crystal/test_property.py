@@ -33,7 +33,7 @@ def test_property_config_trains_and_its_checkpoint_is_rejected_by_sample(tmp_pat
     out = tmp_path / "prop"
     assert main(["train", "--config", "configs/crystal/tiny.yaml", "--out", str(out), "--set", "task=property",
                  "--set", "train.max_steps=4", "--device", "cpu"]) == 0
-    from genlowdim.crystal.api import load_model
+    from genlowdim.crystal.checkpoints import load_model
 
     model, cfg = load_model(out / "last.pt", task="property")
     assert cfg.task == "property" and isinstance(model, PropertyPredictor)
@@ -54,7 +54,7 @@ def _first_rows(split: str, n: int, column: str) -> np.ndarray:
     import csv
     import gzip
 
-    from genlowdim.crystal.data import repo_datasets_dir
+    from genlowdim.structures.datasets import repo_datasets_dir
 
     with gzip.open(repo_datasets_dir() / "perov_5" / f"{split}.csv.gz", "rt") as fh:
         rows = csv.DictReader(fh)
@@ -64,7 +64,7 @@ def _first_rows(split: str, n: int, column: str) -> np.ndarray:
 def test_evaluate_scores_properties_with_a_property_model_checkpoint(tmp_path, monkeypatch, capsys):
     import json
 
-    from genlowdim.crystal.io import write_extxyz
+    from genlowdim.structures.io import write_extxyz
     from tests.metrics._data import perov_structures
 
     torch.set_num_threads(1)

@@ -5,10 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from genlowdim.crystal.config import GraphNetConfig, ModelConfig, SamplingConfig
+from genlowdim.core.samplers import CountingDenoiser
+
+from genlowdim.crystal.config import GraphNetConfig, ModelConfig, SamplerSpec, SamplingConfig
 from genlowdim.crystal.lattice import frac_to_cart, lattice_from_params, min_image_cart_displacement
 from genlowdim.crystal.model import CDVAE
-from genlowdim.crystal.sampling import DecoderDenoiser, assign_types, decode_latents, sample_composition
+from genlowdim.crystal.sampling import (DecoderDenoiser, TypeState, assign_types, decode_latents, run_sampler,
+                                       sample_composition)
 
 TINY = GraphNetConfig(num_layers=1, num_scalars=8, num_vectors=4, cutoff=5.0, max_neighbors=8,
                       num_basis=4, radial_hidden=8)
@@ -45,21 +48,26 @@ def test_ald_through_core_sampler_finds_the_exact_targets_and_wraps():
     lattice = lattice_from_params(lengths, torch.tensor([[90.0, 100.0, 90.0]], dtype=torch.float64))
     batch = torch.zeros(3, dtype=torch.long)
     target = torch.tensor([[0.02, 0.5, 0.98], [0.5, 0.99, 0.5], [0.3, 0.3, 0.01]], dtype=torch.float64)
-    den = DecoderDenoiser(ExactDecoder(target, lattice, batch), torch.zeros(1, 2, dtype=torch.float64),
-                          lattice, batch, torch.ones(3, dtype=torch.long))
+    state = TypeState(torch.ones(3, dtype=torch.long), batch)
+    den = CountingDenoiser(DecoderDenoiser(ExactDecoder(target, lattice, batch),
+                                           torch.zeros(1, 2, dtype=torch.float64), lattice, batch, state))
     from genlowdim.core.samplers import sample_ald
     from genlowdim.core.schedules import sigmas_geometric
 
     gen = torch.Generator().manual_seed(0)
     x0 = frac_to_cart(torch.rand((3, 3), generator=gen, dtype=torch.float64), lattice, batch)
     seen_outside = []
+
+    def callback(info):
+        state(info)
+        seen_outside.append(_outside(info["x"], lattice, batch))
+
     x = sample_ald(den, x0, sigmas_geometric(10, 0.01, 20, dtype=torch.float64), n_steps_each=20,
-                   step_lr=1e-4, generator=gen, wrap=den.wrap,
-                   callback=lambda info: seen_outside.append(_outside(info["x"], lattice, batch)))
+                   step_lr=1e-4, generator=gen, wrap=den.denoiser.wrap, callback=callback)
     err = min_image_cart_displacement(target, _frac(x, lattice, batch), lattice, batch).norm(dim=-1)
     assert err.max() < 0.1, err                    # final noise level σ_min = 0.01 Å
     assert not any(seen_outside)                   # wrap kept every iterate in the cell
-    assert den.calls == 400 and den.types.tolist() == [8, 8, 8]
+    assert den.calls == 400 and state.types.tolist() == [8, 8, 8]
 
 
 def _frac(x, lattice, batch):
@@ -86,7 +94,7 @@ def _random_model(num_noise_levels: int) -> CDVAE:
 def test_every_sampler_flag_decodes_a_random_model():
     model = _random_model(5)
     z = torch.randn(2, 8)
-    cfg = SamplingConfig(n_steps_each=2, fast_n_steps_each=1)
+    cfg = SamplingConfig(samplers={"ald": SamplerSpec(steps_each=2), "ald_fast": SamplerSpec(steps_each=1)})
     calls = {}
     for name in ("ald", "ald_fast", "pc", "em", "heun", "ddim"):
         out = decode_latents(model, z, cfg, sampler=name, steps=4 if name not in ("ald", "ald_fast") else None,
@@ -132,15 +140,18 @@ def test_type_update_modes_argmax_composition_fixed():
     x = frac_to_cart(target, lattice, batch)
     final = {}
     for mode in ("argmax", "composition", "fixed"):
+        state = TypeState(start.clone(), batch, mode)
         den = DecoderDenoiser(ExactDecoder(target, lattice, batch), torch.zeros(1, 2, dtype=torch.float64),
-                              lattice, batch, start.clone(), type_update=mode)
-        den(x, torch.tensor(0.1, dtype=torch.float64))
-        final[mode] = den.types.tolist()
+                              lattice, batch, state)
+        denoised = den(x, torch.tensor(0.1, dtype=torch.float64))
+        assert state.types.tolist() == start.tolist()          # evaluating never changes the types
+        state({"denoised": denoised})                          # the loop's step callback does
+        final[mode] = state.types.tolist()
     # ExactDecoder's logits prefer oxygen everywhere: argmax follows them, the other modes keep Na + 2 Cl
     assert final["argmax"] == [8, 8, 8]
     assert sorted(final["composition"]) == [11, 17, 17] and final["fixed"] == [11, 17, 17]
     with pytest.raises(ValueError, match="type_update"):
-        DecoderDenoiser(None, None, lattice, batch, start, type_update="nearest")
+        TypeState(start, batch, "nearest")
 
 
 def test_reconstruction_keeps_the_composition_heads_counts():
@@ -151,7 +162,7 @@ def test_reconstruction_keeps_the_composition_heads_counts():
 
     model = _random_model(4)
     b = random_crystals([3, 4], generator=torch.Generator().manual_seed(0), dtype=torch.float32)
-    cfg = SamplingConfig(fast_n_steps_each=2)
+    cfg = SamplingConfig().with_spec("ald_fast", steps_each=2)
     comps = {}
     for mode in ("composition", "fixed"):
         out = reconstruct_batch(model, b, replace(cfg, recon_type_update=mode), sampler="ald_fast",
@@ -192,10 +203,11 @@ def test_ald_steps_on_a_point_mass_give_the_closed_form_mean_and_variance():
     x_star = torch.tensor([26.0, 24.0, 25.5], dtype=torch.float64)
     x0 = torch.tensor([25.0, 25.0, 25.0], dtype=torch.float64)
     target_frac = (x_star / 50.0).expand(n, 3)
-    den = DecoderDenoiser(ExactDecoder(target_frac, lattice, batch), torch.zeros(1, 2, dtype=torch.float64),
-                          lattice, batch, torch.ones(n, dtype=torch.long), type_update="fixed")
+    state = TypeState(torch.ones(n, dtype=torch.long), batch, "fixed")
+    den = CountingDenoiser(DecoderDenoiser(ExactDecoder(target_frac, lattice, batch),
+                                           torch.zeros(1, 2, dtype=torch.float64), lattice, batch, state))
     x = sample_ald(den, x0.expand(n, 3).clone(), torch.tensor([2.0, 1.0], dtype=torch.float64), n_steps_each=1,
-                   step_lr=0.01, generator=torch.Generator().manual_seed(0), wrap=den.wrap)
+                   step_lr=0.01, generator=torch.Generator().manual_seed(0), wrap=den.denoiser.wrap)
     a = 0.01
     mean = x_star + (1 - a) ** 2 * (x0 - x_star)
     var = 2 * 0.04 * (1 - a) ** 2 + 2 * 0.01
@@ -203,3 +215,42 @@ def test_ald_steps_on_a_point_mass_give_the_closed_form_mean_and_variance():
     assert (x.mean(0) - mean).abs().max() < 4 * se, (x.mean(0), mean)
     assert torch.allclose(x.var(0), torch.full((3,), var, dtype=torch.float64), rtol=4 * math.sqrt(2 / n))
     assert den.calls == 2
+
+
+class TypeCountingDecoder(nn.Module):
+    """Zero coordinate output; its type logits favour the element numbered by the evaluation count (so every
+    evaluation proposes different types) and it records the types it was called with."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, pos, types, z, sigma, lattice, batch):
+        self.seen.append(types.tolist())
+        logits = torch.zeros(pos.shape[0], 100, dtype=pos.dtype)
+        logits[:, len(self.seen) % 100] = 1.0          # proposes element len(seen) + 1
+        return torch.zeros_like(pos), logits
+
+
+@pytest.mark.parametrize("sampler", ["heun", "pc"])
+def test_trial_evaluations_do_not_change_the_types(sampler):
+    """Heun's second evaluation and PC's corrector steps are not accepted steps: the types they would propose
+    must not reach the next evaluation. Types change once per step, from the step's own evaluation."""
+    lattice = lattice_from_params(torch.tensor([[4.0, 4.0, 4.0]], dtype=torch.float64),
+                                  torch.tensor([[90.0, 90.0, 90.0]], dtype=torch.float64))
+    batch = torch.zeros(2, dtype=torch.long)
+    decoder = TypeCountingDecoder()
+    state = TypeState(torch.tensor([1, 1]), batch, "argmax")
+    den = DecoderDenoiser(decoder, torch.zeros(1, 2, dtype=torch.float64), lattice, batch, state)
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    run_sampler(den, x, torch.tensor([1.0, 0.5, 0.1], dtype=torch.float64), SamplerSpec(method=sampler, steps=4),
+                generator=torch.Generator().manual_seed(0), wrap=den.wrap, callback=state)
+    seen = [t[0] for t in decoder.seen]
+    per_step = 2                                    # heun: main + trial; pc: corrector + predictor
+    steps = [seen[i:i + per_step] for i in range(0, len(seen) - 1, per_step)]
+    for k, pair in enumerate(steps):
+        assert pair[0] == pair[1], seen              # the trial evaluation saw the step's own types
+    # each step's types come from one evaluation of the previous step: heun its first, pc its predictor
+    used = 0 if sampler == "heun" else 1
+    for k in range(1, len(steps)):
+        assert steps[k][0] == (per_step * (k - 1) + used + 1) % 100 + 1, seen

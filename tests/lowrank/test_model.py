@@ -57,7 +57,7 @@ def test_retraction_keeps_bases_orthonormal_during_training():
 
 
 def test_true_bases_have_lower_diffusion_loss_than_trained_solutions():
-    # the ground truth is the population optimum; a stalled random start sits higher (REFERENCE §2)
+    # the ground truth is the population optimum; a stalled random start sits higher (docs/lowrank.md)
     gen = torch.Generator().manual_seed(3)
     data = make_synthetic(2, 16, 2, 20, generator=gen)
     random_start = LowRankDenoiser(2, 16, 2, generator=gen)

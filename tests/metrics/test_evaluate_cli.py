@@ -8,7 +8,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from genlowdim.cli import main
-from genlowdim.crystal.io import write_cif, write_extxyz
+from genlowdim.structures.io import write_cif, write_extxyz
 from tests.metrics._data import perov_structures
 
 N = 5

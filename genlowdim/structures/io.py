@@ -2,7 +2,7 @@
 
 Readers accept ``.gz`` transparently. They first list *entries* (one per CSV row, CIF block, extxyz frame
 or JSON item, with an id and a ``"file:index"`` source), then turn entries into pymatgen ``Structure``s,
-so a loader can parse in parallel and report bad rows by file and row (``genlowdim.crystal.data``).
+so a loader can parse in parallel and report bad rows by file and row (``genlowdim.structures.datasets``).
 Failures raise ``StructureReadError`` naming the file and the row/block/frame. Plain P1 CIFs (all CDVAE
 data) take a fast path that builds the ``Structure`` ``CifParser`` would (coordinates wrapped into [0, 1),
 sites sorted by electronegativity; checked against it in the tests); anything else (symmetry operations,
@@ -235,7 +235,7 @@ def _as_float(value: Any) -> float | None:
 
 # ---------------------------------------------------------------- extxyz
 def _extxyz_entries(path: Path) -> list[Entry]:
-    import ase.io
+    import ase.io   # only extxyz needs ASE, whose import takes ~0.5 s
     from pymatgen.io.ase import AseAtomsAdaptor
 
     try:
@@ -268,7 +268,7 @@ def _json_entries(path: Path) -> list[Entry]:
         raise StructureReadError(f"{path}: invalid JSON ({err})") from err
     if not isinstance(data, dict) or data.get("format") != JSON_FORMAT:
         raise StructureReadError(f"{path}: not a genlowdim structure file (expected "
-                                 f"'format': '{JSON_FORMAT}', as written by genlowdim.crystal.io.write_json)")
+                                 f"'format': '{JSON_FORMAT}', as written by genlowdim.structures.io.write_json)")
     return [Entry(str(item.get("material_id", k)), f"{path}:{k}", "dict", item.get("structure"),
                   dict(item.get("properties") or {})) for k, item in enumerate(data.get("structures", []))]
 
@@ -374,7 +374,7 @@ def write_extxyz(structures: Sequence[Structure], path: str | Path, ids: Sequenc
                  info: dict[str, Sequence[Any]] | None = None) -> Path:
     """Write an extxyz file via ASE; ``info`` maps a key to one value per structure (stored per frame,
     read back as properties when numeric); the id is stored as ``material_id``."""
-    import ase.io
+    import ase.io   # only extxyz needs ASE, whose import takes ~0.5 s
     from pymatgen.io.ase import AseAtomsAdaptor
 
     path, names, info = Path(path), _ids(structures, ids), dict(info or {})

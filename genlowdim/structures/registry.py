@@ -24,7 +24,10 @@ class DatasetSpec:
 
     splits: expected rows per split (CDVAE's files; mp_20/mpts_52 counts are approximate);
     property: the column models predict/optimise (eV/atom); properties: all numeric property columns;
-    max_atoms: largest cell in the dataset; cov_thresholds: (δ_struct, δ_comp) of CDVAE's coverage metric;
+    max_atoms: largest cell in the dataset; cov_thresholds: (δ_struct, δ_comp) of CDVAE's coverage metric
+    (``COV_Cutoffs`` in CDVAE's ``scripts/compute_metrics.py``); sr_percentiles: the 5th/10th/15th percentiles
+    of the dataset's property, the thresholds of the optimisation success rates SR5/SR10/SR15
+    (``Percentiles`` in the same script; None where CDVAE gives none);
     shipped: whether the package carries the files under ``datasets/<name>/``.
     """
 
@@ -40,6 +43,7 @@ class DatasetSpec:
     cif_column: str = "cif"
     min_atoms: int = 1
     approximate_counts: bool = False
+    sr_percentiles: tuple | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -50,12 +54,13 @@ DATASETS: dict[str, DatasetSpec] = {
     "perov_5": DatasetSpec(
         name="perov_5", splits={"train": 11356, "val": 3787, "test": 3785}, property="heat_ref",
         properties=("heat_ref", "heat_all", "dir_gap", "ind_gap"), max_atoms=5, min_atoms=5,
-        cov_thresholds=(0.2, 4.0), shipped=True,
+        cov_thresholds=(0.2, 4.0), shipped=True, sr_percentiles=(0.4392, 0.6120, 0.7365),
         citation=_CDVAE + "; Castelli et al., Energy Environ. Sci. 5, 9034 (2012)",
         provenance="cubic perovskites ABX3 from DTU's Computational Materials Repository (Castelli et al.)"),
     "carbon_24": DatasetSpec(
         name="carbon_24", splits={"train": 6091, "val": 2032, "test": 2030}, property="energy_per_atom",
         properties=("energy_per_atom",), max_atoms=24, min_atoms=6, cov_thresholds=(0.2, 4.0),
+        sr_percentiles=(-154.5271, -154.4587, -154.4421),
         shipped=False, citation=_CDVAE + "; Pickard, AIRSS data for carbon at 10 GPa, Materials Cloud "
         "Archive 2020.0026",
         provenance="carbon structures from ab initio random structure searching at 10 GPa"),
@@ -63,6 +68,7 @@ DATASETS: dict[str, DatasetSpec] = {
         name="mp_20", splits={"train": 27136, "val": 9047, "test": 9046}, property="formation_energy_per_atom",
         properties=("formation_energy_per_atom", "band_gap", "e_above_hull"), max_atoms=20,
         cov_thresholds=(0.4, 10.0), shipped=False, approximate_counts=True,
+        sr_percentiles=(-3.1756, -2.8220, -2.5281),
         citation=_CDVAE + "; Jain et al., APL Mater. 1, 011002 (2013) (Materials Project, CC-BY-4.0)",
         provenance="Materials Project crystals with at most 20 atoms per cell"),
     "mpts_52": DatasetSpec(

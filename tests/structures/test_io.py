@@ -12,7 +12,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifParser, CifWriter
 
-from genlowdim.crystal.io import (StructureReadError, parse_cif, parse_p1_cif, read_entries, read_json,
+from genlowdim.structures.io import (StructureReadError, parse_cif, parse_p1_cif, read_entries, read_json,
                                   read_structures, write_cif, write_extxyz, write_json)
 
 PEROV_TEST = Path(__file__).resolve().parents[2] / "datasets" / "perov_5" / "test.csv.gz"

@@ -1,0 +1,91 @@
+"""Named evaluation protocols: every crystal figure says which one made it.
+
+``cdvae``      CDVAE's ``scripts/evaluate.py`` choices: annealed Langevin with 50 levels x 100 steps and
+               step_lr 1e-4, types by argmax after every step, reconstruction from a *sampled* latent
+               z = μ + σ·ε, and property optimisation as unbounded Adam on z.
+``genlowdim``  this package's defaults: the checkpoint's ``ald_fast`` sampler (50 levels x 10 steps with a
+               step that does not overshoot), argmax types for generation, the composition head's counts
+               kept and assigned to sites by the decoder for reconstruction from z = μ, and latent
+               optimisation kept inside the ball that holds the encoded training crystals (the one change
+               to CDVAE's optimisation; see :mod:`genlowdim.crystal.optimize`).
+
+A protocol sets defaults; any explicit command-line setting (``--sampler``, ``--steps``, ``--step-lr``,
+``--type-update``, ``--latent``, ``--constraint``) overrides one of them, and :func:`resolve` returns the
+config to decode with together with a record of every setting actually used and which ones were overridden.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from genlowdim.config import to_dict
+from genlowdim.crystal.config import CrystalConfig, SamplerSpec
+
+TASKS = ("sample", "reconstruct", "optimize")
+LATENTS = ("mean", "sample")
+CONSTRAINTS = ("none", "ball")
+CDVAE_ALD = SamplerSpec(method="ald", steps_each=100, step_lr=1e-4)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Defaults of one protocol. ``spec`` None: the checkpoint's own spec of ``sampler``;
+    ``recon_type_update``/``type_update`` None: the checkpoint's own setting."""
+    name: str
+    sampler: str
+    spec: SamplerSpec | None
+    type_update: str | None
+    recon_type_update: str | None
+    latent: str
+    constraint: str
+
+
+PROTOCOLS = {
+    "cdvae": Protocol("cdvae", "ald", CDVAE_ALD, "argmax", "argmax", latent="sample", constraint="none"),
+    "genlowdim": Protocol("genlowdim", "ald_fast", None, None, None, latent="mean", constraint="ball"),
+}
+DEFAULT_PROTOCOL = "genlowdim"
+
+
+def resolve(protocol: str, task: str, cfg: CrystalConfig, *, sampler: str | None = None,
+            steps: int | None = None, step_lr: float | None = None, type_update: str | None = None,
+            latent: str | None = None, constraint: str | None = None) -> tuple[CrystalConfig, dict]:
+    """(config to decode with, record of the settings used) for ``task`` under ``protocol``.
+
+    The returned config's ``sampling.sampler`` is the sampler to use and its spec holds the step settings
+    (``steps`` replaces ``steps_each`` for ALD, ``steps`` otherwise); the type update of the task is in
+    ``sampling.type_update`` (generation, optimisation) or ``sampling.recon_type_update`` (reconstruction).
+    Raises ValueError naming the bad value."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"--protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    p = PROTOCOLS[protocol]
+    overridden = [name for name, value in (("sampler", sampler), ("steps", steps), ("step_lr", step_lr),
+                                           ("type_update", type_update), ("latent", latent),
+                                           ("constraint", constraint)) if value is not None]
+    name = sampler or p.sampler
+    spec = p.spec if (p.spec is not None and sampler is None) else cfg.sampling.spec(name)
+    if steps is not None:
+        spec = replace(spec, **({"steps_each": steps} if spec.method == "ald" else {"steps": steps}))
+    if step_lr is not None:
+        if spec.method != "ald" or step_lr <= 0:
+            raise ValueError(f"--step-lr {step_lr}: needs a positive value and an ALD sampler such as ald or "
+                             f"ald_fast (got {name!r})")
+        spec = replace(spec, step_lr=step_lr)
+    field = "recon_type_update" if task == "reconstruct" else "type_update"
+    chosen_types = type_update or getattr(p, field) or getattr(cfg.sampling, field)
+    latent = latent or p.latent
+    constraint = constraint or p.constraint
+    if latent not in LATENTS:
+        raise ValueError(f"--latent {latent!r}: choose one of {', '.join(LATENTS)}")
+    if constraint not in CONSTRAINTS:
+        raise ValueError(f"--constraint {constraint!r}: choose one of {', '.join(CONSTRAINTS)}")
+    sampling = replace(cfg.sampling, sampler=name, samplers={**cfg.sampling.samplers, name: spec},
+                       **{field: chosen_types})
+    record = {"protocol": protocol, "task": task, "sampler": name, "sampler_spec": to_dict(spec),
+              "type_update": chosen_types, "overridden": overridden}
+    if task == "reconstruct":
+        record["latent"] = latent
+    if task == "optimize":
+        record["constraint"] = constraint
+    return replace(cfg, sampling=sampling), record
