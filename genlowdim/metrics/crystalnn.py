@@ -287,6 +287,7 @@ def _weights(fd, fsrc, fdist, omega, area, species, centre):
     if not np.isfinite(w).all() or not np.isfinite(r_c) or not np.isfinite(r_n).all():
         raise NeedsReference("non-finite weight or radius")
     w = w / w.max()
+    w_pre = w
     diameter = r_c + r_n
     low, high = diameter + DIST_CUTOFFS[0], diameter + DIST_CUTOFFS[1]
     dw = np.where(fdist <= low, 1.0,
@@ -295,10 +296,20 @@ def _weights(fd, fsrc, fdist, omega, area, species, centre):
     scaled = w * 1000.0
     if (np.abs(scaled - np.floor(scaled) - 0.5) < ROUND_BAND).any():
         raise NeedsReference("weight on a rounding tie")
-    wr = np.round(w, 3)
+    # CrystalNN's neighbour order: sorted by the unrounded weight (descending), ties in the order of the
+    # sort by the weight before the distance factor, ties there in Qhull's ridge order. Only the bcc
+    # parameter depends on the order (its sums run over j < k); ``order_tied`` marks neighbour lists in
+    # which two weights are too close to fix it.
+    first = np.argsort(-w_pre, kind="stable")
+    order = first[np.argsort(-w[first], kind="stable")]
+    wr = np.round(w[order], 3)
     keep = wr > 0
-    order = np.argsort(-wr[keep], kind="stable")
-    return fd[keep][order], wr[keep][order]
+    ws = w[order][keep]
+    gaps = -np.diff(ws)
+    pre = w_pre[order][keep]
+    order_tied = (gaps < 1e-9) & (np.abs(np.diff(pre)) < 1e-9)
+    tied_upto = np.flatnonzero(order_tied) + 2  # a tie between positions i and i+1 matters for cn >= i+2
+    return fd[order][keep], wr[keep], (int(tied_upto.min()) if len(tied_upto) else 10**6)
 
 
 def _cn_sets(weights: np.ndarray) -> list[tuple[int, float]]:
@@ -351,7 +362,7 @@ def fast_site_features(structures, stats: FastStats | None = None) -> list:
         feats = np.zeros((len(s), STRUCT_DIM))
         for i, (d, src, dist) in enumerate(neigh):
             try:
-                nd, nw, replayed = site_neighbours(d, src, dist, species, i, s)
+                nd, nw, tied_from, replayed = site_neighbours(d, src, dist, species, i, s)
                 stats.replayed_sites += replayed
             except NeedsReference as err:
                 feats[i] = np.nan
@@ -368,6 +379,10 @@ def fast_site_features(structures, stats: FastStats | None = None) -> list:
                 wt_off, ops = layout[cn]
                 feats[i, wt_off] = cw
                 if ops and cw != 0:
+                    if any(t == "bcc" for _, t, _ in ops) and cn >= tied_from:
+                        feats[i] = np.nan  # the bcc value depends on an order fixed by a tie
+                        stats.add_reason("bcc neighbour order tied")
+                        break
                     tasks.setdefault(cn, []).append((si, i, cw, unit[:cn]))
         results.append(feats)
     for cn, items in tasks.items():
