@@ -8,7 +8,11 @@ fingerprints (cold: computed and cached; cached: loaded), coverage, property EMD
 Baseline, measured in the same run on --baseline-num generated crystals: CDVAE's path, i.e. per crystal in
 one process ``structure.distance_matrix`` validity, ``smact`` validity (installed SMACT, its 2014 table),
 ``CrystalNNFingerprint.featurize`` on every site and Magpie ``featurize``, with no cache and no
-de-duplication; its per-crystal time is scaled to (num + num_reference) crystals.
+de-duplication; its per-crystal time is scaled to (num + num_reference) crystals and divided by --workers
+(CDVAE's process pool, counted as perfectly parallel, which favours the baseline).
+Ours: ``--fingerprints fast`` (default) or ``reference``. Then the same comparison on --num-20 random
+skewed 20-atom cells (mp_20-like sizes): our fingerprints (one process) vs matminer on --baseline-20 of
+them, per structure, with the max |difference| on the common structures.
 
     .venv/bin/python bench/evaluate.py --num 200 --num-reference 200      # minutes
     .venv/bin/python bench/evaluate.py                                     # 10,000 vs 3,785 (long)
@@ -70,8 +74,8 @@ def cdvae_path(structures: list) -> tuple[float, np.ndarray]:
     return (time.perf_counter() - start) / len(structures), np.array(fps)
 
 
-def pipeline(gen: list, ref: list, cache: Path, workers: int, seed: int, partial: Path | None = None
-             ) -> dict[str, float]:
+def pipeline(gen: list, ref: list, cache: Path, workers: int, seed: int, partial: Path | None = None,
+             method: str = "fast") -> dict[str, float]:
     """Wall time (s) of each stage of the genlowdim generation metrics (no uniqueness/novelty);
     stage times are written to ``partial`` as they complete."""
     from genlowdim.runtime import write_json
@@ -86,11 +90,12 @@ def pipeline(gen: list, ref: list, cache: Path, workers: int, seed: int, partial
     times["validity"], t = time.perf_counter() - t, time.perf_counter()
     if partial:
         write_json(partial, times)
-    fps = compute_fingerprints(gen, workers=workers, desc="generated")
+    fps = compute_fingerprints(gen, workers=workers, desc="generated", method=method)
     times["generated fingerprints"], t = time.perf_counter() - t, time.perf_counter()
     if partial:
         write_json(partial, times)
-    ref_fps, info = cached_fingerprints(ref, "bench:perov_5:test", cache, workers=workers, desc="reference")
+    ref_fps, info = cached_fingerprints(ref, "bench:perov_5:test", cache, workers=workers, desc="reference",
+                                        method=method)
     times["reference fingerprints" + (" (cache hit)" if info["cache_hit"] else " (computed)")] = \
         time.perf_counter() - t
     t = time.perf_counter()
@@ -103,7 +108,9 @@ def pipeline(gen: list, ref: list, cache: Path, workers: int, seed: int, partial
     times["total"] = sum(times.values())
     times["_values"] = {"struct_valid": sv.value, "comp_valid": cv.value, "cov_recall": cov["cov_recall"].value,
                         "cov_precision": cov["cov_precision"].value,
-                        "wdist_density": props["wdist_density"].value, "_struct_fp": fps.struct}
+                        "wdist_density": props["wdist_density"].value, "_struct_fp": fps.struct,
+                        "fallback_sites": fps.info.get("fallback_sites"), "sites": fps.info.get("sites"),
+                        "replayed_voronoi_sites": fps.info.get("replayed_voronoi_sites")}
     return times
 
 
@@ -118,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-cached-rerun", action="store_true",
                    help="time the cached pipeline as: cold stages with the reference step replaced by "
                    "a measured cache load (saves re-fingerprinting the generated set)")
+    p.add_argument("--fingerprints", choices=("fast", "reference"), default="fast")
+    p.add_argument("--num-20", type=int, default=1000, help="random 20-atom cells (0 = skip)")
+    p.add_argument("--baseline-20", type=int, default=20, help="20-atom cells timed with matminer")
     p.add_argument("--out", default=str(ROOT / "runs" / "bench_evaluate.json"))
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -126,29 +136,50 @@ def main(argv: list[str] | None = None) -> int:
     base_per, base_fp = cdvae_path(gen[:args.baseline_num])
     print(f"CDVAE path measured: {base_per:.3f} s per crystal", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        cold = pipeline(gen, ref, Path(tmp), args.workers, args.seed, Path(args.out + ".partial.json"))
+        cold = pipeline(gen, ref, Path(tmp), args.workers, args.seed, Path(args.out + ".partial.json"),
+                        args.fingerprints)
         if args.skip_cached_rerun:
             from genlowdim.metrics.fingerprints import cached_fingerprints
 
             t = time.perf_counter()
-            cached_fingerprints(ref, "bench:perov_5:test", Path(tmp), workers=args.workers)
+            cached_fingerprints(ref, "bench:perov_5:test", Path(tmp), workers=args.workers,
+                                method=args.fingerprints)
             load = time.perf_counter() - t
             cached = {k: v for k, v in cold.items() if not k.startswith("reference") and k != "total"}
             cached["reference fingerprints (cache hit)"] = load
             cached["total"] = sum(v for k, v in cached.items() if k != "_values")
             cached_note = "composed: cold stages + measured cache load"
         else:
-            cached = pipeline(gen, ref, Path(tmp), args.workers, args.seed)
+            cached = pipeline(gen, ref, Path(tmp), args.workers, args.seed, method=args.fingerprints)
             cached_note = "measured"
     diff = float(np.abs(cold["_values"]["_struct_fp"][:args.baseline_num] - base_fp).max())
     report(args, cold, cached, cached_note, base_per, diff, len(ref))
+    if args.num_20:
+        twenty(args)
     return 0
+
+
+def twenty(args) -> None:
+    """Fast vs matminer on random skewed 20-atom cells, one process each, same run."""
+    from bench.fingerprint_agreement import fast_fingerprints, reference_fingerprints, random_cells
+
+    cells = random_cells(args.num_20, args.seed, num_atoms=20)
+    fast, t_fast, stats = fast_fingerprints(cells)
+    ref, t_ref = reference_fingerprints(cells[:args.baseline_20])
+    diffs = [float(np.abs(a - b).max()) for a, b in zip(fast, ref)
+             if not isinstance(a, Exception) and not isinstance(b, Exception)]
+    same_fail = [isinstance(a, Exception) for a in fast[:len(ref)]] == [isinstance(b, Exception) for b in ref]
+    print(f"\n20-atom random skewed cells (one process): ours {1e3 * t_fast:.1f} ms/structure on "
+          f"{len(cells)} (total {t_fast * len(cells):.1f} s; fallback {stats.fallback_sites}/{stats.sites} "
+          f"sites, replayed Voronoi {stats.replayed_sites}); matminer {1e3 * t_ref:.1f} ms/structure on "
+          f"{len(ref)} -> {t_ref / t_fast:.1f}x; max |difference| {max(diffs) if diffs else float('nan'):.1e}, "
+          f"same failures: {same_fail}")
 
 
 def report(args, cold, cached, cached_note, base_per, diff, n_ref) -> None:
     from genlowdim.runtime import write_json
 
-    baseline_total = base_per * (args.num + n_ref)
+    baseline_total = base_per * (args.num + n_ref) / args.workers
     print(f"\nperov_5: {args.num} generated (train+val, noise {args.noise} Å, seed {args.seed}) vs "
           f"{n_ref} reference, {args.workers} workers")
     print(f"{'stage':<40} {'cold (s)':>10} {'cached (s)':>11}")
@@ -157,11 +188,16 @@ def report(args, cold, cached, cached_note, base_per, diff, n_ref) -> None:
     for k in keys:
         c, w = cold.get(k), cached.get(k)
         print(f"{k:<40} {'' if c is None else f'{c:10.1f}':>10} {'' if w is None else f'{w:11.1f}':>11}")
-    print(f"CDVAE path: {base_per:.3f} s/crystal on {args.baseline_num} crystals -> "
-          f"{baseline_total:.0f} s for {args.num + n_ref} crystals")
+    print(f"CDVAE path: {base_per:.3f} s/crystal on {args.baseline_num} crystals (one process) -> "
+          f"{baseline_total:.0f} s for {args.num + n_ref} crystals on {args.workers} processes")
     print(f"speed-up vs CDVAE path: cold {baseline_total / cold['total']:.2f}x, "
           f"cached {baseline_total / cached['total']:.2f}x ({cached_note})")
     print(f"max |fingerprint difference| vs matminer on the baseline crystals: {diff:.2e}")
+    v = cold["_values"]
+    if v.get("sites"):
+        print(f"fingerprints: {args.fingerprints}; sites computed by matminer on the fast path: "
+              f"{v['fallback_sites']}/{v['sites']} ({v['fallback_sites'] / v['sites']:.2%}); faces from "
+              f"pymatgen's Voronoi step: {v['replayed_voronoi_sites']}")
     values = {k: v for k, v in cold["_values"].items() if not k.startswith("_")}
     print("metrics:", json.dumps(values))
     write_json(args.out, {"args": vars(args), "cold_s": {k: v for k, v in cold.items() if k[0] != "_"},

@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stol", type=float, default=0.5, help="StructureMatcher stol (default 0.5)")
     p.add_argument("--angle-tol", type=float, default=10.0, help="StructureMatcher angle_tol (degrees)")
     p.add_argument("--ltol", type=float, default=0.3, help="StructureMatcher ltol (default 0.3)")
+    p.add_argument("--fingerprints", choices=("fast", "reference"), default="fast",
+                   help="CrystalNN fingerprint implementation: fast (vectorised, equal to matminer within "
+                   "1e-6) or reference (matminer on every site)")
     p.set_defaults(func=run)
 
 
@@ -145,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
                 train_structures=train, property_fn=property_fn,
                 num_property_samples=args.num_property_samples, seed=args.seed,
                 workers=args.workers, out_dir=args.out, ids=ids, compute_unique=not args.no_unique,
+                fingerprints=args.fingerprints,
                 reference_cache_key=args.reference if _is_dataset_ref(args.reference) else None)
         except ValueError as err:
             from genlowdim.errors import UsageError

@@ -7,10 +7,16 @@
   fixed ``CompScalerMeans``/``CompScalerStds`` (``data/cdvae_comp_scaler.json``); NaN -> 0 after scaling,
   as CDVAE's ``StandardScaler(replace_nan_token=0)`` does.
 
+Two implementations of the structure fingerprint (``method``): ``"fast"`` (default,
+``genlowdim.metrics.crystalnn``: vectorised, equal to matminer within 1e-6, matminer itself for the sites a
+floating-point tie could change) and ``"reference"`` (matminer on every site). Magpie vectors are computed
+once per distinct reduced composition (they depend on the fractions only).
+
 Speed without changing values: structures that are identical after rounding (lattice, species, wrapped
 fractional coordinates to 1e-8, site order ignored) are computed once; chunks of structures go to a
-process pool (``workers``); a whole set's fingerprints can be cached on disk keyed on its content and the
-fingerprint settings (``cached_fingerprints``).
+process pool (``workers``, spawn start method: no process holding torch threads is forked); a whole
+set's fingerprints can be cached on disk keyed on its content, the fingerprint settings and the method
+(``cached_fingerprints``).
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ STRUCT_DIM = 61
 COMP_DIM = 132
 SCALER_FILE = Path(__file__).parent / "data" / "cdvae_comp_scaler.json"
 CACHE_FORMAT = 1
+METHODS = ("fast", "reference")
 SETTINGS = "CrystalNNFingerprint.from_preset('ops') site mean | ElementProperty.from_preset('magpie')"
 
 
@@ -42,6 +49,7 @@ class Fingerprints:
     struct: np.ndarray
     comp_raw: np.ndarray
     errors: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> np.ndarray:
@@ -111,6 +119,54 @@ def _chunk_worker(structures: list) -> list[tuple[np.ndarray, np.ndarray, str]]:
         return [_one(s) for s in structures]
 
 
+def _magpie_key(structure) -> tuple:
+    """Exact key of the Magpie input: the reduced composition (amounts as stored, in stored order)."""
+    return tuple((str(el), float(amt)) for el, amt in structure.composition.reduced_composition.items())
+
+
+def _fast_chunk(structures: list) -> tuple[list[tuple[np.ndarray, np.ndarray, str]], dict]:
+    """The fast path on a chunk: (rows as ``_one`` returns them, fallback counts)."""
+    import warnings
+
+    from genlowdim.metrics.crystalnn import FastStats, fast_structure_fingerprints
+
+    stats = FastStats()
+    nan_s, nan_c = np.full(STRUCT_DIM, np.nan), np.full(COMP_DIM, np.nan)
+    rows: list = [None] * len(structures)
+    todo = [i for i, s in enumerate(structures) if s is not None]
+    for i, s in enumerate(structures):
+        if s is None:
+            rows[i] = (nan_s, nan_c, "no structure")
+    comps: dict[tuple, object] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        structs = fast_structure_fingerprints([structures[i] for i in todo], stats)
+        for i, struct in zip(todo, structs):
+            s = structures[i]
+            try:
+                key = _magpie_key(s)
+                if key not in comps:
+                    try:
+                        comps[key] = composition_fingerprint(s)
+                    except Exception as err:  # noqa: BLE001
+                        comps[key] = err
+                comp = comps[key]
+                if isinstance(comp, Exception):
+                    raise comp
+                if isinstance(struct, Exception):
+                    raise struct
+            except Exception as err:  # noqa: BLE001 - counted like the reference path does
+                rows[i] = (nan_s, nan_c, f"{type(err).__name__}: {err}"[:300] or "failed")
+                continue
+            if struct.shape != (STRUCT_DIM,) or not np.isfinite(struct).all():
+                rows[i] = (nan_s, nan_c, "non-finite structure fingerprint")
+            else:
+                rows[i] = (struct, comp, "")
+    info = {"sites": stats.sites, "fallback_sites": stats.fallback_sites,
+            "replayed_voronoi_sites": stats.replayed_sites, "fallback_reasons": dict(stats.reasons)}
+    return rows, info
+
+
 def structure_key(structure) -> str:
     """Content key for de-duplication: lattice, species and wrapped fractional coordinates rounded to
     1e-8, with sites sorted, so a permuted or bit-identical copy maps to the same key."""
@@ -123,13 +179,20 @@ def structure_key(structure) -> str:
 
 
 def compute_fingerprints(structures: Sequence, workers: int | None = None, chunk_size: int | None = None,
-                         show_progress: bool = True, desc: str = "fingerprints") -> Fingerprints:
+                         show_progress: bool = True, desc: str = "fingerprints",
+                         method: str = "fast") -> Fingerprints:
     """Fingerprints of ``structures`` (``None`` entries fail), de-duplicated and spread over processes.
 
     workers: process count (``None`` = all usable cores; 1 = in this process).
-    chunk_size: crystals per task (default: about 8 tasks per worker, at most 32 crystals).
+    chunk_size: crystals per task (default: about 8 tasks per worker, at most 32 crystals with the
+    reference method, 400 with the fast one, whose order parameters are batched over a chunk).
+    method: ``"fast"`` (vectorised, matminer for the fragile sites) or ``"reference"`` (matminer).
+    The result's ``info`` holds the method and, for the fast one, how many sites matminer computed.
     """
     from genlowdim.runtime import progress
+
+    if method not in METHODS:
+        raise ValueError(f"fingerprint method {method!r}: expected one of {METHODS}")
 
     keys = [structure_key(s) for s in structures]
     first: dict[str, int] = {}
@@ -138,36 +201,47 @@ def compute_fingerprints(structures: Sequence, workers: int | None = None, chunk
     unique_idx = list(first.values())
     todo = [structures[i] for i in unique_idx]
     workers = usable_cpus() if workers is None else max(1, int(workers))
-    chunk_size = chunk_size or max(1, min(32, len(todo) // (8 * workers)))
+    cap = 400 if method == "fast" else 32
+    chunk_size = chunk_size or max(1, min(cap, len(todo) // (8 * workers)))
+    if method == "fast" and workers > 1 and len(todo) < 200 * workers:
+        workers = 1  # starting spawned workers costs more than the work
     chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
     results: list = [None] * len(chunks)
+    task = _fast_chunk if method == "fast" else _chunk_worker
     bar = progress(total=len(todo), desc=desc, **({} if show_progress else {"disable": True}))
     if workers == 1 or len(chunks) <= 1:
         for c, chunk in enumerate(chunks):
-            results[c] = _chunk_worker(chunk)
+            results[c] = task(chunk)
             bar.update(len(chunk))
     else:
-        results = _run_pool(chunks, workers, bar)
+        results = _run_pool(chunks, workers, bar, task)
     bar.close()
+    info: dict = {"method": method, "workers": workers}
+    if method == "fast":
+        info.update(sites=0, fallback_sites=0, replayed_voronoi_sites=0, fallback_reasons={})
+        for _, part in results:
+            for k in ("sites", "fallback_sites", "replayed_voronoi_sites"):
+                info[k] += part[k]
+            for k, v in part["fallback_reasons"].items():
+                info["fallback_reasons"][k] = info["fallback_reasons"].get(k, 0) + v
+        results = [rows for rows, _ in results]
     flat = [r for chunk in results for r in chunk]
     by_key = {keys[i]: flat[j] for j, i in enumerate(unique_idx)}
     rows = [by_key[k] for k in keys]
     struct = np.array([r[0] for r in rows]).reshape(len(rows), STRUCT_DIM)
     comp = np.array([r[1] for r in rows]).reshape(len(rows), COMP_DIM)
-    return Fingerprints(struct, comp, [r[2] for r in rows])
+    return Fingerprints(struct, comp, [r[2] for r in rows], info)
 
 
-def _run_pool(chunks: list, workers: int, bar) -> list:
+def _run_pool(chunks: list, workers: int, bar, task=_chunk_worker) -> list:
     import multiprocessing as mp
 
     results: list = [None] * len(chunks)
-    # fork: workers inherit the loaded featurizers (no re-import, works from notebooks and stdin); the
-    # workers run pure numpy/pymatgen code, never torch, so inherited thread pools stay unused.
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    _featurizers()
+    # spawn: the calling process may hold torch's thread pools, which a forked child would inherit in an
+    # undefined state; spawned workers import only numpy/scipy/pymatgen/matminer.
     with ProcessPoolExecutor(max_workers=min(workers, len(chunks)),
-                             mp_context=mp.get_context(method)) as pool:
-        futures = {pool.submit(_chunk_worker, chunk): c for c, chunk in enumerate(chunks)}
+                             mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(task, chunk): c for c, chunk in enumerate(chunks)}
         for fut in as_completed(futures):
             c = futures[fut]
             results[c] = fut.result()
@@ -201,18 +275,21 @@ def cached_fingerprints(structures: Sequence, cache_key: str | None = None, dire
     """
     from genlowdim.runtime import atomic_write_bytes
 
-    key = content_key(structures, extra=cache_key or "")
+    method = kwargs.get("method", "fast")
+    key = content_key(structures, extra=f"{cache_key or ''}|{method}")
     path = Path(directory or cache_dir()) / "fingerprints" / f"{key[:32]}.npz"
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as data:
-                fps = Fingerprints(data["struct"], data["comp_raw"], [str(e) for e in data["errors"]])
+                fps = Fingerprints(data["struct"], data["comp_raw"], [str(e) for e in data["errors"]],
+                                   json.loads(str(data["info"])) if "info" in data else {})
             if len(fps.errors) == len(structures):
                 return fps, {"cache_file": str(path), "cache_hit": True}
         except (OSError, ValueError, KeyError):
             pass  # unreadable cache: recompute and overwrite
     fps = compute_fingerprints(structures, **kwargs)
     buf = io.BytesIO()
-    np.savez(buf, struct=fps.struct, comp_raw=fps.comp_raw, errors=np.array(fps.errors, dtype=str))
+    np.savez(buf, struct=fps.struct, comp_raw=fps.comp_raw, errors=np.array(fps.errors, dtype=str),
+             info=np.array(json.dumps(fps.info)))
     atomic_write_bytes(path, buf.getvalue())
     return fps, {"cache_file": str(path), "cache_hit": False}

@@ -40,7 +40,7 @@ def test_failures_are_counted_not_raised_and_duplicates_computed_once(three, mon
     monkeypatch.setattr(fp, "_one", lambda s: calls.append(s) or real(s))
     permuted = Structure.from_sites([three[0][i] for i in (4, 2, 0, 1, 3)])
     res = fp.compute_fingerprints([three[0], None, three[0].copy(), permuted, three[1]], workers=1,
-                                  show_progress=False)
+                                  show_progress=False, method="reference")
     assert len(calls) == 3  # three[0] (and its copy and permutation), None, three[1]
     assert list(res.ok) == [True, False, True, True, True] and res.errors[1] == "no structure"
     assert np.isnan(res.struct[1]).all()
@@ -50,8 +50,8 @@ def test_failures_are_counted_not_raised_and_duplicates_computed_once(three, mon
 
 
 def test_process_pool_gives_the_same_values(three):
-    serial = fp.compute_fingerprints(three, workers=1, show_progress=False)
-    pooled = fp.compute_fingerprints(three, workers=2, chunk_size=1, show_progress=False)
+    serial = fp.compute_fingerprints(three, workers=1, show_progress=False, method="reference")
+    pooled = fp.compute_fingerprints(three, workers=2, chunk_size=1, show_progress=False, method="reference")
     np.testing.assert_array_equal(serial.struct, pooled.struct)
 
 
