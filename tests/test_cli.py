@@ -42,7 +42,8 @@ def test_sample_with_foreign_checkpoint(tmp_path, capsys):
     assert main(["sample", "--checkpoint", str(tmp_path / "plain.pt"), "--out", str(tmp_path)]) == 2
 
 
-COMMANDS = {"train", "sample", "data", "reconstruct", "optimize", "demo", "evaluate", "lowrank", "likelihood"}
+COMMANDS = {"train", "sample", "data", "reconstruct", "optimize", "models", "demo", "evaluate", "lowrank",
+            "likelihood"}
 
 
 def _subcommands(parser):

@@ -48,9 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_optimize)
 
-    p = subparsers.add_parser("demo", help="train the demo CDVAE a few minutes, sample, evaluate, plot")
+    p = subparsers.add_parser("models", help="list the models shipped with the package and their measured figures")
+    p.add_argument("--json", action="store_true", help="print the manifests as JSON")
+    p.set_defaults(func=_cmd_models)
+
+    p = subparsers.add_parser("demo", help="sample the shipped model, then train a small CDVAE, sample, evaluate")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--minutes", type=float, default=None, help="training budget (default: the demo config's)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training budget in optimiser steps (default: the demo config's train.max_steps)")
     p.add_argument("--num", type=int, default=200, help="crystals to generate")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_demo)
@@ -230,11 +235,34 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    import json
+
+    from genlowdim.crystal.pretrained import available_models
+
+    models = available_models()
+    if args.json:
+        print(json.dumps(models, indent=1))
+        return 0
+    if not models:
+        print("no models are shipped with this installation")
+    for name, manifest in models.items():
+        cdvae = manifest["files"].get("cdvae", {})
+        print(f"{name}: CDVAE {cdvae.get('steps')} steps ({cdvae.get('config', {}).get('name')}), "
+              f"files {', '.join(sorted(manifest['files']))}; use --model {name}")
+        for key, figures in manifest.get("metrics", {}).items():
+            shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                              for k, v in figures.items() if not isinstance(v, (dict, list)))
+            print(f"  {key}: {shown}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from genlowdim.crystal.demo import run_demo
     from genlowdim.runtime import resolve_device
 
-    run_demo(args.out, minutes=args.minutes, num=args.num, device=resolve_device(args.device))
+    require_positive(args, "steps", "num")
+    run_demo(args.out, steps=args.steps, num=args.num, device=resolve_device(args.device))
     return 0
 
 

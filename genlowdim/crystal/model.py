@@ -37,7 +37,7 @@ class Standardiser(nn.Module):
 
     def fit(self, x: torch.Tensor) -> "Standardiser":
         self.mean.copy_(x.mean(0))
-        self.std.copy_(x.std(0).clamp_min(1e-6))
+        self.std.copy_(x.std(0, unbiased=False).clamp_min(1e-6))   # population std, as CDVAE's scaler
         return self
 
     def forward(self, x):
@@ -181,7 +181,10 @@ class CDVAE(nn.Module):
         types = self.noisy_types(batch, comp_logits, type_sigma_atom, generator)
         coord_out, type_logits = self.decoder(frac_to_cart(noisy_frac, lattice, batch.batch), types, z,
                                               self.sigmas[level], lattice, batch.batch)
-        target = coord_score_target(noisy_frac, batch.frac_coords, lattice, batch.batch, sigma_atom)
+        # the target's displacement is measured in the true cell, as CDVAE does, whichever cell the noise and
+        # the decoder used (they differ once teacher forcing ends)
+        target = coord_score_target(noisy_frac, batch.frac_coords, batch.lattice.view(-1, 3, 3), batch.batch,
+                                    sigma_atom)
         parts = {
             "natom": F.cross_entropy(natom_logits, num_atoms),
             "lattice": F.mse_loss(pred6, target6),

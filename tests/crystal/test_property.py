@@ -38,10 +38,10 @@ def test_property_config_trains_and_its_checkpoint_is_rejected_by_sample(tmp_pat
     model, cfg = load_model(out / "last.pt", task="property")
     assert cfg.task == "property" and isinstance(model, PropertyPredictor)
     # the scaler was fitted on the training crystals: the tiny config's first 64 rows of perov_5's train
-    # file, read here straight from the CSV (mean and the n − 1 standard deviation, as torch's std)
+    # file, read here straight from the CSV (mean and the population standard deviation, as CDVAE's scaler)
     heat = _first_rows("train", 64, "heat_ref")
     assert float(model.property_scaler.mean) == pytest.approx(np.mean(heat), rel=1e-5)
-    assert float(model.property_scaler.std) == pytest.approx(np.std(heat, ddof=1), rel=1e-5)
+    assert float(model.property_scaler.std) == pytest.approx(np.std(heat, ddof=0), rel=1e-5)
     assert main(["sample", "--checkpoint", str(out / "last.pt"), "--num", "1", "--out", str(tmp_path / "s")]) == 2
     assert "holds a 'property' model" in capsys.readouterr().err
     from genlowdim.runtime import CheckpointError
