@@ -109,7 +109,8 @@ def check_property_name(cfg: CrystalConfig, name: str | None) -> None:
 
 def optimize_property(model, cfg: CrystalConfig, out_dir: str | Path, *, property_name: str | None = None,
                       split: str = "test", num: int = 100, steps: int = 5000, decode_every: int = 555,
-                      lr: float = 1e-3, seed: int = 0, property_model=None, protocol: dict | None = None) -> dict:
+                      lr: float = 1e-3, seed: int = 0, property_model=None, protocol: dict | None = None,
+                      radius_quantile: float = RADIUS_QUANTILE) -> dict:
     """Latent optimisation from the first ``num`` crystals of ``split``; SR5/SR10/SR15 -> ``results.json``.
 
     Decodes use ``cfg.sampling`` (its default sampler and ``type_update``). ``protocol`` (the record of
@@ -125,7 +126,7 @@ def optimize_property(model, cfg: CrystalConfig, out_dir: str | Path, *, propert
     gen = torch.Generator(device).manual_seed(seed)
     batch = Batch.from_data_list(load_split(cfg, split, num)).to(device)
     z0 = model.encode(batch, generator=gen, sample=protocol["protocol"] == "cdvae")[2].detach()
-    radius = latent_radius(model, cfg) if protocol.get("constraint") == "ball" else None
+    radius = latent_radius(model, cfg, radius_quantile) if protocol.get("constraint") == "ball" else None
     best = torch.full((z0.shape[0],), float("nan"), dtype=torch.float64)
     snapshots = []
 
@@ -147,7 +148,8 @@ def optimize_property(model, cfg: CrystalConfig, out_dir: str | Path, *, propert
                      radius=radius)
     result = success_rates(best, thresholds)
     result.update(num=int(z0.shape[0]), split=split, steps=steps, decode_every=decode_every, lr=lr,
-                  radius=radius, protocol=protocol, sampler=cfg.sampling.sampler,
+                  radius=radius, radius_quantile=radius_quantile if radius is not None else None,
+                  protocol=protocol, sampler=cfg.sampling.sampler,
                   sampler_spec=to_dict(cfg.sampling.spec()), thresholds=thresholds, snapshots=snapshots,
                   scored_by="property model" if property_model is not None else "CDVAE property head")
     write_json(out / "results.json", result)
