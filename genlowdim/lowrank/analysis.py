@@ -295,15 +295,14 @@ def recovery_metrics(bases: torch.Tensor, data: SyntheticSet, assign_sigma: floa
 
 def memorisation_cell(cfg, d: int, ratio: float) -> dict:
     """Train the MLP denoiser on N_k = round(ratio·d) points per subspace and judge its samples."""
-    from .model import MLPDenoiser
+    from .model import mlp_denoiser
     from .train import train_mlp
 
     per = max(1, round(ratio * d))
     gen = torch.Generator().manual_seed(cfg.seed + 7919 * d + per)
     data = make_synthetic(cfg.num_subspaces, cfg.ambient_dim, d, per, generator=gen)
     m, t, s = cfg.model, cfg.train, cfg.sample
-    model = MLPDenoiser(cfg.ambient_dim, hidden=m.hidden, depth=m.depth, sigma_data=m.sigma_data,
-                        fourier_scale=m.fourier_scale, generator=gen)
+    model = mlp_denoiser(cfg.ambient_dim, m, gen)
     train_mlp(model, data.x.float(), steps=t.steps, batch_size=t.batch_size, lr=t.lr,
               noise=noise_distribution(t), generator=gen)
     samples = sample_with(model, cfg.num_samples, cfg.ambient_dim, sampler=s.sampler, steps=s.steps,

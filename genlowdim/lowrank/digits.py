@@ -22,7 +22,7 @@ from genlowdim.runtime import library_versions, write_json
 from .analysis import jacobian_ranks_along_trajectory, noise_distribution, torch_threads
 from .clustering import assign_to_subspaces, fit_bases, k_subspaces, spectral_init
 from .config import DigitsConfig
-from .model import MLPDenoiser
+from .model import MLPDenoiser, mlp_denoiser
 from .train import train_mlp
 
 
@@ -54,8 +54,7 @@ def train_digits_denoiser(x: torch.Tensor, cfg: DigitsConfig, desc: str | None =
     """EDM-preconditioned MLP trained on digits scaled to [-1, 1]; x: (N, 64) in [0, 1]."""
     gen = torch.Generator().manual_seed(cfg.seed)
     m, t = cfg.model, cfg.train
-    model = MLPDenoiser(x.shape[1], hidden=m.hidden, depth=m.depth, sigma_data=m.sigma_data,
-                        fourier_scale=m.fourier_scale, generator=gen)
+    model = mlp_denoiser(x.shape[1], m, gen)
     train_mlp(model, (2 * x - 1).float(), steps=t.steps, batch_size=t.batch_size, lr=t.lr,
               noise=noise_distribution(t), generator=gen, desc=desc)
     return model.eval()
