@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
+import json
 import math
 import os
 import time
@@ -528,6 +530,41 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     if hasattr(batch, "to"):
         return batch.to(device)
     return batch
+
+
+# ----- resuming finished results -------------------------------------------------------------------
+
+
+def settings_record(settings: dict) -> dict:
+    """``{"settings": ..., "settings_hash": ...}`` to store beside a finished result (JSON-normalised)."""
+    normal = json.loads(json.dumps(settings, sort_keys=True))
+    digest = hashlib.sha256(json.dumps(normal, sort_keys=True).encode()).hexdigest()[:16]
+    return {"settings": normal, "settings_hash": digest}
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def check_resumable(where: str | Path, name: str, stored: dict, settings: dict) -> None:
+    """Raise ``ConfigError`` unless the finished result ``stored`` (holding :func:`settings_record`'s keys)
+    was computed with ``settings``; the one-line message names ``where``, ``name`` and what differs."""
+    from genlowdim.config import ConfigError
+
+    current = settings_record(settings)
+    if stored.get("settings_hash") == current["settings_hash"]:
+        return
+    old, new = _flatten(stored.get("settings") or {}), _flatten(current["settings"])
+    diff = [f"{k}: {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}" for k in sorted(set(old) | set(new))
+            if old.get(k, "(unset)") != new.get(k, "(unset)")]
+    what = "; ".join(diff[:4]) + ("; ..." if len(diff) > 4 else "") if old else "no settings recorded"
+    raise ConfigError(f"{where}: finished {name} was computed with other settings ({what}); pass "
+                      f"--overwrite to clear the old results, or choose another output directory")
 
 
 def plot_losses(out_dir: str | Path) -> Path | None:

@@ -85,12 +85,14 @@ def run_cell(cfg: SweepConfig, solver: str, d: int, per_subspace: int, seeds: in
 
 def sweep_cells(cfg: SweepConfig) -> list[tuple[str, int, int, int]]:
     """(solver, d, N_k, seeds) of every cell to run, in order."""
+    from genlowdim.config import ConfigError
+
     bad = sorted(set(cfg.solvers) - set(SOLVERS))
     if bad:
-        raise ValueError(f"sweep.solvers: unknown solver(s) {bad}; choose from {list(SOLVERS)}")
+        raise ConfigError(f"solvers: unknown solver(s) {bad}; choose from {list(SOLVERS)}")
     for d in cfg.subspace_dims:
         if cfg.num_subspaces * d > cfg.ambient_dim:
-            raise ValueError(f"sweep: K·d = {cfg.num_subspaces}·{d} > n = {cfg.ambient_dim}")
+            raise ConfigError(f"subspace_dims: K·d = {cfg.num_subspaces}·{d} > n = {cfg.ambient_dim}")
     cells = [(s, d, n, cfg.seeds) for s in cfg.solvers if s != "random_start"
              for d in cfg.subspace_dims for n in cfg.per_subspace]
     if "random_start" in cfg.solvers:
@@ -98,25 +100,59 @@ def sweep_cells(cfg: SweepConfig) -> list[tuple[str, int, int, int]]:
     return cells
 
 
-def run_phase_transition(cfg: SweepConfig, out_dir: str | Path, log: Callable[[str], None] = print) -> dict:
-    """Run (or resume) the sweep; writes ``results.json`` after each cell and ``phase_transition.png``."""
+# what a sweep cell computes, beyond its settings: bump when the code changes the numbers of a cell
+# (2: fits driven by the training engine, batches drawn from its seeded per-epoch generator)
+CELL_CODE_VERSION = 2
+
+
+def cell_settings(cfg: SweepConfig, solver: str, d: int, per_subspace: int) -> dict:
+    """Everything that defines the result of the cell (solver, d, N_k) of ``cfg``."""
+    random_start = solver == "random_start"
+    train = cfg.random_start_train if random_start else cfg.train
+    return {"solver": solver, "d": d, "per_subspace": per_subspace, "ambient_dim": cfg.ambient_dim,
+            "num_subspaces": cfg.num_subspaces, "noise_std": cfg.noise_std, "threshold": cfg.threshold,
+            "seeds": cfg.random_start_seeds if random_start else cfg.seeds,
+            "train": None if solver == "spectral" else to_dict(train), "code": CELL_CODE_VERSION}
+
+
+def load_finished_cells(cfg: SweepConfig, path: Path, overwrite: bool = False) -> dict:
+    """Finished cells of ``path`` (all of them computed with ``cfg``'s settings), or {} when ``overwrite``
+    or there is no file; raises ``ConfigError`` naming the directory and what differs otherwise."""
+    from genlowdim.train import check_resumable
+
+    if overwrite and path.is_file():
+        path.unlink()
+    if not path.is_file():
+        return {}
+    import json
+
+    cells = json.loads(path.read_text()).get("cells", {})
+    for key, cell in cells.items():
+        settings = cell_settings(cfg, cell["solver"], cell["d"], cell["per_subspace"])
+        check_resumable(path.parent, f"cell {key}", cell, settings)
+    return cells
+
+
+def run_phase_transition(cfg: SweepConfig, out_dir: str | Path, log: Callable[[str], None] = print,
+                         overwrite: bool = False) -> dict:
+    """Run (or resume) the sweep; writes ``results.json`` after each cell and ``phase_transition.png``.
+
+    Finished cells are kept when their stored settings match ``cfg`` (else ``ConfigError``);
+    ``overwrite`` starts afresh. Returns the results dict."""
+    from genlowdim.train import settings_record
+
     out = Path(out_dir)
     path = out / "results.json"
+    cells = sweep_cells(cfg)   # checks the config before any work
     results = {"name": "molrg_phase_transition", "config": to_dict(cfg), "versions": library_versions(),
-               "cells": {}}
-    if path.is_file():
-        import json
-
-        old = json.loads(path.read_text())
-        if old.get("config") == results["config"]:
-            results["cells"] = old.get("cells", {})
-    cells = sweep_cells(cfg)
+               "cells": load_finished_cells(cfg, path, overwrite)}
     with torch_threads(1):
         for solver, d, n, seeds in progress(cells, desc="phase transition"):
             key = f"{solver}/d={d}/N={n}"
             if key in results["cells"]:
                 continue
-            results["cells"][key] = run_cell(cfg, solver, d, n, seeds)
+            cell = run_cell(cfg, solver, d, n, seeds)
+            results["cells"][key] = {**cell, **settings_record(cell_settings(cfg, solver, d, n))}
             write_json(path, results)
     write_json(path, results)
     plot_phase_transition(results, out / "phase_transition.png")
@@ -141,17 +177,30 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_phase_transition(results: dict, path: str | Path) -> None:
-    """One heatmap panel per solver (success rate over N_k × d) with the predicted boundary N_k = d."""
-    import matplotlib
+def new_figure(**kwargs):
+    """A ``matplotlib.figure.Figure`` outside pyplot: no global backend is chosen, PNGs are written headless
+    and a notebook displays the same object."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return Figure(**kwargs)
+
+
+def save_png(fig, path: str | Path | None, **kwargs) -> None:
+    """Write ``fig`` to ``path`` (parents created) unless ``path`` is None."""
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, **kwargs)
+
+
+def plot_phase_transition(results: dict, path: str | Path | None = None):
+    """One heatmap panel per solver (success rate over N_k × d) with the predicted boundary N_k = d;
+    returns the figure (written to ``path`` when given)."""
     import numpy as np
 
     cells = list(results["cells"].values())
     solvers = [s for s in SOLVERS if any(c["solver"] == s for c in cells)]
-    fig, axes = plt.subplots(1, len(solvers), figsize=(4.2 * len(solvers), 3.6), squeeze=False)
+    fig = new_figure(figsize=(4.2 * len(solvers), 3.6))
+    axes = fig.subplots(1, len(solvers), squeeze=False)
     for ax, solver in zip(axes[0], solvers):
         mine = [c for c in cells if c["solver"] == solver]
         ds = sorted({c["d"] for c in mine})
@@ -172,9 +221,8 @@ def plot_phase_transition(results: dict, path: str | Path) -> None:
         ax.set_title(solver)
         ax.legend(loc="lower right", fontsize=7)
     fig.colorbar(im, ax=axes[0].tolist(), label="success rate")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_png(fig, path, bbox_inches="tight")
+    return fig
 
 
 # ------------------------------------------------------------------------------- Jacobian ranks
@@ -359,15 +407,12 @@ def run_memorisation(cfg, out_dir: str | Path, log: Callable[[str], None] = prin
     return results
 
 
-def plot_memorisation(results: dict, path: str | Path) -> None:
-    """Copy and generalised fractions against N_k/d, one line per d (curves should collapse)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_memorisation(results: dict, path: str | Path | None = None):
+    """Copy and generalised fractions against N_k/d, one line per d (curves should collapse); returns the
+    figure (written to ``path`` when given)."""
     cells = list(results["cells"].values())
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig = new_figure(figsize=(5.5, 3.6))
+    ax = fig.subplots()
     for d in sorted({c["d"] for c in cells}):
         rows = sorted((c for c in cells if c["d"] == d), key=lambda c: c["ratio"])
         ratios = [c["ratio"] for c in rows]
@@ -377,7 +422,6 @@ def plot_memorisation(results: dict, path: str | Path) -> None:
     ax.set_xlabel("N_k / d")
     ax.set_ylabel("fraction of samples")
     ax.legend(fontsize=7)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
+    return fig
