@@ -20,12 +20,12 @@ from genlowdim.metrics.subspace import distance_to_union, subspace_recovery
 from genlowdim.runtime import library_versions, progress, write_json
 
 from .clustering import spectral_init
-from .config import SweepConfig, TrainConfig
+from .config import SOLVERS, SweepConfig, TrainConfig
 from .model import LowRankDenoiser
+from .plots import plot_memorisation, plot_phase_transition
 from .synthetic import SyntheticSet, make_synthetic
 from .train import NoiseDistribution, train_lowrank
 
-SOLVERS = ("spectral", "trained", "random_start")
 
 
 @contextlib.contextmanager
@@ -175,54 +175,6 @@ def format_table(results: dict) -> str:
             by_n = {c["per_subspace"]: c["success_rate"] for c in rows if c["d"] == d}
             lines.append(f"{d:>3d}  " + " ".join(f"{by_n[n]:5.2f}" if n in by_n else "    -" for n in ns))
     return "\n".join(lines)
-
-
-def new_figure(**kwargs):
-    """A ``matplotlib.figure.Figure`` outside pyplot: no global backend is chosen, PNGs are written headless
-    and a notebook displays the same object."""
-    from matplotlib.figure import Figure
-
-    return Figure(**kwargs)
-
-
-def save_png(fig, path: str | Path | None, **kwargs) -> None:
-    """Write ``fig`` to ``path`` (parents created) unless ``path`` is None."""
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, **kwargs)
-
-
-def plot_phase_transition(results: dict, path: str | Path | None = None):
-    """One heatmap panel per solver (success rate over N_k × d) with the predicted boundary N_k = d;
-    returns the figure (written to ``path`` when given)."""
-    import numpy as np
-
-    cells = list(results["cells"].values())
-    solvers = [s for s in SOLVERS if any(c["solver"] == s for c in cells)]
-    fig = new_figure(figsize=(4.2 * len(solvers), 3.6))
-    axes = fig.subplots(1, len(solvers), squeeze=False)
-    for ax, solver in zip(axes[0], solvers):
-        mine = [c for c in cells if c["solver"] == solver]
-        ds = sorted({c["d"] for c in mine})
-        ns = sorted({c["per_subspace"] for c in mine})
-        grid = np.full((len(ds), len(ns)), np.nan)
-        for c in mine:
-            grid[ds.index(c["d"]), ns.index(c["per_subspace"])] = c["success_rate"]
-        im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", vmin=0, vmax=1, cmap="viridis")
-        # predicted boundary N_k = d as a staircase between the columns N_k < d and N_k >= d
-        edge = [sum(n < d for n in ns) - 0.5 for d in ds]
-        xs = [e for e in edge for _ in range(2)]
-        ys = [y for i in range(len(ds)) for y in (i - 0.5, i + 0.5)]
-        ax.plot(xs, ys, color="r", ls="--", lw=1.5, label="N_k = d")
-        ax.set_xticks(range(len(ns)), [str(n) for n in ns])
-        ax.set_yticks(range(len(ds)), [str(d) for d in ds])
-        ax.set_xlabel("N_k (training samples per subspace)")
-        ax.set_ylabel("d")
-        ax.set_title(solver)
-        ax.legend(loc="lower right", fontsize=7)
-    fig.colorbar(im, ax=axes[0].tolist(), label="success rate")
-    save_png(fig, path, bbox_inches="tight")
-    return fig
 
 
 # ------------------------------------------------------------------------------- Jacobian ranks
@@ -405,23 +357,3 @@ def run_memorisation(cfg, out_dir: str | Path, log: Callable[[str], None] = prin
             f"{c['on_subspace_fraction']:.3f}        {c['generalised_fraction']:.3f}     | "
             f"{b['empirical']['copy_fraction']:.3f} / {b['exact']['copy_fraction']:.3f}")
     return results
-
-
-def plot_memorisation(results: dict, path: str | Path | None = None):
-    """Copy and generalised fractions against N_k/d, one line per d (curves should collapse); returns the
-    figure (written to ``path`` when given)."""
-    cells = list(results["cells"].values())
-    fig = new_figure(figsize=(5.5, 3.6))
-    ax = fig.subplots()
-    for d in sorted({c["d"] for c in cells}):
-        rows = sorted((c for c in cells if c["d"] == d), key=lambda c: c["ratio"])
-        ratios = [c["ratio"] for c in rows]
-        ax.plot(ratios, [c["generalised_fraction"] for c in rows], "o-", label=f"generalised, d={d}")
-        ax.plot(ratios, [c["copy_fraction"] for c in rows], "x--", label=f"copies, d={d}")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("N_k / d")
-    ax.set_ylabel("fraction of samples")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_png(fig, path)
-    return fig

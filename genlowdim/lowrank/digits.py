@@ -19,10 +19,11 @@ from genlowdim.core.schedules import sigmas_karras
 from genlowdim.metrics.subspace import clustering_accuracy
 from genlowdim.runtime import library_versions, write_json
 
-from .analysis import jacobian_ranks_along_trajectory, new_figure, noise_distribution, save_png, torch_threads
+from .analysis import jacobian_ranks_along_trajectory, noise_distribution, torch_threads
 from .clustering import assign_to_subspaces, fit_bases, k_subspaces, spectral_init
 from .config import DigitsConfig
 from .model import MLPDenoiser, mlp_denoiser
+from .plots import plot_rank_profile
 from .train import train_mlp
 
 
@@ -66,24 +67,6 @@ def jacobian_rank_profile(model, cfg: DigitsConfig, dim: int = 64) -> list[dict]
     sigmas = sigmas_karras(cfg.heun_steps, cfg.sigma_min, cfg.sigma_max, rho=cfg.rho).float()
     x = sigmas[0] * torch.randn(cfg.num_trajectories, dim, generator=gen)
     return jacobian_ranks_along_trajectory(model, x, sigmas, energy=cfg.energy)
-
-
-def plot_rank_profile(rows: list[dict], path: str | Path | None = None, dim: int = 64):
-    """Numerical Jacobian rank against σ (mean and min–max band); returns the figure (written to ``path``
-    when given)."""
-    sig = [r["sigma"] for r in rows]
-    fig = new_figure(figsize=(5, 3.4))
-    ax = fig.subplots()
-    ax.plot(sig, [r["mean_rank"] for r in rows], "o-", label="mean over trajectories")
-    ax.fill_between(sig, [r["min_rank"] for r in rows], [r["max_rank"] for r in rows], alpha=0.3, label="min–max")
-    ax.axhline(dim, color="grey", ls=":", label=f"ambient dimension {dim}")
-    ax.set_xscale("log")
-    ax.set_xlabel("σ")
-    ax.set_ylabel("numerical rank of ∂D/∂x (99% energy)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_png(fig, path)
-    return fig
 
 
 def run_digits(cfg: DigitsConfig, out_dir: str | Path, log: Callable[[str], None] = print) -> dict:
