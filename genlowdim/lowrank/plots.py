@@ -66,13 +66,7 @@ def plot_memorisation(results: dict, path: str | Path | None = None):
         ratios = [c["ratio"] for c in rows]
         ax.plot(ratios, [c["generalised_fraction"] for c in rows], "o-", label=f"generalised, d={d}")
         ax.plot(ratios, [c["copy_fraction"] for c in rows], "x--", label=f"copies, d={d}")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("N_k / d")
-    ax.set_ylabel("fraction of samples")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_png(fig, path)
-    return fig
+    return _finish(fig, ax, path, "N_k / d", "fraction of samples", base=2)
 
 
 def plot_rank_profile(rows: list[dict], path: str | Path | None = None, dim: int = 64):
@@ -84,9 +78,14 @@ def plot_rank_profile(rows: list[dict], path: str | Path | None = None, dim: int
     ax.plot(sig, [r["mean_rank"] for r in rows], "o-", label="mean over trajectories")
     ax.fill_between(sig, [r["min_rank"] for r in rows], [r["max_rank"] for r in rows], alpha=0.3, label="min–max")
     ax.axhline(dim, color="grey", ls=":", label=f"ambient dimension {dim}")
-    ax.set_xscale("log")
-    ax.set_xlabel("σ")
-    ax.set_ylabel("numerical rank of ∂D/∂x (99% energy)")
+    return _finish(fig, ax, path, "σ", "numerical rank of ∂D/∂x (99% energy)")
+
+
+def _finish(fig, ax, path, xlabel: str, ylabel: str, base: float = 10):
+    """Log x axis, labels, legend; lay out, write to ``path`` when given, return the figure."""
+    ax.set_xscale("log", base=base)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_png(fig, path)
