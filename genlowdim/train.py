@@ -18,15 +18,26 @@ What it guarantees:
   of processes. ``loss_fn`` must compute the loss through ``model(...)`` (the forward) so DDP can
   synchronise gradients.
 
+In-memory runs (``out_dir=None``) write nothing and cannot resume: they serve the thousands of small fits
+of a sweep, where a checkpoint per fit would cost more than the fit. They run in one process. The same
+loop drives every family: a tensor ``train_set`` is indexed as a whole (no per-item collate),
+``batch_draw="replacement"`` draws each batch of ``batch_size`` indices with replacement (so a batch may be
+larger than a small training set, as in denoising score matching on a few points), ``post_step(model)``
+runs after every optimiser step (e.g. a retraction onto a manifold) and ``param_groups(model)`` gives
+Adam parameter groups with their own learning rates.
+
 Optimiser: Adam; learning rate schedule ``lr_schedule``: ``plateau`` is ``ReduceLROnPlateau`` on
 ``val_loss`` (CDVAE's 0.6 / 30 / 1e-4); ``cosine`` anneals from ``lr`` to ``min_lr`` over the budget, the
-fraction spent being the largest of step/max_steps, minutes/max_minutes and step/(epochs·batches per epoch).
+fraction spent being the largest of step/max_steps, minutes/max_minutes and step/(epochs·batches per epoch);
+each parameter group anneals from its own initial learning rate.
 A short budgeted run ends at a low learning rate instead of wherever the plateau rule happens to be.
 """
 from __future__ import annotations
 
 import copy
 import csv
+import hashlib
+import json
 import math
 import os
 import time
@@ -65,6 +76,7 @@ class TrainSettings:
     log_every: int = 10                   # steps; the logged loss is the mean over the window
     seed: int = 0
     max_bad_steps: int = 50
+    batch_draw: Literal["permutation", "replacement"] = "permutation"   # see the module docstring
 
 
 @dataclass
@@ -81,8 +93,8 @@ class StepContext:
 
 @dataclass
 class FitResult:
-    out_dir: Path
-    last_checkpoint: Path
+    out_dir: Path | None                 # None for an in-memory run (then no checkpoints either)
+    last_checkpoint: Path | None
     best_checkpoint: Path | None
     steps: int
     epochs_completed: int
@@ -121,10 +133,22 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     return rank, world
 
 
-def epoch_order(num_items: int, seed: int, epoch: int) -> torch.Tensor:
-    """The permutation of item indices used in ``epoch`` (depends only on seed and epoch)."""
+def epoch_order(num_items: int, seed: int, epoch: int, batch_size: int | None = None,
+                draw: str = "permutation") -> torch.Tensor:
+    """Item indices used in ``epoch`` (depend only on seed and epoch): a permutation, or for
+    ``draw="replacement"`` ``ceil(num_items / batch_size)`` batches of ``batch_size`` uniform draws."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(num_items, generator=gen)
+    if draw == "permutation":
+        return torch.randperm(num_items, generator=gen)
+    num = math.ceil(num_items / batch_size) * batch_size
+    return torch.randint(num_items, (num,), generator=gen)
+
+
+def seed_from_generator(generator: torch.Generator | None) -> int:
+    """A ``TrainSettings.seed`` drawn from a caller's generator (torch's global one when None), so that
+    functions taking ``generator=`` stay seeded by it when they hand their loop to the engine."""
+    device = generator.device if generator is not None else None
+    return int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator, device=device))
 
 
 def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
@@ -189,26 +213,34 @@ class Trainer:
 
     def __init__(self, model: nn.Module, train_set: Sequence, *, loss_fn: LossFn,
                  val_fn: Callable[[nn.Module], dict] | None, settings: TrainSettings,
-                 out_dir: str | Path, family: str, config: dict, extra_state: dict | None,
-                 device: torch.device | str, collate: Callable[[list], Any] | None):
+                 out_dir: str | Path | None, family: str, config: dict, extra_state: dict | None,
+                 device: torch.device | str, collate: Callable[[list], Any] | None,
+                 post_step: Callable[[nn.Module], None] | None = None,
+                 param_groups: Callable[[nn.Module], list[dict]] | None = None, quiet: bool = False):
         if len(train_set) == 0:
             raise ValueError("training set is empty: nothing to train on")
+        if settings.batch_draw not in ("permutation", "replacement"):
+            raise ValueError(f"batch_draw must be 'permutation' or 'replacement', got {settings.batch_draw!r}")
         self.device = torch.device(device)
-        self.rank, self.world = init_distributed(self.device)
+        self.out = None if out_dir is None else Path(out_dir)
+        self.rank, self.world = (0, 1) if self.out is None else init_distributed(self.device)
         self.model = model.to(self.device)
         self.train_set, self.loss_fn, self.val_fn = train_set, loss_fn, val_fn
         self.s, self.family, self.config = settings, family, config
         self.extra_state = extra_state or {}
-        self.out = Path(out_dir)
         self.collate = collate or _default_collate
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr,
-                                          weight_decay=settings.weight_decay)
+        self.post_step, self.quiet = post_step, quiet
+        groups = param_groups(model) if param_groups else [{"params": list(model.parameters())}]
+        self.optimizer = torch.optim.Adam(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+        for group in self.optimizer.param_groups:   # the cosine schedule anneals each group from here
+            group.setdefault("initial_lr", group["lr"])
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, factor=settings.plateau_factor, patience=settings.plateau_patience,
             min_lr=settings.min_lr)
         self.generator = torch.Generator(self.device).manual_seed(settings.seed + 7919 * self.rank)
         self.ema = _Ema(model, settings.ema_decay) if settings.ema_decay else None
         self.state = _State()
+        self._run_bar = None                 # the single bar of an in-memory run
         self._started = time.monotonic()   # this session's start, reset by run()
         self.history: list[dict] = []
         self.ddp_model = self._wrap_ddp()
@@ -231,7 +263,9 @@ class Trainer:
             "extra_state": self.extra_state,
         }
 
-    def save(self, name: str) -> Path:
+    def save(self, name: str) -> Path | None:
+        if self.out is None:   # in-memory run
+            return None
         path = self.out / name
         if self.rank == 0:
             save_checkpoint(path, self._payload())
@@ -281,6 +315,8 @@ class Trainer:
         if self.s.grad_clip_norm is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.s.grad_clip_norm)
         self.optimizer.step()
+        if self.post_step is not None:
+            self.post_step(self.model)
         if self.ema:
             self.ema.update(self.model)
         return self._mean_over_ranks(loss.detach()), logs
@@ -303,9 +339,9 @@ class Trainer:
 
     def _set_cosine_lr(self) -> None:
         s = self.s
-        lr = s.min_lr + 0.5 * (s.lr - s.min_lr) * (1.0 + math.cos(math.pi * self.budget_fraction()))
+        anneal = 0.5 * (1.0 + math.cos(math.pi * self.budget_fraction()))
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = s.min_lr + (group.get("initial_lr", s.lr) - s.min_lr) * anneal
 
     def _all_ranks_agree(self, ok: bool) -> bool:
         if self.world == 1:
@@ -358,6 +394,8 @@ class Trainer:
         return True
 
     def run(self, resume: bool = False) -> FitResult:
+        if self.out is None:
+            return self._run_in_memory()
         last = self.out / "last.pt"
         if resume and last.exists():
             self.restore(last)
@@ -381,11 +419,22 @@ class Trainer:
                          self.state.epoch, self.state.best_val, self.state.skipped, stopped,
                          self.history)
 
+    def _run_in_memory(self) -> FitResult:
+        """The same loop with no files: no checkpoints, logs only in ``history``, one progress bar."""
+        self._started = time.monotonic()
+        self._run_bar = progress(total=self.s.max_steps, leave=False, desc=self.family,
+                                 **({"disable": True} if self.quiet else {}))
+        stopped = self._loop(None, None)
+        self._run_bar.close()
+        self.state.elapsed_s = self._spent_seconds()
+        return FitResult(None, None, None, self.state.step, self.state.epoch, self.state.best_val,
+                         self.state.skipped, stopped, self.history)
+
     def _loop(self, train_log, val_log) -> str:
         s = self.s
         while self.state.epoch < s.epochs:
-            batches = _batches(epoch_order(len(self.train_set), s.seed, self.state.epoch), s.batch_size)
-            if not self._run_epoch(batches, train_log):
+            order = epoch_order(len(self.train_set), s.seed, self.state.epoch, s.batch_size, s.batch_draw)
+            if not self._run_epoch(_batches(order, s.batch_size), train_log):
                 return "budget"
             self.state.epoch += 1
             self.state.batch_in_epoch = 0
@@ -394,32 +443,46 @@ class Trainer:
             self._checkpoint_elapsed("last.pt")
         return "epochs"
 
+    def _epoch_bar(self, num_batches: int):
+        if self._run_bar is not None:
+            return self._run_bar
+        quiet = self.quiet or self.rank != 0 or os.environ.get("GENLOWDIM_QUIET") == "1"
+        return progress(total=num_batches, initial=self.state.batch_in_epoch, leave=False,
+                        desc=f"epoch {self.state.epoch}", disable=quiet)
+
+    def _batch(self, index: torch.Tensor) -> Any:
+        shard = index[self.rank::self.world]
+        if isinstance(self.train_set, torch.Tensor):   # a tensor data set is indexed as a whole
+            return self.train_set[shard.to(self.train_set.device)].to(self.device)
+        return _to_device(self.collate([self.train_set[i] for i in shard.tolist()]), self.device)
+
     def _run_epoch(self, batches: list[torch.Tensor], train_log) -> bool:
         window: list[float] = []
-        quiet = self.rank != 0 or os.environ.get("GENLOWDIM_QUIET") == "1"
-        bar = progress(total=len(batches), initial=self.state.batch_in_epoch, leave=False,
-                       desc=f"epoch {self.state.epoch}", disable=quiet)
+        bar = self._epoch_bar(len(batches))
         self.model.train()
         for index in batches[self.state.batch_in_epoch:]:
             if not self._budget_left():
-                bar.close()
+                self._close_epoch_bar(bar)
                 return False
-            shard = index[self.rank::self.world].tolist()
-            batch = _to_device(self.collate([self.train_set[i] for i in shard]), self.device)
-            loss, logs = self._step(batch)
+            loss, logs = self._step(self._batch(index))
             self.state.step += 1
             self.state.batch_in_epoch += 1
             bar.update(1)
             if loss is not None:
                 window.append(loss)
-                bar.set_postfix(loss=f"{loss:.4g}")
+                if not bar.disable:
+                    bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
             if self.state.step % self.s.log_every == 0:
                 self._log_train(train_log, window, logs)
                 window = []
             if self.state.step % self.s.checkpoint_every == 0:
                 self._checkpoint_elapsed("last.pt")
-        bar.close()
+        self._close_epoch_bar(bar)
         return True
+
+    def _close_epoch_bar(self, bar) -> None:
+        if bar is not self._run_bar:
+            bar.close()
 
     def _checkpoint_elapsed(self, name: str) -> None:
         # elapsed time is stored so max_minutes counts across resumed sessions
@@ -470,18 +533,51 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+# ----- resuming finished results -------------------------------------------------------------------
+
+
+def settings_record(settings: dict) -> dict:
+    """``{"settings": ..., "settings_hash": ...}`` to store beside a finished result (JSON-normalised)."""
+    normal = json.loads(json.dumps(settings, sort_keys=True))
+    digest = hashlib.sha256(json.dumps(normal, sort_keys=True).encode()).hexdigest()[:16]
+    return {"settings": normal, "settings_hash": digest}
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def check_resumable(where: str | Path, name: str, stored: dict, settings: dict) -> None:
+    """Raise ``ConfigError`` unless the finished result ``stored`` (holding :func:`settings_record`'s keys)
+    was computed with ``settings``; the one-line message names ``where``, ``name`` and what differs."""
+    from genlowdim.config import ConfigError
+
+    current = settings_record(settings)
+    if stored.get("settings_hash") == current["settings_hash"]:
+        return
+    old, new = _flatten(stored.get("settings") or {}), _flatten(current["settings"])
+    diff = [f"{k}: {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}" for k in sorted(set(old) | set(new))
+            if old.get(k, "(unset)") != new.get(k, "(unset)")]
+    what = "; ".join(diff[:4]) + ("; ..." if len(diff) > 4 else "") if old else "no settings recorded"
+    raise ConfigError(f"{where}: finished {name} was computed with other settings ({what}); pass "
+                      f"--overwrite to clear the old results, or choose another output directory")
+
+
 def plot_losses(out_dir: str | Path) -> Path | None:
     """Write ``out_dir/loss.png`` from ``log.csv`` (and ``val.csv`` when present)."""
     out_dir = Path(out_dir)
     rows = _read_csv(out_dir / "log.csv")
     if not rows:
         return None
-    import matplotlib
+    from matplotlib.figure import Figure   # no pyplot: no global backend, works headless
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows], label="train")
     val = _read_csv(out_dir / "val.csv")
     if val:
@@ -493,7 +589,6 @@ def plot_losses(out_dir: str | Path) -> Path | None:
     fig.tight_layout()
     path = out_dir / "loss.png"
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -504,18 +599,26 @@ def _read_csv(path: Path) -> list[dict]:
         return [r for r in csv.DictReader(fh) if r.get("loss", "0") not in ("", "nan")]
 
 
-def fit(model: nn.Module, train_set: Sequence, *, loss_fn: LossFn,
+def fit(model: nn.Module, train_set: Sequence | torch.Tensor, *, loss_fn: LossFn,
         val_fn: Callable[[nn.Module], dict] | None = None, settings: TrainSettings,
-        out_dir: str | Path, family: str, config: dict, extra_state: dict | None = None,
-        resume: bool = False, device: torch.device | str = "cpu",
-        collate: Callable[[list], Any] | None = None) -> FitResult:
-    """Train ``model`` on ``train_set`` (a sequence of items; ``collate`` turns a list into a batch).
+        out_dir: str | Path | None = None, family: str = "model", config: dict | None = None,
+        extra_state: dict | None = None, resume: bool = False, device: torch.device | str = "cpu",
+        collate: Callable[[list], Any] | None = None, post_step: Callable[[nn.Module], None] | None = None,
+        param_groups: Callable[[nn.Module], list[dict]] | None = None, quiet: bool = False) -> FitResult:
+    """Train ``model`` on ``train_set`` (a sequence of items; ``collate`` turns a list into a batch; or a
+    tensor ``(N, ...)`` whose rows are the items).
 
     ``loss_fn(model, batch, ctx) -> (loss, logs)`` computes a scalar loss through ``model(...)`` and a dict
     of floats to log; draw all noise from ``ctx.generator``. ``val_fn(model) -> {"val_loss": ..., ...}``
     must be deterministic (it runs under ``torch.no_grad`` with EMA weights when EMA is on).
+    ``out_dir=None``: an in-memory run (no files, no resume; ``family`` labels its progress bar).
+    ``post_step(model)`` runs after each optimiser step; ``param_groups(model)`` returns Adam's parameter
+    groups (dicts with ``params`` and optionally ``lr``); ``quiet`` hides the progress bars.
     """
+    if out_dir is None and resume:
+        raise ValueError("resume needs an output directory (out_dir=None is an in-memory run)")
     trainer = Trainer(model, train_set, loss_fn=loss_fn, val_fn=val_fn, settings=settings,
-                      out_dir=out_dir, family=family, config=config, extra_state=extra_state,
-                      device=device, collate=collate)
+                      out_dir=out_dir, family=family, config=config or {}, extra_state=extra_state,
+                      device=device, collate=collate, post_step=post_step, param_groups=param_groups,
+                      quiet=quiet)
     return trainer.run(resume=resume)

@@ -64,10 +64,6 @@ def files(tmp_path_factory):
     return d
 
 
-SOLVER_NOT_VALIDATED = pytest.mark.xfail(
-    strict=False, reason="lowrank sweep checks its solver names inside the sweep (ValueError, a traceback); "
-                         "a ConfigError raised while loading the config turns this row green")
-
 # (id, argv with {d} for the fixture folder, exit code, words the one line must contain, data may load)
 CASES = [
     ("data check: rows skipped", ["data", "check", "{d}/mixed.csv", "--no-cache", "--workers", "1"], 1,
@@ -95,7 +91,7 @@ CASES = [
     pytest.param("lowrank sweep: unknown solver",
                  ["lowrank", "sweep", "--config", PHASE, "--out", "{d}/sweep", "--set", "solvers=[spectral, simplex]",
                   "--set", "subspace_dims=[2]", "--set", "per_subspace=[1]", "--set", "seeds=1",
-                  "--set", "random_start_points=[]"], 2, ["simplex"], True, marks=SOLVER_NOT_VALIDATED,
+                  "--set", "random_start_points=[]"], 2, ["simplex"], True,
                  id="lowrank sweep: unknown solver"),
     ("checkpoint of another family", ["reconstruct", "--checkpoint", "{d}/lowrank.pt", "--out", "{d}/r"], 2,
      ["lowrank.pt", "'lowrank' family", "expected 'crystal'"], False),

@@ -163,6 +163,48 @@ def test_cosine_schedule_follows_the_step_budget(tmp_path):
     assert rows[0][1] == pytest.approx(1e-2) and rows[-1][1] < 3e-4
 
 
+def test_in_memory_run_writes_nothing_and_a_tensor_set_trains_like_its_rows(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rows = _data()
+    on_disk = fit(Regressor(), rows, loss_fn=noisy_loss, settings=_settings(), out_dir=tmp_path / "run",
+                  family="toy", config={})
+    in_memory = fit(Regressor(), torch.stack(rows), loss_fn=noisy_loss, settings=_settings())
+    assert in_memory.out_dir is None and in_memory.last_checkpoint is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]   # nothing written by the in-memory run
+    # same seed, same batches (the tensor's rows are the items): the same loss trajectory
+    assert [r["loss"] for r in in_memory.history] == [loss for _, loss in _losses(tmp_path / "run")]
+    assert in_memory.steps == on_disk.steps == 20
+    with pytest.raises(ValueError, match="resume needs an output directory"):
+        fit(Regressor(), rows, loss_fn=noisy_loss, settings=_settings(), resume=True)
+
+
+def test_batches_drawn_with_replacement_are_seeded_and_full_size():
+    order = epoch_order(5, 1, 0, batch_size=8, draw="replacement")
+    assert order.shape == (8,) and set(order.tolist()) <= set(range(5))
+    assert torch.equal(order, epoch_order(5, 1, 0, batch_size=8, draw="replacement"))
+    assert epoch_order(20, 1, 0, batch_size=8, draw="replacement").shape == (24,)   # ceil(20/8) batches
+    sizes = []
+    fit(Regressor(), torch.stack(_data(n=5)), settings=_settings(batch_size=8, batch_draw="replacement",
+                                                                  max_steps=3, epochs=10),
+        loss_fn=lambda model, batch, ctx: (sizes.append(len(batch)), noisy_loss(model, batch, ctx))[1])
+    assert sizes == [8, 8, 8]
+
+
+def test_post_step_hook_and_parameter_groups_with_cosine(tmp_path):
+    calls = []
+    model = Regressor()
+
+    def groups(m):   # the last layer at 10 × lr
+        return [{"params": list(m.net[0].parameters())}, {"params": list(m.net[2].parameters()), "lr": 0.1}]
+
+    result = fit(model, torch.stack(_data()), loss_fn=noisy_loss,
+                 settings=_settings(max_steps=6, lr=1e-2, min_lr=0.0, lr_schedule="cosine"),
+                 post_step=lambda m: calls.append(m is model), param_groups=groups)
+    assert calls == [True] * 6 and result.steps == 6
+    # each group anneals from its own initial lr; the first group's lr is the one logged
+    assert result.history[-1]["lr"] == pytest.approx(0.5 * 1e-2 * (1 + math.cos(math.pi * 5 / 6)))
+
+
 def test_time_budget_stops_and_counts_across_sessions(tmp_path):
     data = _data()
     first = fit(Regressor(), data, loss_fn=noisy_loss, settings=_settings(max_minutes=1e-9), out_dir=tmp_path,

@@ -32,3 +32,4 @@ from .kernels import (
 )
 from .likelihood import divergence_exact, divergence_hutchinson, pf_ode_log_likelihood
 from .losses import dsm_loss, dsm_reduce, dsm_weight, sample_sigmas
+from .precondition import EDMScalings, MLPDenoiser, edm_scalings

@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output directory (JSON rows, PNG plots)")
     p.add_argument("--kind", choices=["sigma", "n", "both"], default="both")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--overwrite", action="store_true", help="clear the finished rows of --out instead of "
+                   "resuming them")
     p.set_defaults(func=_cmd_sweep)
 
 
@@ -38,9 +40,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     with _threads(_env_threads()):
         if args.kind in ("sigma", "both"):
-            sigma_sweep(cfg, args.out)
+            sigma_sweep(cfg, args.out, overwrite=args.overwrite)
         if args.kind in ("n", "both"):
-            n_sweep(cfg, args.out)
+            n_sweep(cfg, args.out, overwrite=args.overwrite)
     return 0
 
 

@@ -1,8 +1,7 @@
 """Diffusion baseline on the same singular data, built on ``genlowdim.core``.
 
-A small MLP denoiser with EDM preconditioning (Karras et al. 2022, Table 1:
-D(x, σ) = c_skip x + c_out F(c_in x, ¼ log σ), c_skip = σ_d²/(σ² + σ_d²), c_out = σ σ_d/√(σ² + σ_d²),
-c_in = 1/√(σ² + σ_d²)) is trained with ``core.losses.dsm_loss`` (EDM weighting, σ log-uniform on
+Core's EDM-preconditioned MLP denoiser (``core.precondition.MLPDenoiser``, noise code ¼ ln σ fed as
+one input) is trained with ``core.losses.dsm_loss`` (EDM weighting, σ log-uniform on
 [σ_min, σ_max]), sampled with a core sampler on ``core.schedules.sigmas_karras`` and scored with
 ``core.likelihood.pf_ode_log_likelihood``. It follows the VE denoiser contract ``denoiser(x, σ) -> x̂₀``.
 
@@ -12,58 +11,39 @@ with σ_start = σ̃ this is comparable with the perturbed-MLE density of Ỹ = 
 from __future__ import annotations
 
 import time
-from typing import Sequence
 
 import torch
-from torch import nn
 
 from genlowdim.core.likelihood import pf_ode_log_likelihood
 from genlowdim.core.losses import dsm_loss, sample_sigmas
+from genlowdim.core.precondition import MLPDenoiser
 from genlowdim.core.samplers import get_sampler
 from genlowdim.core.schedules import sigmas_geometric, sigmas_karras
 from genlowdim.likelihood.config import DiffusionConfig
 
 
-class MLPDenoiser(nn.Module):
-    """EDM-preconditioned MLP denoiser: ``forward(x: (B, D), sigma: () or (B,)) -> (B, D)``."""
-
-    def __init__(self, dim: int, hidden: Sequence[int] = (128, 128, 128), sigma_data: float = 0.5):
-        super().__init__()
-        sizes = [dim + 1, *hidden, dim]
-        layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers += [nn.Linear(a, b)] + ([nn.SiLU()] if i < len(sizes) - 2 else [])
-        self.net = nn.Sequential(*layers)
-        self.sigma_data = sigma_data
-
-    def forward(self, x: torch.Tensor, sigma, **_: object) -> torch.Tensor:
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])[:, None]
-        sd2, s2 = self.sigma_data**2, sigma**2
-        c_skip, c_out = sd2 / (s2 + sd2), sigma * self.sigma_data / (s2 + sd2).sqrt()
-        c_in = 1.0 / (s2 + sd2).sqrt()
-        f = self.net(torch.cat([c_in * x, 0.25 * sigma.log()], dim=1))
-        return c_skip * x + c_out * f
-
-
 def train_diffusion(x: torch.Tensor, settings: DiffusionConfig, generator: torch.Generator | None = None,
                     show_progress: bool = False) -> tuple[MLPDenoiser, float]:
-    """Fit the denoiser to ``x: (n, D)`` by DSM; returns (denoiser, seconds). σ_data = RMS of x."""
-    from genlowdim.runtime import progress
+    """Fit the denoiser to ``x: (n, D)`` by DSM; returns (denoiser, seconds). σ_data = RMS of x.
+
+    Batches of ``min(batch_size, n)`` rows drawn with replacement, σ log-uniform on [σ_min, σ_max], EDM loss
+    weight, Adam with cosine decay to 5% of ``lr``; the training engine runs it in memory."""
+    from genlowdim.train import TrainSettings, fit, seed_from_generator
 
     sigma_data = float(x.square().mean().sqrt())
-    model = MLPDenoiser(x.shape[1], settings.hidden, sigma_data).to(x.dtype)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.steps, eta_min=0.05 * settings.lr)
+    model = MLPDenoiser(x.shape[1], settings.hidden, sigma_data, embed_dim=0).to(x.dtype)
+    engine = TrainSettings(epochs=settings.steps, max_steps=settings.steps, lr=settings.lr,
+                           batch_size=min(settings.batch_size, len(x)), batch_draw="replacement",
+                           grad_clip_value=None, lr_schedule="cosine", min_lr=0.05 * settings.lr,
+                           seed=seed_from_generator(generator), max_bad_steps=0)
+    sigma_range = (settings.sigma_min, settings.sigma_max)
+
+    def loss_fn(denoiser, x0, ctx):
+        sigma = sample_sigmas(len(x0), sigma_range, ctx.generator, dtype=x0.dtype)
+        return dsm_loss(denoiser, x0, sigma, weight="edm", sigma_data=sigma_data, generator=ctx.generator).mean(), {}
+
     start = time.perf_counter()
-    bar = {} if show_progress else {"disable": True}
-    for _ in progress(range(settings.steps), desc="diffusion", **bar):
-        idx = torch.randint(len(x), (min(settings.batch_size, len(x)),), generator=generator)
-        sigma = sample_sigmas(len(idx), (settings.sigma_min, settings.sigma_max), generator, dtype=x.dtype)
-        loss = dsm_loss(model, x[idx], sigma, weight="edm", sigma_data=sigma_data, generator=generator).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+    fit(model, x, loss_fn=loss_fn, settings=engine, family="diffusion", quiet=not show_progress)
     return model.eval(), time.perf_counter() - start
 
 

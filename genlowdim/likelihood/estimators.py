@@ -18,7 +18,8 @@ ESS = (Σ w)² / Σ w² of the normalised weights (Kong 1992), the standard diag
 Everything is vectorised over the batch and the M samples with ``logsumexp``.
 
 The fit (``fit_perturbed_mle``) maximises the mean estimated log-likelihood of the perturbed data
-Ỹ_i = X_i + σ̃ ε̃_i (σ̃ = 0: the plain MLE) with Adam.
+Ỹ_i = X_i + σ̃ ε̃_i (σ̃ = 0: the plain MLE) with Adam, driven by the training engine (``genlowdim.train``)
+in memory.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
 
 from genlowdim.likelihood.model import GaussianEncoder, LatentGenerator
 
@@ -174,43 +176,57 @@ class FitResult:
     seconds: float = 0.0
 
 
+def _likelihood_loss_fn(settings: FitSettings, history: list[dict]):
+    """The engine's ``loss_fn``: minus the mean estimated log-likelihood of the batch ``y: (B, D)``.
+
+    The model is a ``ModuleDict`` with ``generator`` (and ``encoder``); rows of ``history`` (step, objective,
+    σ, ESS) are recorded every ``settings.log_every`` steps and at the last step."""
+    def loss_fn(modules: nn.ModuleDict, y: torch.Tensor, ctx):
+        model, encoder = modules["generator"], modules["encoder"] if "encoder" in modules else None
+        est = log_likelihood(model, y, settings.method, num_nodes=settings.num_nodes, rule=settings.rule,
+                             num_samples=settings.num_samples, encoder=encoder, generator=ctx.generator,
+                             shared_draws=settings.shared_draws)
+        loss = -est.value.mean()
+        if ctx.step % settings.log_every == 0 or ctx.step == settings.steps - 1:
+            history.append({"step": ctx.step, "objective": -loss.item(), "sigma": model.sigma.item(),
+                            "ess": est.ess.mean().item()})
+        return loss, {}
+    return loss_fn
+
+
 def fit_perturbed_mle(x: torch.Tensor, model: LatentGenerator, perturbation_std: float,
                       settings: FitSettings, generator: torch.Generator | None = None,
                       encoder: GaussianEncoder | None = None, show_progress: bool = False) -> FitResult:
     """Maximise (1/n) Σ_i log p_{g,σ}(Ỹ_i) over g and σ (and q for 'iw_encoder'/'elbo') with Adam.
 
-    ``x: (n, D)`` clean data; Ỹ = x + σ̃ε̃ is drawn once from ``generator``. The learning rate decays by
-    cosine annealing to 1% over ``settings.steps``. History rows record step, mean objective, σ and ESS.
+    ``x: (n, D)`` clean data; Ỹ = x + σ̃ε̃ is drawn once from ``generator``, which then seeds the training
+    engine (Monte Carlo draws, minibatches). The learning rate decays by cosine annealing to 1% of ``lr``
+    over ``settings.steps``. History rows record step, mean objective, σ and ESS.
     """
-    from genlowdim.runtime import progress
+    from genlowdim.train import TrainSettings, fit, seed_from_generator
 
     if settings.method in ("iw_encoder", "elbo") and encoder is None:
         encoder = GaussianEncoder(model.ambient_dim, model.latent_dim).to(x.dtype)
     y = perturb(x, perturbation_std, generator)
-    # Adam moves each parameter by about lr per step; log σ must travel several units (σ: 0.5 → 0.01),
-    # so it gets its own, larger step size.
-    others = [p for n, p in model.named_parameters() if n != "log_sigma_free"]
-    others += list(encoder.parameters()) if encoder is not None else []
-    opt = torch.optim.Adam([{"params": others, "lr": settings.lr},
-                            {"params": [model.log_sigma_free], "lr": settings.lr * settings.sigma_lr_scale}])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.steps, eta_min=0.01 * settings.lr)
+    modules = nn.ModuleDict({"generator": model} | ({"encoder": encoder} if encoder is not None else {}))
+    engine = TrainSettings(epochs=settings.steps, max_steps=settings.steps, lr=settings.lr,
+                           batch_size=settings.batch_size if settings.batch_size > 0 else len(y),
+                           batch_draw="replacement" if settings.batch_size > 0 else "permutation",
+                           grad_clip_value=None, lr_schedule="cosine", min_lr=0.01 * settings.lr,
+                           log_every=settings.log_every, seed=seed_from_generator(generator), max_bad_steps=0)
     result, start = FitResult(model, encoder, y), time.perf_counter()
-    bar = {} if show_progress else {"disable": True}
-    for step in progress(range(settings.steps), desc=f"fit σ̃={perturbation_std:g}", **bar):
-        batch = y if settings.batch_size <= 0 else y[torch.randint(len(y), (settings.batch_size,),
-                                                                   generator=generator)]
-        est = log_likelihood(model, batch, settings.method, num_nodes=settings.num_nodes, rule=settings.rule,
-                             num_samples=settings.num_samples, encoder=encoder, generator=generator,
-                             shared_draws=settings.shared_draws)
-        loss = -est.value.mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite objective at step {step} (σ = {model.sigma.item():.3g})")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % settings.log_every == 0 or step == settings.steps - 1:
-            result.history.append({"step": step, "objective": -loss.item(), "sigma": model.sigma.item(),
-                                   "ess": est.ess.mean().item()})
+    fit(modules, y, loss_fn=_likelihood_loss_fn(settings, result.history), settings=engine,
+        family=f"fit σ̃={perturbation_std:g}", quiet=not show_progress, param_groups=_param_groups(settings))
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _param_groups(settings: FitSettings):
+    """Adam groups: log σ gets ``sigma_lr_scale`` × lr. Adam moves each parameter by about lr per step;
+    log σ must travel several units (σ: 0.5 → 0.01), so it gets its own, larger step size."""
+    def groups(modules: nn.ModuleDict) -> list[dict]:
+        sigma = modules["generator"].log_sigma_free
+        others = [p for p in modules.parameters() if p is not sigma]
+        return [{"params": others, "lr": settings.lr},
+                {"params": [sigma], "lr": settings.lr * settings.sigma_lr_scale}]
+    return groups

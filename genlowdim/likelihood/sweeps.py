@@ -3,7 +3,9 @@
 - ``run_experiment(cfg, out)``: the ``genlowdim train`` job. Fits σ̃ = 0 and the config's σ̃ on the same
   sample, evaluates both, writes ``metrics.json`` after each fit, a checkpoint and a PNG of samples.
 - ``sigma_sweep`` / ``n_sweep``: W1 against σ̃ for several D, and W1 against n (log–log slope). Results
-  are appended to a JSON file after each fit and finished settings are skipped on a rerun.
+  are appended to a JSON file after each fit, each with the settings that define it and their hash; a rerun
+  skips finished rows whose settings match and stops with ``ConfigError`` when they differ (``overwrite``
+  starts afresh).
 
 Metrics use noise-free samples g(Z) (the estimate of the singular target Q₀ = g₀#P_Z) against fresh true
 samples: exact W1, unbiased MMD², mean distance to the true support, k-NN precision/recall. W1 of the
@@ -157,15 +159,13 @@ def principal_axes(x: torch.Tensor, num: int = 2) -> torch.Tensor:
     return vh[:num].T
 
 
-def plot_samples(truth: torch.Tensor, fitted: dict[str, torch.Tensor], path: str | Path, title: str = "") -> None:
-    """Scatter of each fitted sample set against the truth in the truth's first two principal coordinates."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_samples(truth: torch.Tensor, fitted: dict[str, torch.Tensor], path: str | Path | None = None,
+                 title: str = ""):
+    """Scatter of each fitted sample set against the truth in the truth's first two principal coordinates;
+    returns the figure (written to ``path`` when given)."""
     axes_dir, centre = principal_axes(truth), truth.double().mean(0)
-    fig, axes = plt.subplots(1, len(fitted), figsize=(4.2 * len(fitted), 4.2), squeeze=False)
+    fig = _figure(figsize=(4.2 * len(fitted), 4.2))
+    axes = fig.subplots(1, len(fitted), squeeze=False)
     for ax, (label, x) in zip(axes[0], fitted.items()):
         t = (truth.double() - centre) @ axes_dir
         f = (x.double() - centre) @ axes_dir
@@ -177,19 +177,27 @@ def plot_samples(truth: torch.Tensor, fitted: dict[str, torch.Tensor], path: str
     fig.suptitle(title)
     fig.tight_layout()
     _save_figure(fig, path)
+    return fig
+    return fig
 
 
-def _save_figure(fig, path) -> None:
+def _figure(**kwargs):
+    """A figure outside pyplot: no global backend is chosen; notebooks display the returned object."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def _save_figure(fig, path: str | Path | None) -> None:
+    """Write ``fig`` as PNG to ``path`` atomically (nothing when ``path`` is None)."""
     import io
-
-    import matplotlib.pyplot as plt
 
     from genlowdim.runtime import atomic_write_bytes
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    if path is not None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        atomic_write_bytes(path, buf.getvalue())
 
 
 def _with(cfg: RunConfig, **data_changes) -> RunConfig:
@@ -200,12 +208,42 @@ def _load_rows(path: Path) -> list[dict]:
     return json.loads(path.read_text())["rows"] if path.is_file() else []
 
 
-def _run_rows(settings: list[dict], base: RunConfig, path: Path, kind: str, desc: str) -> list[dict]:
+# what a sweep row computes beyond its settings: bump when the code changes the numbers of a row
+# (2: fits driven by the training engine, Monte Carlo draws from its seeded generator)
+ROW_CODE_VERSION = 2
+
+
+def row_settings(base: RunConfig, setting: dict, kind: str) -> dict:
+    """Everything that defines a sweep row: the run config of the fit (minus sections a row does not use)."""
+    from genlowdim.config import to_dict
+
+    run = to_dict(_with(base, **setting))
+    for unused in ("diffusion", "compare_unperturbed", "heldout_points"):
+        run.pop(unused)
+    return {"kind": kind, "run": run, "code": ROW_CODE_VERSION}
+
+
+def _finished_rows(base: RunConfig, path: Path, kind: str, overwrite: bool) -> list[dict]:
+    """Rows of ``path`` computed with ``base``'s settings ([] for ``overwrite``); ``ConfigError`` otherwise."""
+    from genlowdim.train import check_resumable
+
+    if overwrite and path.is_file():
+        path.unlink()
+    rows = _load_rows(path)
+    for row in rows:
+        check_resumable(path.parent, f"{path.name} row {json.dumps(row['setting'])}", row,
+                        row_settings(base, row["setting"], kind))
+    return rows
+
+
+def _run_rows(settings: list[dict], base: RunConfig, path: Path, kind: str, desc: str,
+              overwrite: bool = False) -> list[dict]:
     """Fit every setting (dicts of DataConfig changes) not already in ``path``; append rows incrementally."""
     from genlowdim.config import to_dict
     from genlowdim.runtime import progress, write_json
+    from genlowdim.train import settings_record
 
-    rows = _load_rows(path)
+    rows = _finished_rows(base, path, kind, overwrite)
     done = {json.dumps(r["setting"], sort_keys=True) for r in rows}
     for setting in progress(settings, desc=desc):
         if json.dumps(setting, sort_keys=True) in done:
@@ -215,36 +253,36 @@ def _run_rows(settings: list[dict], base: RunConfig, path: Path, kind: str, desc
         toy = build_toy(cfg)
         train, fresh = true_samples(toy, cfg)
         metrics, _ = fit_one(cfg, toy, train, fresh, cfg.data.perturbation_std)
-        rows.append({"setting": setting, **metrics})
+        rows.append({"setting": setting, **metrics, **settings_record(row_settings(base, setting, kind))})
         write_json(path, {"kind": kind, "base": to_dict(base), "rows": rows})
     return rows
 
 
-def sigma_sweep(cfg: SweepConfig, out: str | Path) -> list[dict]:
+def sigma_sweep(cfg: SweepConfig, out: str | Path, overwrite: bool = False) -> list[dict]:
     """W1 against σ̃ for each ambient dimension; writes ``sigma_sweep.json`` and ``sigma_sweep.png``."""
     s = cfg.sweep
     settings = [{"ambient_dim": d, "perturbation_std": p, "sample_seed": r}
                 for d in s.ambient_dims for p in s.perturbation_stds for r in range(s.repeats)]
-    rows = _run_rows(settings, cfg.base, Path(out) / "sigma_sweep.json", "sigma", "σ̃ sweep")
+    rows = _run_rows(settings, cfg.base, Path(out) / "sigma_sweep.json", "sigma", "σ̃ sweep", overwrite)
     table = summarise(rows, ("ambient_dim", "perturbation_std"))
-    _plot_sigma(table, Path(out) / "sigma_sweep.png")
+    plot_sigma_sweep(table, Path(out) / "sigma_sweep.png")
     print(format_table(table, ("ambient_dim", "perturbation_std")))
     return rows
 
 
-def n_sweep(cfg: SweepConfig, out: str | Path) -> dict:
+def n_sweep(cfg: SweepConfig, out: str | Path, overwrite: bool = False) -> dict:
     """W1 against n at fixed σ̃ and D; fits log W1 = a + b log n; writes ``n_sweep.json``/``.png``."""
     s = cfg.sweep
     settings = [{"num_train": n, "perturbation_std": s.n_sweep_perturbation_std,
                  "ambient_dim": s.n_sweep_ambient_dim, "sample_seed": r}
                 for n in s.sample_sizes for r in range(s.repeats)]
-    rows = _run_rows(settings, cfg.base, Path(out) / "n_sweep.json", "n", "n sweep")
+    rows = _run_rows(settings, cfg.base, Path(out) / "n_sweep.json", "n", "n sweep", overwrite)
     table = summarise(rows, ("num_train",))
     n = np.array([r["num_train"] for r in table], dtype=float)
     w1 = np.array([r["w1"] for r in table])
     slope, intercept = np.polyfit(np.log(n), np.log(w1), 1)
     fit = {"slope": float(slope), "intercept": float(intercept), "table": table}
-    _plot_n(table, slope, intercept, Path(out) / "n_sweep.png")
+    plot_n_sweep(table, slope, intercept, Path(out) / "n_sweep.png")
     print(format_table(table, ("num_train",)) + f"\nlog-log slope of W1 against n: {slope:.3f}")
     return fit
 
@@ -273,13 +311,10 @@ def format_table(table: list[dict], keys: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def _plot_sigma(table: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+def plot_sigma_sweep(table: list[dict], path: Path | None = None):
+    """W1 against σ̃, one line per D (rows of :func:`summarise`); returns the figure."""
+    fig = _figure(figsize=(5, 3.6))
+    ax = fig.subplots()
     for dim in sorted({r["ambient_dim"] for r in table}):
         rows = [r for r in table if r["ambient_dim"] == dim]
         ax.plot([r["perturbation_std"] for r in rows], [r["w1"] for r in rows], "o-", label=f"D = {dim}")
@@ -288,16 +323,14 @@ def _plot_sigma(table: list[dict], path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     _save_figure(fig, path)
+    return fig
 
 
-def _plot_n(table: list[dict], slope: float, intercept: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_n_sweep(table: list[dict], slope: float, intercept: float, path: Path | None = None):
+    """W1 against n on log–log axes with the fitted line log W1 = intercept + slope log n; returns the figure."""
     n = np.array([r["num_train"] for r in table], dtype=float)
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig = _figure(figsize=(5, 3.6))
+    ax = fig.subplots()
     ax.loglog(n, [r["w1"] for r in table], "o", label="W1")
     ax.loglog(n, np.exp(intercept) * n**slope, "-", label=f"fit: slope {slope:.2f}")
     ax.set_xlabel("n")
@@ -305,3 +338,4 @@ def _plot_n(table: list[dict], slope: float, intercept: float, path: Path) -> No
     ax.legend()
     fig.tight_layout()
     _save_figure(fig, path)
+    return fig

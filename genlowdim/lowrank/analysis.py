@@ -20,12 +20,12 @@ from genlowdim.metrics.subspace import distance_to_union, subspace_recovery
 from genlowdim.runtime import library_versions, progress, write_json
 
 from .clustering import spectral_init
-from .config import SweepConfig, TrainConfig
+from .config import SOLVERS, SweepConfig, TrainConfig
 from .model import LowRankDenoiser
+from .plots import plot_memorisation, plot_phase_transition
 from .synthetic import SyntheticSet, make_synthetic
 from .train import NoiseDistribution, train_lowrank
 
-SOLVERS = ("spectral", "trained", "random_start")
 
 
 @contextlib.contextmanager
@@ -85,12 +85,14 @@ def run_cell(cfg: SweepConfig, solver: str, d: int, per_subspace: int, seeds: in
 
 def sweep_cells(cfg: SweepConfig) -> list[tuple[str, int, int, int]]:
     """(solver, d, N_k, seeds) of every cell to run, in order."""
+    from genlowdim.config import ConfigError
+
     bad = sorted(set(cfg.solvers) - set(SOLVERS))
     if bad:
-        raise ValueError(f"sweep.solvers: unknown solver(s) {bad}; choose from {list(SOLVERS)}")
+        raise ConfigError(f"solvers: unknown solver(s) {bad}; choose from {list(SOLVERS)}")
     for d in cfg.subspace_dims:
         if cfg.num_subspaces * d > cfg.ambient_dim:
-            raise ValueError(f"sweep: K·d = {cfg.num_subspaces}·{d} > n = {cfg.ambient_dim}")
+            raise ConfigError(f"subspace_dims: K·d = {cfg.num_subspaces}·{d} > n = {cfg.ambient_dim}")
     cells = [(s, d, n, cfg.seeds) for s in cfg.solvers if s != "random_start"
              for d in cfg.subspace_dims for n in cfg.per_subspace]
     if "random_start" in cfg.solvers:
@@ -98,25 +100,59 @@ def sweep_cells(cfg: SweepConfig) -> list[tuple[str, int, int, int]]:
     return cells
 
 
-def run_phase_transition(cfg: SweepConfig, out_dir: str | Path, log: Callable[[str], None] = print) -> dict:
-    """Run (or resume) the sweep; writes ``results.json`` after each cell and ``phase_transition.png``."""
+# what a sweep cell computes, beyond its settings: bump when the code changes the numbers of a cell
+# (2: fits driven by the training engine, batches drawn from its seeded per-epoch generator)
+CELL_CODE_VERSION = 2
+
+
+def cell_settings(cfg: SweepConfig, solver: str, d: int, per_subspace: int) -> dict:
+    """Everything that defines the result of the cell (solver, d, N_k) of ``cfg``."""
+    random_start = solver == "random_start"
+    train = cfg.random_start_train if random_start else cfg.train
+    return {"solver": solver, "d": d, "per_subspace": per_subspace, "ambient_dim": cfg.ambient_dim,
+            "num_subspaces": cfg.num_subspaces, "noise_std": cfg.noise_std, "threshold": cfg.threshold,
+            "seeds": cfg.random_start_seeds if random_start else cfg.seeds,
+            "train": None if solver == "spectral" else to_dict(train), "code": CELL_CODE_VERSION}
+
+
+def load_finished_cells(cfg: SweepConfig, path: Path, overwrite: bool = False) -> dict:
+    """Finished cells of ``path`` (all of them computed with ``cfg``'s settings), or {} when ``overwrite``
+    or there is no file; raises ``ConfigError`` naming the directory and what differs otherwise."""
+    from genlowdim.train import check_resumable
+
+    if overwrite and path.is_file():
+        path.unlink()
+    if not path.is_file():
+        return {}
+    import json
+
+    cells = json.loads(path.read_text()).get("cells", {})
+    for key, cell in cells.items():
+        settings = cell_settings(cfg, cell["solver"], cell["d"], cell["per_subspace"])
+        check_resumable(path.parent, f"cell {key}", cell, settings)
+    return cells
+
+
+def run_phase_transition(cfg: SweepConfig, out_dir: str | Path, log: Callable[[str], None] = print,
+                         overwrite: bool = False) -> dict:
+    """Run (or resume) the sweep; writes ``results.json`` after each cell and ``phase_transition.png``.
+
+    Finished cells are kept when their stored settings match ``cfg`` (else ``ConfigError``);
+    ``overwrite`` starts afresh. Returns the results dict."""
+    from genlowdim.train import settings_record
+
     out = Path(out_dir)
     path = out / "results.json"
+    cells = sweep_cells(cfg)   # checks the config before any work
     results = {"name": "molrg_phase_transition", "config": to_dict(cfg), "versions": library_versions(),
-               "cells": {}}
-    if path.is_file():
-        import json
-
-        old = json.loads(path.read_text())
-        if old.get("config") == results["config"]:
-            results["cells"] = old.get("cells", {})
-    cells = sweep_cells(cfg)
+               "cells": load_finished_cells(cfg, path, overwrite)}
     with torch_threads(1):
         for solver, d, n, seeds in progress(cells, desc="phase transition"):
             key = f"{solver}/d={d}/N={n}"
             if key in results["cells"]:
                 continue
-            results["cells"][key] = run_cell(cfg, solver, d, n, seeds)
+            cell = run_cell(cfg, solver, d, n, seeds)
+            results["cells"][key] = {**cell, **settings_record(cell_settings(cfg, solver, d, n))}
             write_json(path, results)
     write_json(path, results)
     plot_phase_transition(results, out / "phase_transition.png")
@@ -139,42 +175,6 @@ def format_table(results: dict) -> str:
             by_n = {c["per_subspace"]: c["success_rate"] for c in rows if c["d"] == d}
             lines.append(f"{d:>3d}  " + " ".join(f"{by_n[n]:5.2f}" if n in by_n else "    -" for n in ns))
     return "\n".join(lines)
-
-
-def plot_phase_transition(results: dict, path: str | Path) -> None:
-    """One heatmap panel per solver (success rate over N_k × d) with the predicted boundary N_k = d."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    cells = list(results["cells"].values())
-    solvers = [s for s in SOLVERS if any(c["solver"] == s for c in cells)]
-    fig, axes = plt.subplots(1, len(solvers), figsize=(4.2 * len(solvers), 3.6), squeeze=False)
-    for ax, solver in zip(axes[0], solvers):
-        mine = [c for c in cells if c["solver"] == solver]
-        ds = sorted({c["d"] for c in mine})
-        ns = sorted({c["per_subspace"] for c in mine})
-        grid = np.full((len(ds), len(ns)), np.nan)
-        for c in mine:
-            grid[ds.index(c["d"]), ns.index(c["per_subspace"])] = c["success_rate"]
-        im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", vmin=0, vmax=1, cmap="viridis")
-        # predicted boundary N_k = d as a staircase between the columns N_k < d and N_k >= d
-        edge = [sum(n < d for n in ns) - 0.5 for d in ds]
-        xs = [e for e in edge for _ in range(2)]
-        ys = [y for i in range(len(ds)) for y in (i - 0.5, i + 0.5)]
-        ax.plot(xs, ys, color="r", ls="--", lw=1.5, label="N_k = d")
-        ax.set_xticks(range(len(ns)), [str(n) for n in ns])
-        ax.set_yticks(range(len(ds)), [str(d) for d in ds])
-        ax.set_xlabel("N_k (training samples per subspace)")
-        ax.set_ylabel("d")
-        ax.set_title(solver)
-        ax.legend(loc="lower right", fontsize=7)
-    fig.colorbar(im, ax=axes[0].tolist(), label="success rate")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------- Jacobian ranks
@@ -295,15 +295,14 @@ def recovery_metrics(bases: torch.Tensor, data: SyntheticSet, assign_sigma: floa
 
 def memorisation_cell(cfg, d: int, ratio: float) -> dict:
     """Train the MLP denoiser on N_k = round(ratio·d) points per subspace and judge its samples."""
-    from .model import MLPDenoiser
+    from .model import mlp_denoiser
     from .train import train_mlp
 
     per = max(1, round(ratio * d))
     gen = torch.Generator().manual_seed(cfg.seed + 7919 * d + per)
     data = make_synthetic(cfg.num_subspaces, cfg.ambient_dim, d, per, generator=gen)
     m, t, s = cfg.model, cfg.train, cfg.sample
-    model = MLPDenoiser(cfg.ambient_dim, hidden=m.hidden, depth=m.depth, sigma_data=m.sigma_data,
-                        fourier_scale=m.fourier_scale, generator=gen)
+    model = mlp_denoiser(cfg.ambient_dim, m, gen)
     train_mlp(model, data.x.float(), steps=t.steps, batch_size=t.batch_size, lr=t.lr,
               noise=noise_distribution(t), generator=gen)
     samples = sample_with(model, cfg.num_samples, cfg.ambient_dim, sampler=s.sampler, steps=s.steps,
@@ -358,27 +357,3 @@ def run_memorisation(cfg, out_dir: str | Path, log: Callable[[str], None] = prin
             f"{c['on_subspace_fraction']:.3f}        {c['generalised_fraction']:.3f}     | "
             f"{b['empirical']['copy_fraction']:.3f} / {b['exact']['copy_fraction']:.3f}")
     return results
-
-
-def plot_memorisation(results: dict, path: str | Path) -> None:
-    """Copy and generalised fractions against N_k/d, one line per d (curves should collapse)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cells = list(results["cells"].values())
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for d in sorted({c["d"] for c in cells}):
-        rows = sorted((c for c in cells if c["d"] == d), key=lambda c: c["ratio"])
-        ratios = [c["ratio"] for c in rows]
-        ax.plot(ratios, [c["generalised_fraction"] for c in rows], "o-", label=f"generalised, d={d}")
-        ax.plot(ratios, [c["copy_fraction"] for c in rows], "x--", label=f"copies, d={d}")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("N_k / d")
-    ax.set_ylabel("fraction of samples")
-    ax.legend(fontsize=7)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--out", required=True, help="output directory (results written incrementally)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
         p.set_defaults(func=func)
+        if name == "sweep":
+            p.add_argument("--overwrite", action="store_true",
+                           help="clear the finished cells of --out instead of resuming them")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -32,7 +35,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from .analysis import run_phase_transition
     from .config import SweepConfig
 
-    run_phase_transition(load_config(SweepConfig, args.config, args.overrides), args.out)
+    run_phase_transition(load_config(SweepConfig, args.config, args.overrides), args.out,
+                         overwrite=args.overwrite)
     return 0
 
 

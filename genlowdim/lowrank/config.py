@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+SOLVERS = ("spectral", "trained", "random_start")   # the sweep's subspace solvers, in table/figure order
+
 
 @dataclass(frozen=True)
 class DataConfig:

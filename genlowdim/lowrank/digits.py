@@ -22,7 +22,8 @@ from genlowdim.runtime import library_versions, write_json
 from .analysis import jacobian_ranks_along_trajectory, noise_distribution, torch_threads
 from .clustering import assign_to_subspaces, fit_bases, k_subspaces, spectral_init
 from .config import DigitsConfig
-from .model import MLPDenoiser
+from .model import MLPDenoiser, mlp_denoiser
+from .plots import plot_rank_profile
 from .train import train_mlp
 
 
@@ -54,8 +55,7 @@ def train_digits_denoiser(x: torch.Tensor, cfg: DigitsConfig, desc: str | None =
     """EDM-preconditioned MLP trained on digits scaled to [-1, 1]; x: (N, 64) in [0, 1]."""
     gen = torch.Generator().manual_seed(cfg.seed)
     m, t = cfg.model, cfg.train
-    model = MLPDenoiser(x.shape[1], hidden=m.hidden, depth=m.depth, sigma_data=m.sigma_data,
-                        fourier_scale=m.fourier_scale, generator=gen)
+    model = mlp_denoiser(x.shape[1], m, gen)
     train_mlp(model, (2 * x - 1).float(), steps=t.steps, batch_size=t.batch_size, lr=t.lr,
               noise=noise_distribution(t), generator=gen, desc=desc)
     return model.eval()
@@ -67,27 +67,6 @@ def jacobian_rank_profile(model, cfg: DigitsConfig, dim: int = 64) -> list[dict]
     sigmas = sigmas_karras(cfg.heun_steps, cfg.sigma_min, cfg.sigma_max, rho=cfg.rho).float()
     x = sigmas[0] * torch.randn(cfg.num_trajectories, dim, generator=gen)
     return jacobian_ranks_along_trajectory(model, x, sigmas, energy=cfg.energy)
-
-
-def plot_rank_profile(rows: list[dict], path: str | Path, dim: int = 64) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sig = [r["sigma"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    ax.plot(sig, [r["mean_rank"] for r in rows], "o-", label="mean over trajectories")
-    ax.fill_between(sig, [r["min_rank"] for r in rows], [r["max_rank"] for r in rows], alpha=0.3, label="min–max")
-    ax.axhline(dim, color="grey", ls=":", label=f"ambient dimension {dim}")
-    ax.set_xscale("log")
-    ax.set_xlabel("σ")
-    ax.set_ylabel("numerical rank of ∂D/∂x (99% energy)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def run_digits(cfg: DigitsConfig, out_dir: str | Path, log: Callable[[str], None] = print) -> dict:

@@ -1,22 +1,18 @@
-"""Denoisers for MoLRG data: the paper's low-rank network, a generic MLP, and the empirical optimum.
+"""Denoisers for MoLRG data: the paper's low-rank network, a generic MLP (core's EDM-preconditioned
+``MLPDenoiser``, built from a config by :func:`mlp_denoiser`), and the empirical optimum.
 
 All follow the denoiser contract ``denoiser(x, sigma, **extra) -> x0_hat`` with ``x: (B, n)`` and
 ``sigma`` a scalar or ``(B,)`` (VE convention ``x_σ = x₀ + σ ε``).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from genlowdim.core import kernels
+from genlowdim.core.precondition import MLPDenoiser, sigma_per_row
 
-
-def _per_row(value, x: torch.Tensor) -> torch.Tensor:
-    """(B, 1) view of a scalar or (B,) noise level, in x's dtype/device."""
-    t = torch.as_tensor(value, dtype=x.dtype, device=x.device)
-    return t.reshape(-1, 1) if t.dim() >= 1 and t.numel() > 1 else t.reshape(1, 1).expand(x.shape[0], 1)
+__all__ = ["LowRankDenoiser", "MLPDenoiser", "EmpiricalDenoiser", "mlp_denoiser"]
 
 
 class LowRankDenoiser(nn.Module):
@@ -62,8 +58,8 @@ class LowRankDenoiser(nn.Module):
         if self.mode == "soft":
             logw = torch.zeros(bases.shape[0], dtype=x.dtype, device=x.device)
             return kernels.molrg_denoise(x, bases, logw, sigma, s=s, check=False)
-        gamma = _per_row(sigma, x)
-        s_t = _per_row(s, x)
+        gamma = sigma_per_row(sigma, x)
+        s_t = sigma_per_row(s, x)
         coeffs = torch.einsum("knd,bn->bkd", bases, x)
         best = coeffs.pow(2).sum(-1).argmax(dim=1)
         chosen = coeffs[torch.arange(x.shape[0], device=x.device), best]
@@ -71,46 +67,14 @@ class LowRankDenoiser(nn.Module):
         return s_t / (s_t ** 2 + gamma ** 2) * proj
 
 
-class FourierEmbedding(nn.Module):
-    """Random Fourier features of a scalar noise code (EDM/NCSN++ style); frequencies are a buffer."""
-
-    def __init__(self, dim: int, scale: float = 1.0, generator: torch.Generator | None = None):
-        super().__init__()
-        self.register_buffer("freqs", torch.randn(dim // 2, generator=generator) * scale)
-
-    def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
-        arg = 2 * math.pi * c_noise.reshape(-1, 1) * self.freqs.to(c_noise.dtype)
-        return torch.cat([arg.cos(), arg.sin()], dim=-1)
-
-
-class MLPDenoiser(nn.Module):
-    """σ-conditioned MLP with EDM preconditioning (Karras et al. 2022, Table 1):
-    ``D(x, σ) = c_skip x + c_out F(c_in x, c_noise)``, ``c_skip = σ_d²/(σ²+σ_d²)``,
-    ``c_out = σ σ_d / sqrt(σ²+σ_d²)``, ``c_in = 1/sqrt(σ²+σ_d²)``, ``c_noise = ln(σ)/4``.
-    """
-
-    def __init__(self, dim: int, hidden: int = 256, depth: int = 3, sigma_data: float = 1.0,
-                 embed_dim: int = 64, fourier_scale: float = 1.0, generator: torch.Generator | None = None):
-        super().__init__()
-        if depth < 1 or hidden < 1:
-            raise ValueError(f"MLPDenoiser: need depth >= 1 and hidden >= 1, got {depth}, {hidden}")
-        self.dim, self.sigma_data = dim, float(sigma_data)
-        self.embed = FourierEmbedding(embed_dim, scale=fourier_scale, generator=generator)
-        layers: list[nn.Module] = [nn.Linear(dim + embed_dim, hidden), nn.SiLU()]
-        for _ in range(depth - 1):
-            layers += [nn.Linear(hidden, hidden), nn.SiLU()]
-        layers.append(nn.Linear(hidden, dim))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor, sigma, **_: object) -> torch.Tensor:
-        sig = _per_row(sigma, x)
-        sd2 = self.sigma_data ** 2
-        c_skip = sd2 / (sig ** 2 + sd2)
-        c_out = sig * self.sigma_data / (sig ** 2 + sd2).sqrt()
-        c_in = 1.0 / (sig ** 2 + sd2).sqrt()
-        c_noise = sig.clamp_min(1e-12).log() / 4
-        feats = torch.cat([c_in * x, self.embed(c_noise).to(x.dtype)], dim=-1)
-        return c_skip * x + c_out * self.net(feats)
+def mlp_denoiser(dim: int, model_cfg, generator: torch.Generator | None = None) -> MLPDenoiser:
+    """Core's EDM-preconditioned MLP from a ``ModelConfig``: ``depth`` hidden layers of width ``hidden``,
+    Fourier features of the noise code with std ``fourier_scale`` (frequencies from ``generator``)."""
+    if model_cfg.depth < 1 or model_cfg.hidden < 1:
+        raise ValueError(f"MLPDenoiser: need depth >= 1 and hidden >= 1, got {model_cfg.depth}, "
+                         f"{model_cfg.hidden}")
+    return MLPDenoiser(dim, [model_cfg.hidden] * model_cfg.depth, sigma_data=model_cfg.sigma_data,
+                       fourier_scale=model_cfg.fourier_scale, generator=generator)
 
 
 class EmpiricalDenoiser(nn.Module):
@@ -126,7 +90,7 @@ class EmpiricalDenoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma, **_: object) -> torch.Tensor:
         data = self.points.to(x.dtype)
-        sig = _per_row(sigma, x)
+        sig = sigma_per_row(sigma, x)
         sq = torch.cdist(x, data).pow(2)
         weights = torch.softmax(-sq / (2 * sig ** 2), dim=1)
         return weights @ data

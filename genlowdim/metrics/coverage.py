@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from genlowdim.metrics.result import MetricResult, as_float
+from genlowdim.metrics.vectors import nearest_neighbour_distances
 
 DEFAULT_CHUNK = 2048
 
@@ -35,12 +36,7 @@ def nearest_distances(a, b, chunk: int = DEFAULT_CHUNK) -> tuple[np.ndarray, np.
     a, b = _points(a, "a"), _points(b, "b")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"feature sizes differ: {a.shape[1]} vs {b.shape[1]}")
-    a_min = torch.empty(a.shape[0], dtype=torch.float64)
-    b_min = torch.full((b.shape[0],), float("inf"), dtype=torch.float64)
-    for start in range(0, a.shape[0], chunk):
-        d = torch.cdist(a[start:start + chunk], b, compute_mode="donot_use_mm_for_euclid_dist")
-        a_min[start:start + chunk] = d.min(dim=1).values
-        b_min = torch.minimum(b_min, d.min(dim=0).values)
+    a_min, b_min = nearest_neighbour_distances(a, b, chunk)
     return a_min.numpy(), b_min.numpy()
 
 

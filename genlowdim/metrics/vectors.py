@@ -2,7 +2,8 @@
 
 Every function returns a plain dict ``{"name", "value", ...parameters}`` so that a JSON dump shows what
 was measured and how (sample sizes, bandwidths, k, solver). Pairwise distances are computed with
-``torch.cdist`` in row chunks, so memory stays ``O(chunk * M)``.
+``torch.cdist`` in row chunks (``pairwise_blocks``, the one chunked loop of the metrics package, also
+behind ``metrics.coverage``), so memory stays ``O(chunk * M)``.
 
 - ``wasserstein1``: exact W1 with Euclidean ground cost by the network simplex (POT ``ot.emd2``),
   uniform weights, equal or unequal sizes; 1-D inputs use SciPy's exact sorted-CDF formula.
@@ -12,7 +13,7 @@ was measured and how (sample sizes, bandwidths, k, solver). Pairwise distances a
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -48,27 +49,41 @@ def pairwise_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")
 
 
+def pairwise_blocks(x: torch.Tensor, y: torch.Tensor, chunk: int = DEFAULT_CHUNK) -> Iterator[tuple[int, torch.Tensor]]:
+    """The distance matrix of ``x (N, D)`` and ``y (M, D)`` in row blocks: ``(start, d)`` with
+    ``d = pairwise_distances(x[start:start + chunk], y)`` of shape ``(≤ chunk, M)`` (memory O(chunk · M))."""
+    for start in range(0, len(x), chunk):
+        yield start, pairwise_distances(x[start:start + chunk], y)
+
+
+def nearest_neighbour_distances(x: torch.Tensor, y: torch.Tensor,
+                                chunk: int = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(min_j ||x_i − y_j|| for each i: (N,), min_i ||x_i − y_j|| for each j: (M,))``, one chunked pass."""
+    x_min = torch.empty(len(x), dtype=x.dtype, device=x.device)
+    y_min = torch.full((len(y),), float("inf"), dtype=y.dtype, device=y.device)
+    for start, d in pairwise_blocks(x, y, chunk):
+        x_min[start:start + len(d)] = d.min(dim=1).values
+        y_min = torch.minimum(y_min, d.min(dim=0).values)
+    return x_min, y_min
+
+
 def chunked_min_dist(x: torch.Tensor, y: torch.Tensor, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
     """Distance from each row of ``x (N, D)`` to its nearest row of ``y (M, D)``: ``(N,)``."""
-    return torch.cat([pairwise_distances(x[i:i + chunk], y).min(dim=1).values for i in range(0, len(x), chunk)])
+    return torch.cat([d.min(dim=1).values for _, d in pairwise_blocks(x, y, chunk)])
 
 
 def knn_radii(x: torch.Tensor, k: int, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
     """Distance of each point of ``x (N, D)`` to its k-th nearest neighbour in ``x`` (self excluded)."""
     if not 1 <= k < len(x):
         raise ValueError(f"k must satisfy 1 <= k < number of points ({len(x)}), got k={k}")
-    out = []
-    for i in range(0, len(x), chunk):
-        d = pairwise_distances(x[i:i + chunk], x)
-        out.append(d.kthvalue(k + 1, dim=1).values)  # +1: the point itself is at distance 0
-    return torch.cat(out)
+    # k + 1: the point itself is at distance 0
+    return torch.cat([d.kthvalue(k + 1, dim=1).values for _, d in pairwise_blocks(x, x, chunk)])
 
 
 def _count_in_balls(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor,
                     chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
     """For each point ``(N, D)``: how many balls ``B(centres_i, radii_i)`` contain it: ``(N,)``."""
-    return torch.cat([(pairwise_distances(points[i:i + chunk], centres) <= radii[None, :]).sum(dim=1)
-                      for i in range(0, len(points), chunk)])
+    return torch.cat([(d <= radii[None, :]).sum(dim=1) for _, d in pairwise_blocks(points, centres, chunk)])
 
 
 def wasserstein1(x, y, *, num_iter_max: int = 10_000_000) -> dict:
@@ -112,8 +127,8 @@ def _kernel_mean(a: torch.Tensor, b: torch.Tensor, bandwidths: Sequence[float], 
                  chunk: int = DEFAULT_CHUNK) -> float:
     """Mean of Σ_h exp(−‖a_i − b_j‖² / (2h²)) over pairs (i ≠ j when ``exclude_diag``)."""
     total = 0.0
-    for i in range(0, len(a), chunk):
-        d2 = pairwise_distances(a[i:i + chunk], b).square()
+    for i, d in pairwise_blocks(a, b, chunk):
+        d2 = d.square()
         k = sum(torch.exp(-d2 / (2.0 * h * h)) for h in bandwidths)
         if exclude_diag:
             rows = torch.arange(i, min(i + chunk, len(a)))

@@ -63,7 +63,7 @@ def test_sample_command_writes_pushforward_and_noisy_samples(circle_run, tmp_pat
                  "--sampler", "heun"]) == 2
 
 
-def test_sweep_command_writes_rows_and_resumes(tmp_path, capsys):
+def test_sweep_command_writes_rows_and_resumes(tmp_path, capsys, monkeypatch):
     args = ["likelihood", "sweep", "--config", SWEEP, "--out", str(tmp_path),
             "--set", "base.fit.steps=30", "--set", "base.fit.num_nodes=50", "--set", "base.eval.num_samples=60",
             "--set", "sweep.ambient_dims=[2, 3]", "--set", "sweep.perturbation_stds=[0.0, 0.2]",
@@ -76,10 +76,23 @@ def test_sweep_command_writes_rows_and_resumes(tmp_path, capsys):
     assert [r["setting"]["num_train"] for r in n_rows] == [20, 40]
     assert (tmp_path / "sigma_sweep.png").is_file() and (tmp_path / "n_sweep.png").is_file()
     assert "log-log slope" in capsys.readouterr().out
-    # a rerun finds every setting done and fits nothing new
-    before = (tmp_path / "sigma_sweep.json").read_text()
-    assert main(args + ["--kind", "sigma"]) == 0
-    assert (tmp_path / "sigma_sweep.json").read_text() == before
+    # a rerun finds every setting done and fits nothing new; an interrupted one fits only what is missing
+    import genlowdim.likelihood.sweeps as sweeps
+
+    fits, real = [], sweeps.fit_one
+    monkeypatch.setattr(sweeps, "fit_one", lambda cfg, *a, **k: fits.append(cfg.data.ambient_dim) or real(cfg, *a, **k))
+    assert main(args + ["--kind", "sigma"]) == 0 and fits == []
+    saved = json.loads((tmp_path / "sigma_sweep.json").read_text())
+    (tmp_path / "sigma_sweep.json").write_text(json.dumps({**saved, "rows": saved["rows"][:-1]}))
+    assert main(args + ["--kind", "sigma"]) == 0 and fits == [3]
+    assert json.loads((tmp_path / "sigma_sweep.json").read_text())["rows"][-1]["w1"] == saved["rows"][-1]["w1"]
+    # other settings: one clear line naming the directory and the difference, until --overwrite
+    capsys.readouterr()
+    assert main(args + ["--kind", "sigma", "--set", "base.fit.steps=31"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(tmp_path) in err and "run.fit.steps: 30 -> 31" in err
+    assert "--overwrite" in err and fits == [3]
+    assert main(args + ["--kind", "sigma", "--set", "base.fit.steps=31", "--overwrite"]) == 0 and len(fits) == 5
 
 
 @pytest.mark.parametrize("override,message", [

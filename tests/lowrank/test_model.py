@@ -6,7 +6,7 @@ import torch
 
 from genlowdim.lowrank.clustering import spectral_init
 from genlowdim.lowrank.mixture import LowRankMixture, random_bases
-from genlowdim.lowrank.model import EmpiricalDenoiser, LowRankDenoiser, MLPDenoiser
+from genlowdim.lowrank.model import EmpiricalDenoiser, LowRankDenoiser, mlp_denoiser
 from genlowdim.lowrank.synthetic import make_synthetic
 from genlowdim.lowrank.train import NoiseDistribution, diffusion_loss, train_lowrank
 from genlowdim.metrics.subspace import subspace_error
@@ -89,13 +89,14 @@ def test_training_at_small_noise_refines_a_perturbed_start(mode):
     assert subspace_error(model.bases.detach().double(), data.bases) < 0.2
 
 
-def test_mlp_preconditioning_limits():
-    # c_skip → 1, c_out → 0 as σ → 0: the untrained MLP already returns x at tiny noise
-    model = MLPDenoiser(5, hidden=16, depth=2, generator=torch.Generator().manual_seed(0))
-    x = torch.randn(4, 5)
-    with torch.no_grad():
-        assert torch.allclose(model(x, 1e-6), x, atol=1e-5)
-        assert model(x, torch.full((4,), 3.0)).shape == (4, 5)
+def test_mlp_from_config_has_the_configured_layers():
+    from genlowdim.lowrank.config import ModelConfig
+
+    model = mlp_denoiser(5, ModelConfig(kind="mlp", hidden=16, depth=2, sigma_data=0.5))
+    widths = [(m.in_features, m.out_features) for m in model.net if isinstance(m, torch.nn.Linear)]
+    assert widths == [(5 + 64, 16), (16, 16), (16, 5)] and model.sigma_data == 0.5
+    with pytest.raises(ValueError, match="depth"):
+        mlp_denoiser(5, ModelConfig(kind="mlp", depth=0))
 
 
 def test_empirical_denoiser_snaps_to_the_nearest_training_point():

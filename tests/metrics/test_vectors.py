@@ -1,10 +1,13 @@
 """Vector metrics against answers known by construction."""
+import math
+
 import numpy as np
 import pytest
 import torch
 from scipy.stats import wasserstein_distance
 
-from genlowdim.metrics.vectors import density_coverage, knn_precision_recall, mmd, wasserstein1
+from genlowdim.metrics.vectors import (density_coverage, knn_precision_recall, mmd, nearest_neighbour_distances,
+                                       pairwise_blocks, wasserstein1)
 
 
 def _gauss(n, d, seed, shift=0.0):
@@ -92,3 +95,15 @@ def test_bad_input_errors():
         mmd(torch.zeros(3, 2), torch.ones(3, 2), bandwidths=[0.0])
     with pytest.raises(ValueError, match="empty"):
         wasserstein1(np.zeros((0, 2)), np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 2048])
+def test_nearest_neighbour_distances_both_ways_by_construction(chunk):
+    x = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
+    y = torch.tensor([[1.0, 0.0], [10.0, 0.0]], dtype=torch.float64)
+    x_to_y, y_to_x = nearest_neighbour_distances(x, y, chunk)
+    assert x_to_y.tolist() == [1.0, 2.0, math.sqrt(17.0)]
+    assert y_to_x.tolist() == [1.0, 7.0]
+    blocks = list(pairwise_blocks(x, y, chunk))
+    assert [start for start, _ in blocks] == list(range(0, 3, chunk))
+    assert torch.equal(torch.cat([d for _, d in blocks]), torch.cdist(x, y))
