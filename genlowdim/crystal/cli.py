@@ -51,6 +51,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("models", help="list the models shipped with the package and their measured figures")
     p.add_argument("--json", action="store_true", help="print the manifests as JSON")
     p.set_defaults(func=_cmd_models)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    e = actions.add_parser("export", help="(maintainers) write a shipped model from training runs' checkpoints")
+    e.add_argument("--name", required=True, help="the model's name, e.g. perov_5")
+    e.add_argument("--cdvae", required=True, help="the CDVAE run's checkpoint (its EMA weights are kept)")
+    e.add_argument("--property", default=None, help="the property predictor run's checkpoint")
+    e.add_argument("--cdvae-command", default=None, help="the command that trained the CDVAE (recorded)")
+    e.add_argument("--property-command", default=None, help="the command that trained the predictor (recorded)")
+    e.add_argument("--git-commit", default=None, help="the commit the runs were trained at (default: HEAD)")
+    e.add_argument("--root", default=None, help="folder of shipped models (default: the package's)")
+    e.set_defaults(func=_cmd_models_export)
 
     p = subparsers.add_parser("demo", help="sample the shipped model, then train a small CDVAE, sample, evaluate")
     p.add_argument("--out", default="runs/demo")
@@ -254,6 +264,17 @@ def _cmd_models(args: argparse.Namespace) -> int:
             shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                               for k, v in figures.items() if not isinstance(v, (dict, list)))
             print(f"  {key}: {shown}")
+    return 0
+
+
+def _cmd_models_export(args: argparse.Namespace) -> int:
+    from genlowdim.crystal.pretrained import PRETRAINED_DIR, export_model
+
+    commands = {"cdvae": args.cdvae_command, "property": args.property_command}
+    manifest = export_model(args.name, args.cdvae, args.property, commands=commands, git_commit=args.git_commit,
+                            root=args.root or PRETRAINED_DIR)
+    sizes = ", ".join(f"{kind} {entry['bytes'] / 1e6:.2f} MB" for kind, entry in manifest["files"].items())
+    print(f"exported {args.name} to {args.root or PRETRAINED_DIR}/{args.name} ({sizes})")
     return 0
 
 

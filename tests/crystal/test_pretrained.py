@@ -72,3 +72,21 @@ def test_every_shipped_model_matches_its_manifest():
             path = resolve_model(name, kind)            # raises on a hash mismatch
             assert path.stat().st_size == entry["bytes"]
             assert load_checkpoint(path, family="crystal")["config"]["task"] == entry["task"]
+
+
+def test_models_export_and_list_through_the_cli(tmp_path, capsys, monkeypatch):
+    from genlowdim.cli import main
+    import genlowdim.crystal.pretrained as pretrained
+
+    run = _fake_run(tmp_path / "run.pt")
+    assert main(["models", "export", "--name", "toy", "--cdvae", str(run), "--property", str(run),
+                 "--cdvae-command", "genlowdim train --config x.yaml", "--git-commit", "abc",
+                 "--root", str(tmp_path / "models")]) == 0
+    manifest = json.loads((tmp_path / "models" / "toy" / "manifest.json").read_text())
+    assert manifest["files"]["cdvae"]["command"] == "genlowdim train --config x.yaml"
+    assert manifest["git_commit"] == "abc" and set(manifest["files"]) == {"cdvae", "property"}
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path / "models")
+    monkeypatch.setattr(pretrained.available_models, "__defaults__", (tmp_path / "models",))
+    capsys.readouterr()
+    assert main(["models"]) == 0
+    assert "toy: CDVAE 123 steps (fake)" in capsys.readouterr().out
