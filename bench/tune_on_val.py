@@ -79,8 +79,8 @@ def _batched(fn, total: int, batch_size: int, seed: int):
 
 def generation_table(model, cfg, rows: Rows, args, reference) -> list[dict]:
     settings = [("cdvae ALD 50x100, r = 1", "ald", SamplerSpec("ald", 100, 1e-4))]
-    settings += [(f"ald_fast 50x{s}, r = {r:g}", "ald_fast", SamplerSpec("ald", s, r * SIGMA_MIN ** 2))
-                 for s, r in [(10, 0.1), (10, 0.25), (10, 0.5), (10, 1.0), (5, 0.5)]]
+    settings += [(f"ald_fast 50x{args.steps_each}, r = {r:g}", "ald_fast",
+                  SamplerSpec("ald", args.steps_each, r * SIGMA_MIN ** 2)) for r in args.rates]
     out = []
     for name, sampler, spec in settings:
         if name.startswith("cdvae") and args.skip_cdvae_ald:
@@ -109,7 +109,7 @@ def reconstruction_table(model, cfg, rows: Rows, args) -> list[dict]:
     truths = batch_to_decoded(Batch.from_data_list(items)).to_structures()
     variants = [("cdvae: ALD 50x100, z sampled, argmax", "cdvae", {})]
     for latent in ("mean", "sample"):
-        for types in ("argmax", "composition", "fixed"):
+        for types in args.recon_types:
             variants.append((f"ald_fast, z {latent}, {types}", "genlowdim", {"latent": latent, "type_update": types}))
     out = []
     for name, protocol, flags in variants:
@@ -176,6 +176,10 @@ def main() -> None:
     p.add_argument("--decode-every", type=int, default=555)
     p.add_argument("--batch-size", type=int, default=200)
     p.add_argument("--radius-quantiles", type=float, nargs="+", default=[0.99, 0.9])
+    p.add_argument("--rates", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0],
+                   help="fast-sampler steps r = step_lr/σ_min² to compare")
+    p.add_argument("--steps-each", type=int, default=10, help="fast-sampler steps per noise level")
+    p.add_argument("--recon-types", nargs="+", default=["argmax", "composition", "fixed"])
     p.add_argument("--skip-cdvae-ald", action="store_true", help="leave out the 5,000-call ALD rows")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)

@@ -102,8 +102,11 @@ def export_model(name: str, cdvae_checkpoint: str | Path, property_checkpoint: s
 
     ``commands``: the training commands (kind -> command line) to record; ``git_commit``: the commit the
     runs were trained at (default: this checkout's HEAD); ``metrics``: measured figures to record (they can
-    be added later with :func:`record_metrics`)."""
+    be added later with :func:`record_metrics`; a re-export keeps the figures recorded before unless
+    ``metrics`` is given)."""
     out = Path(root) / name
+    if metrics is None and (out / "manifest.json").is_file():
+        metrics = json.loads((out / "manifest.json").read_text()).get("metrics")
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     for kind, source in (("cdvae", cdvae_checkpoint), ("property", property_checkpoint)):
