@@ -109,28 +109,30 @@ def _semicircle(x1: float, x2: float) -> float:
     return (a1 - area(x2)) / (0.25 * math.pi)
 
 
-def _images(lattice: np.ndarray, frac: np.ndarray, cutoff: float):
-    """Per centre i: displacements (M_i, 3) to every image of every site within ``cutoff`` (plus
-    SPHERE_BAND), their source-site indices (M_i,) and distances (M_i,), self excluded."""
-    return [_one_centre_images(lattice, frac, i, cutoff) for i in range(len(frac))]
-
-
-def _one_centre_images(lattice: np.ndarray, frac: np.ndarray, centre: int, cutoff: float):
+def _images(lattice: np.ndarray, frac: np.ndarray, cutoff: float, centres=None):
+    """Per centre i (all sites, or ``centres``): displacements (M_i, 3) to every image of every site
+    within ``cutoff`` (plus SPHERE_BAND), their source-site indices (M_i,) and distances (M_i,), self
+    excluded."""
+    centres = np.arange(len(frac)) if centres is None else np.asarray(centres)
     inv = np.linalg.inv(lattice)
+    # planes spacing: 1/|column of inv| ; images needed per axis
     reach = np.ceil(cutoff * np.linalg.norm(inv, axis=0)).astype(int) + 1
     rng = [np.arange(-r, r + 1) for r in reach]
     t = np.stack(np.meshgrid(*rng, indexing="ij"), -1).reshape(-1, 3).astype(float)
-    df = frac - frac[centre]
+    df = frac[None, :, :] - frac[centres, None, :]                 # (i, s, 3)
     df = df - np.round(df)
-    d = (df[:, None, :] + t[None, :, :]) @ lattice                 # (s, T, 3)
-    dist = np.sqrt(np.einsum("std,std->st", d, d))
-    src = np.broadcast_to(np.arange(len(frac))[:, None], dist.shape)
-    keep = dist <= cutoff + SPHERE_BAND
-    di, si, ri = d[keep], src[keep], dist[keep]
-    selfmask = ri < 1e-8
-    if selfmask.sum() != 1:
-        raise NeedsReference("coincident atoms")
-    return di[~selfmask], si[~selfmask], ri[~selfmask]
+    d = (df[:, :, None, :] + t[None, None, :, :]) @ lattice        # (i, s, T, 3) cartesian
+    dist = np.sqrt(np.einsum("istd,istd->ist", d, d))
+    src = np.broadcast_to(np.arange(len(frac))[None, :, None], dist.shape)
+    out = []
+    for k in range(len(centres)):
+        keep = dist[k] <= cutoff + SPHERE_BAND
+        di, si, ri = d[k][keep], src[k][keep], dist[k][keep]
+        selfmask = ri < 1e-8
+        if selfmask.sum() != 1:
+            raise NeedsReference("coincident atoms")
+        out.append((di[~selfmask], si[~selfmask], ri[~selfmask]))
+    return out
 
 
 def retry_cutoff(lattice: np.ndarray) -> float | None:
@@ -140,6 +142,20 @@ def retry_cutoff(lattice: np.ndarray) -> float | None:
     if SEARCH_CUTOFF >= max_cutoff:
         return None
     return min(SEARCH_CUTOFF * 2, max_cutoff + 0.001)
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cross product of (K, 3) arrays (np.cross without its per-call overhead)."""
+    a0, a1, a2 = a[:, 0], a[:, 1], a[:, 2]
+    b0, b1, b2 = b[:, 0], b[:, 1], b[:, 2]
+    return np.stack((a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0), axis=1)
+
+
+def _run_starts(x: np.ndarray) -> np.ndarray:
+    """Indices where a new run of equal values starts in ``x``."""
+    new = np.ones(len(x), dtype=bool)
+    new[1:] = x[1:] != x[:-1]
+    return np.flatnonzero(new)
 
 
 def _cell(d: np.ndarray):
@@ -171,9 +187,9 @@ def _cell(d: np.ndarray):
     cen[pts] /= cnt[pts, None]
     nrm = d / np.linalg.norm(d, axis=1)[:, None]
     helper = np.where((np.abs(nrm[:, 0]) < 0.9)[:, None], np.array([1.0, 0, 0]), np.array([0, 1.0, 0]))
-    e1 = np.cross(nrm, helper)
+    e1 = _cross(nrm, helper)
     e1 /= np.linalg.norm(e1, axis=1)[:, None]
-    e2 = np.cross(nrm, e1)
+    e2 = _cross(nrm, e1)
     rel = v - cen[p_idx]
     ang = np.arctan2(np.einsum("kd,kd->k", rel, e2[p_idx]), np.einsum("kd,kd->k", rel, e1[p_idx]))
     order = np.lexsort((ang, p_idx))
@@ -183,15 +199,15 @@ def _cell(d: np.ndarray):
     same = np.zeros(len(p_s), dtype=bool)
     same[1:] = (p_s[1:] == p_s[:-1]) & (np.abs(v_s[1:] - v_s[:-1]).max(axis=1) < 1e-9 * scale)
     p_s, v_s = p_s[~same], v_s[~same]
-    starts = np.flatnonzero(np.r_[True, p_s[1:] != p_s[:-1]])
-    ends = np.r_[starts[1:], len(p_s)]
+    starts = _run_starts(p_s)
+    ends = np.append(starts[1:], len(p_s))
     # wrap-around duplicate (last equals first)
     last_dup = np.abs(v_s[ends - 1] - v_s[starts]).max(axis=1) < 1e-9 * scale
     keep = np.ones(len(p_s), dtype=bool)
     keep[(ends - 1)[last_dup & (ends - starts > 1)]] = False
     p_s, v_s = p_s[keep], v_s[keep]
-    starts = np.flatnonzero(np.r_[True, p_s[1:] != p_s[:-1]])
-    sizes = np.diff(np.r_[starts, len(p_s)])
+    starts = _run_starts(p_s)
+    sizes = np.diff(np.append(starts, len(p_s)))
     group = np.repeat(np.arange(len(starts)), sizes)
     pos = np.arange(len(p_s)) - starts[group]
     tri = (pos >= 1) & (pos <= sizes[group] - 2)
@@ -199,7 +215,7 @@ def _cell(d: np.ndarray):
     a0 = v_s[starts[group[t_i]]]
     aj = v_s[t_i]
     ak = v_s[t_i + 1]
-    tp = np.abs(np.einsum("kd,kd->k", a0, np.cross(aj, ak)))
+    tp = np.abs(np.einsum("kd,kd->k", a0, _cross(aj, ak)))
     r0, rj, rk = (np.sqrt(np.einsum("kd,kd->k", x, x)) for x in (a0, aj, ak))
     if (tp <= FAN_REL_TOL * r0 * rj * rk).any():
         raise FlatFace("flat fan triangle")
@@ -353,7 +369,7 @@ def site_neighbours(d: np.ndarray, src: np.ndarray, dist: np.ndarray, species: l
         if cutoff is None:
             raise NeedsReference("unbounded cell, no retry") from None
         try:
-            faces = _own_faces(*_one_centre_images(lattice, frac, centre, cutoff), cutoff)
+            faces = _own_faces(*_images(lattice, frac, cutoff, [centre])[0], cutoff)
         except Unbounded:
             raise NeedsReference("unbounded cell at the retry cutoff") from None
     return _weights(*faces, species, centre)
