@@ -172,7 +172,7 @@ def _cell(d: np.ndarray):
     if (eq[:, 3] > 1e-9).any():
         raise Unbounded("unbounded cell")
     if (eq[:, 3] > -1e-12).any():
-        raise NeedsReference("nearly unbounded cell")
+        raise NeedsExactFaces("nearly unbounded cell")
     verts = -eq[:, :3] / eq[:, 3:4]                                 # (F, 3) Voronoi vertices
     radius = float(np.sqrt(np.einsum("fd,fd->f", verts, verts)).max())
     simp = hull.simplices
@@ -545,6 +545,8 @@ def fast_site_features(structures, stats: FastStats | None = None) -> list:
             for (si, i, cw, _, _), v, fr in zip(items, vals, fragile):
                 feats = results[si]
                 if fr:
+                    if not np.isnan(feats[i, 0]):
+                        stats.add_reason("order parameter on a threshold")
                     feats[i] = np.nan
                 elif not np.isnan(feats[i, 0]):
                     feats[i, off] = cw * v
