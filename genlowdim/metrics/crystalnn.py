@@ -178,13 +178,11 @@ def _cell(d: np.ndarray):
     simp = hull.simplices
     p_idx = simp.ravel()
     f_idx = np.repeat(np.arange(len(simp)), 3)
-    pts = np.unique(p_idx)
     # order each face's vertices around the face normal
-    cnt = np.bincount(p_idx, minlength=len(d)).astype(float)
+    cnt = np.maximum(np.bincount(p_idx, minlength=len(d)), 1).astype(float)
     v = verts[f_idx]
-    cen = np.zeros((len(d), 3))
-    np.add.at(cen, p_idx, v)
-    cen[pts] /= cnt[pts, None]
+    cen = np.stack([np.bincount(p_idx, weights=v[:, c], minlength=len(d)) for c in range(3)], axis=1)
+    cen /= cnt[:, None]
     nrm = d / np.linalg.norm(d, axis=1)[:, None]
     helper = np.where((np.abs(nrm[:, 0]) < 0.9)[:, None], np.array([1.0, 0, 0]), np.array([0, 1.0, 0]))
     e1 = _cross(nrm, helper)
@@ -448,16 +446,14 @@ def _weights(fd, fsrc, fdist, omega, area, species, centre):
 
 
 def _cn_sets(weights: np.ndarray) -> list[tuple[int, float]]:
-    """[(cn, cn weight), ...] of the nested sets (weights sorted descending, all > 0)."""
-    bins = []
-    for w in weights:
-        if not bins or bins[-1] != w:
-            bins.append(float(w))
-    bins.append(0.0)
+    """[(cn, cn weight), ...] of the nested sets (weights sorted descending, all > 0): one set per
+    distinct weight, holding every neighbour with at least that weight."""
+    w = weights.tolist()
     out = []
-    for i, val in enumerate(bins[:-1]):
-        cn = int((weights >= val).sum())
-        out.append((cn, _semicircle(bins[i], bins[i + 1])))
+    for k, val in enumerate(w):
+        nxt = w[k + 1] if k + 1 < len(w) else 0.0
+        if nxt != val:
+            out.append((k + 1, _semicircle(val, nxt)))
     return out
 
 
@@ -475,23 +471,26 @@ def _structure_arrays(structure):
 
 
 def _site_sets(structure, d, src, dist, species, i, lattice, frac, layout, stats):
-    """Ordered neighbours of site i: the fast path, or pymatgen's exact Voronoi arithmetic where the
-    fast path cannot fix a tie (then no pair is uncertain)."""
+    """Ordered neighbours of site i and their CN sets: the fast path, or pymatgen's exact Voronoi
+    arithmetic where the fast path cannot fix a tie (then no pair is uncertain)."""
     try:
         nd, nw, uncertain = site_neighbours(d, src, dist, species, i, lattice, frac)
-        unit = nd / np.linalg.norm(nd, axis=1)[:, None]
-        for cn, cw in _cn_sets(nw):
-            if cn > 24 or cw == 0 or not uncertain[:cn, :cn].any():
-                continue
-            for _, typ, params in layout[cn][1]:
-                if typ == "bcc" and bcc_order_unknown(params, unit[None, :cn], uncertain[None, :cn, :cn])[0]:
-                    raise NeedsExactFaces("bcc neighbour order tied")
-        return nd, nw, uncertain
+        sets = _cn_sets(nw)
+        if uncertain.any():
+            unit = nd / np.linalg.norm(nd, axis=1)[:, None]
+            for cn, cw in sets:
+                if cn > 24 or cw == 0 or not uncertain[:cn, :cn].any():
+                    continue
+                for _, typ, params in layout[cn][1]:
+                    if typ == "bcc" and bcc_order_unknown(params, unit[None, :cn],
+                                                          uncertain[None, :cn, :cn])[0]:
+                        raise NeedsExactFaces("bcc neighbour order tied")
+        return nd, nw, uncertain, sets
     except NeedsExactFaces as err:
         stats.add_reason(f"exact Voronoi: {err}")
         stats.replayed_sites += 1
         nd, nw = exact_site_neighbours(structure, i, species)
-        return nd, nw, np.zeros((len(nw), len(nw)), dtype=bool)
+        return nd, nw, np.zeros((len(nw), len(nw)), dtype=bool), _cn_sets(nw)
 
 
 def fast_site_features(structures, stats: FastStats | None = None) -> list:
@@ -517,7 +516,7 @@ def fast_site_features(structures, stats: FastStats | None = None) -> list:
         feats = np.zeros((len(s), STRUCT_DIM))
         for i, (d, src, dist) in enumerate(neigh):
             try:
-                nd, nw, uncertain = _site_sets(s, d, src, dist, species, i, lat, frac, layout, stats)
+                nd, nw, uncertain, sets = _site_sets(s, d, src, dist, species, i, lat, frac, layout, stats)
             except NeedsReference as err:
                 feats[i] = np.nan
                 stats.add_reason(str(err))
@@ -527,7 +526,7 @@ def fast_site_features(structures, stats: FastStats | None = None) -> list:
                 stats.add_reason(f"error: {type(err).__name__}")
                 continue
             unit = nd / np.linalg.norm(nd, axis=1)[:, None]
-            for cn, cw in _cn_sets(nw):
+            for cn, cw in sets:
                 if cn > 24:
                     continue
                 wt_off, ops = layout[cn]
