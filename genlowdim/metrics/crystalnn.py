@@ -214,10 +214,17 @@ def _cell(d: np.ndarray):
     a0 = v_s[starts[group[t_i]]]
     aj = v_s[t_i]
     ak = v_s[t_i + 1]
-    tp = np.abs(np.einsum("kd,kd->k", a0, _cross(aj, ak)))
-    r0, rj, rk = (np.sqrt(np.einsum("kd,kd->k", x, x)) for x in (a0, aj, ak))
-    if (tp <= FAN_REL_TOL * r0 * rj * rk).any():
+    # three collinear vertices anywhere on a polygon give a zero-height fan triangle for some first
+    # vertex, and Qhull's first vertex is not known here: test every consecutive (cyclic) triple
+    big = sizes[group] >= 3
+    prev = starts[group] + (pos - 1) % sizes[group]
+    nxt = starts[group] + (pos + 1) % sizes[group]
+    norm = np.sqrt(np.einsum("kd,kd->k", v_s, v_s))
+    turn = np.abs(np.einsum("kd,kd->k", v_s[prev], _cross(v_s, v_s[nxt])))
+    if (big & (turn <= FAN_REL_TOL * norm[prev] * norm * norm[nxt])).any():
         raise FlatFace("flat fan triangle")
+    tp = np.abs(np.einsum("kd,kd->k", a0, _cross(aj, ak)))
+    r0, rj, rk = norm[starts[group[t_i]]], norm[t_i], norm[t_i + 1]
     de = r0 * rj * rk + rk * np.einsum("kd,kd->k", a0, aj) + rj * np.einsum("kd,kd->k", a0, ak) \
         + r0 * np.einsum("kd,kd->k", aj, ak)
     with np.errstate(divide="ignore"):
