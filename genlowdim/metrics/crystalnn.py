@@ -8,18 +8,21 @@ The chain per site (pymatgen's ``CrystalNN.get_nn_data`` with its defaults, then
    duals 2d/|d|² of the neighbour displacements d (hull facets are the cell's vertices, hull vertices its
    faces), first from the images within a smaller radius r0; the cell is the one of the 7 Å set when its
    largest vertex distance R satisfies 2R < r0 (every point farther than 2R is irrelevant), otherwise the
-   7 Å set itself is used. An unbounded cell, or 2R within 1e-6 of 7 Å, goes to the reference (which
-   then retries with a larger cutoff or fails).
+   7 Å set itself is used (a bounded cell of that set is pymatgen's cell, even when it reaches past
+   7 Å); a clearly unbounded cell is recomputed at pymatgen's retry cutoff.
 2. Per face: solid angle (fan of triangles from the first vertex, 2·atan per triangle), fan volume,
    area = 3V/(|d|/2); weight = Ω/Ω_max · Ω/area · (1 + 3·sqrt(|Δχ|/3.3)), divided by its maximum,
    times the covalent-radius distance factor, then numpy-rounded to 3 decimals; nested neighbour sets
    for the distinct weights with the unit-semicircle weights.
 3. Order parameters of each set with CN 1..12 (``order_params``), times the set's weight.
 
-Guards (the site is recomputed by matminer): a fan triangle of (near) zero height (pymatgen adds 2π for
-an exact zero), a weight with |1000·w − (k + ½)| < 1e-6 before rounding, an angle within 1e-9 of an
-order-parameter threshold or an ill-conditioned azimuth axis, a non-finite weight, a structure with
-oxidation states, disorder or coincident atoms (whole structure), and any exception.
+Guards. Recomputed through pymatgen's exact Voronoi arithmetic (``exact_site_neighbours``): a face with
+three collinear vertices (pymatgen adds 2π for a fan triangle of exactly zero height), a weight with
+|1000·w − (k + ½)| < 1e-6 before rounding, a point on the search sphere, a cell on the edge of being
+unbounded, tied neighbours whose order changes the bcc value. Recomputed by matminer: an angle within
+1e-9 of an order-parameter threshold or an ill-conditioned azimuth axis, a non-finite weight, a cell
+still unbounded at the retry cutoff, a structure with oxidation states, disorder or coincident atoms
+(whole structure), and any exception.
 """
 from __future__ import annotations
 
