@@ -11,8 +11,9 @@ one process ``structure.distance_matrix`` validity, ``smact`` validity (installe
 de-duplication; its per-crystal time is scaled to (num + num_reference) crystals and divided by --workers
 (CDVAE's process pool, counted as perfectly parallel, which favours the baseline).
 Ours: ``--fingerprints fast`` (default) or ``reference``. Then the same comparison on --num-20 random
-skewed 20-atom cells (mp_20-like sizes): our fingerprints (one process) vs matminer on --baseline-20 of
-them, per structure, with the max |difference| on the common structures.
+skewed 20-atom cells (mp_20-like sizes), once from the sparse generator and once at mp_20-like densities
+(10–25 Å³ per atom): our fingerprints (one process) vs matminer on --baseline-20 of them, per structure,
+with the max |difference| on the common structures.
 
     .venv/bin/python bench/evaluate.py --num 200 --num-reference 200      # minutes
     .venv/bin/python bench/evaluate.py                                     # 10,000 vs 3,785 (long)
@@ -160,20 +161,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def twenty(args) -> None:
-    """Fast vs matminer on random skewed 20-atom cells, one process each, same run."""
+    """Fast vs matminer on random skewed 20-atom cells, sparse and at mp_20-like densities, one process
+    each, same run."""
     from bench.fingerprint_agreement import fast_fingerprints, reference_fingerprints, random_cells
 
-    cells = random_cells(args.num_20, args.seed, num_atoms=20)
-    fast, t_fast, stats = fast_fingerprints(cells)
-    ref, t_ref = reference_fingerprints(cells[:args.baseline_20])
-    diffs = [float(np.abs(a - b).max()) for a, b in zip(fast, ref)
-             if not isinstance(a, Exception) and not isinstance(b, Exception)]
-    same_fail = [isinstance(a, Exception) for a in fast[:len(ref)]] == [isinstance(b, Exception) for b in ref]
-    print(f"\n20-atom random skewed cells (one process): ours {1e3 * t_fast:.1f} ms/structure on "
-          f"{len(cells)} (total {t_fast * len(cells):.1f} s; fallback {stats.fallback_sites}/{stats.sites} "
-          f"sites, replayed Voronoi {stats.replayed_sites}); matminer {1e3 * t_ref:.1f} ms/structure on "
-          f"{len(ref)} -> {t_ref / t_fast:.1f}x; max |difference| {max(diffs) if diffs else float('nan'):.1e}, "
-          f"same failures: {same_fail}")
+    for label, dense in (("sparse", False), ("10-25 Å³/atom", True)):
+        cells = random_cells(args.num_20, args.seed, num_atoms=20, dense=dense)
+        fast, t_fast, stats = fast_fingerprints(cells)
+        ref, t_ref = reference_fingerprints(cells[:args.baseline_20])
+        diffs = [float(np.abs(a - b).max()) for a, b in zip(fast, ref)
+                 if not isinstance(a, Exception) and not isinstance(b, Exception)]
+        same_fail = [isinstance(a, Exception) for a in fast[:len(ref)]] == [isinstance(b, Exception) for b in ref]
+        print(f"\n20-atom random skewed cells, {label} (one process): ours {1e3 * t_fast:.1f} ms/structure on "
+              f"{len(cells)} (total {t_fast * len(cells):.1f} s; fallback {stats.fallback_sites}/{stats.sites} "
+              f"sites, exact Voronoi {stats.replayed_sites}); matminer {1e3 * t_ref:.1f} ms/structure on "
+              f"{len(ref)} -> {t_ref / t_fast:.1f}x; max |difference| "
+              f"{max(diffs) if diffs else float('nan'):.1e}, same failures: {same_fail}", flush=True)
 
 
 def report(args, cold, cached, cached_note, base_per, diff, n_ref) -> None:

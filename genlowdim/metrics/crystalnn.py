@@ -8,18 +8,21 @@ The chain per site (pymatgen's ``CrystalNN.get_nn_data`` with its defaults, then
    duals 2d/|d|² of the neighbour displacements d (hull facets are the cell's vertices, hull vertices its
    faces), first from the images within a smaller radius r0; the cell is the one of the 7 Å set when its
    largest vertex distance R satisfies 2R < r0 (every point farther than 2R is irrelevant), otherwise the
-   7 Å set itself is used. An unbounded cell, or 2R within 1e-6 of 7 Å, goes to the reference (which
-   then retries with a larger cutoff or fails).
+   7 Å set itself is used (a bounded cell of that set is pymatgen's cell, even when it reaches past
+   7 Å); a clearly unbounded cell is recomputed at pymatgen's retry cutoff.
 2. Per face: solid angle (fan of triangles from the first vertex, 2·atan per triangle), fan volume,
    area = 3V/(|d|/2); weight = Ω/Ω_max · Ω/area · (1 + 3·sqrt(|Δχ|/3.3)), divided by its maximum,
    times the covalent-radius distance factor, then numpy-rounded to 3 decimals; nested neighbour sets
    for the distinct weights with the unit-semicircle weights.
 3. Order parameters of each set with CN 1..12 (``order_params``), times the set's weight.
 
-Guards (the site is recomputed by matminer): a fan triangle of (near) zero height (pymatgen adds 2π for
-an exact zero), a weight with |1000·w − (k + ½)| < 1e-6 before rounding, an angle within 1e-9 of an
-order-parameter threshold or an ill-conditioned azimuth axis, a non-finite weight, a structure with
-oxidation states, disorder or coincident atoms (whole structure), and any exception.
+Guards. Recomputed through pymatgen's exact Voronoi arithmetic (``exact_site_neighbours``): a face with
+three collinear vertices (pymatgen adds 2π for a fan triangle of exactly zero height), a weight with
+|1000·w − (k + ½)| < 1e-6 before rounding, a point on the search sphere, a cell on the edge of being
+unbounded, tied neighbours whose order changes the bcc value. Recomputed by matminer: an angle within
+1e-9 of an order-parameter threshold or an ill-conditioned azimuth axis, a non-finite weight, a cell
+still unbounded at the retry cutoff, a structure with oxidation states, disorder or coincident atoms
+(whole structure), and any exception.
 """
 from __future__ import annotations
 
@@ -31,12 +34,15 @@ from functools import lru_cache
 import numpy as np
 from scipy.spatial import ConvexHull
 
-from genlowdim.metrics.order_params import Geometry, ops_layout, order_parameter
+from genlowdim.metrics.order_params import Geometry, bcc_order_unknown, ops_layout, order_parameter
 
 SEARCH_CUTOFF = 7.0
 DIST_CUTOFFS = (0.5, 1.0)
 X_DIFF_WEIGHT = 3.0
 ROUND_BAND = 1e-6
+SPHERE_BAND = 1e-6      # a point this close to the search sphere may or may not be in pymatgen's set
+ORDER_BAND = 1e-9       # weights closer than this may be ordered either way by the reference
+CORNERS = ([1, 1, 1], [-1, 1, 1], [1, -1, 1], [1, 1, -1])
 FAN_REL_TOL = 1e-10
 STRUCT_DIM = 61
 
@@ -106,30 +112,54 @@ def _semicircle(x1: float, x2: float) -> float:
     return (a1 - area(x2)) / (0.25 * math.pi)
 
 
-def _images(lattice: np.ndarray, frac: np.ndarray, cutoff: float):
-    """Displacements from every site to every image of every site within ``cutoff``: per centre i an
-    array (M_i, 3) and the source-site indices (M_i,), self excluded."""
+def _images(lattice: np.ndarray, frac: np.ndarray, cutoff: float, centres=None):
+    """Per centre i (all sites, or ``centres``): displacements (M_i, 3) to every image of every site
+    within ``cutoff`` (plus SPHERE_BAND), their source-site indices (M_i,) and distances (M_i,), self
+    excluded."""
+    centres = np.arange(len(frac)) if centres is None else np.asarray(centres)
     inv = np.linalg.inv(lattice)
     # planes spacing: 1/|column of inv| ; images needed per axis
     reach = np.ceil(cutoff * np.linalg.norm(inv, axis=0)).astype(int) + 1
     rng = [np.arange(-r, r + 1) for r in reach]
     t = np.stack(np.meshgrid(*rng, indexing="ij"), -1).reshape(-1, 3).astype(float)
-    n = len(frac)
-    df = frac[None, :, :] - frac[:, None, :]                       # (i, s, 3)
+    df = frac[None, :, :] - frac[centres, None, :]                 # (i, s, 3)
     df = df - np.round(df)
-    f = df[:, :, None, :] + t[None, None, :, :]                    # (i, s, T, 3)
-    d = f @ lattice                                                 # cartesian
+    d = (df[:, :, None, :] + t[None, None, :, :]) @ lattice        # (i, s, T, 3) cartesian
     dist = np.sqrt(np.einsum("istd,istd->ist", d, d))
-    src = np.broadcast_to(np.arange(n)[None, :, None], dist.shape)
+    src = np.broadcast_to(np.arange(len(frac))[None, :, None], dist.shape)
     out = []
-    for i in range(n):
-        keep = (dist[i] <= cutoff)
-        di, si, ri = d[i][keep], src[i][keep], dist[i][keep]
+    for k in range(len(centres)):
+        keep = dist[k] <= cutoff + SPHERE_BAND
+        di, si, ri = d[k][keep], src[k][keep], dist[k][keep]
         selfmask = ri < 1e-8
         if selfmask.sum() != 1:
             raise NeedsReference("coincident atoms")
         out.append((di[~selfmask], si[~selfmask], ri[~selfmask]))
     return out
+
+
+def retry_cutoff(lattice: np.ndarray) -> float | None:
+    """The cutoff pymatgen's Voronoi step retries with when the cell of the 7 Å set is unbounded (or
+    Qhull fails): min(2·7, longest cell diagonal + 0.011); None when it gives up at once instead."""
+    max_cutoff = max(float(np.linalg.norm(np.dot(c, lattice))) for c in CORNERS) + 0.01
+    if SEARCH_CUTOFF >= max_cutoff:
+        return None
+    return min(SEARCH_CUTOFF * 2, max_cutoff + 0.001)
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cross product of (K, 3) arrays: np.cross's element-wise formula (the same products and
+    differences, so the same bits) without its per-call overhead."""
+    a0, a1, a2 = a[:, 0], a[:, 1], a[:, 2]
+    b0, b1, b2 = b[:, 0], b[:, 1], b[:, 2]
+    return np.stack((a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0), axis=1)
+
+
+def _run_starts(x: np.ndarray) -> np.ndarray:
+    """Indices where a new run of equal values starts in ``x``."""
+    new = np.ones(len(x), dtype=bool)
+    new[1:] = x[1:] != x[:-1]
+    return np.flatnonzero(new)
 
 
 def _cell(d: np.ndarray):
@@ -143,25 +173,25 @@ def _cell(d: np.ndarray):
     except Exception as err:  # noqa: BLE001 - Qhull precision / flat input
         raise NeedsReference("qhull") from err
     eq = hull.equations
+    if (eq[:, 3] > 1e-9).any():
+        raise Unbounded("unbounded cell")
     if (eq[:, 3] > -1e-12).any():
-        raise NeedsReference("unbounded cell")
+        raise NeedsExactFaces("nearly unbounded cell")
     verts = -eq[:, :3] / eq[:, 3:4]                                 # (F, 3) Voronoi vertices
     radius = float(np.sqrt(np.einsum("fd,fd->f", verts, verts)).max())
     simp = hull.simplices
     p_idx = simp.ravel()
     f_idx = np.repeat(np.arange(len(simp)), 3)
-    pts = np.unique(p_idx)
     # order each face's vertices around the face normal
-    cnt = np.bincount(p_idx, minlength=len(d)).astype(float)
+    cnt = np.maximum(np.bincount(p_idx, minlength=len(d)), 1).astype(float)
     v = verts[f_idx]
-    cen = np.zeros((len(d), 3))
-    np.add.at(cen, p_idx, v)
-    cen[pts] /= cnt[pts, None]
+    cen = np.stack([np.bincount(p_idx, weights=v[:, c], minlength=len(d)) for c in range(3)], axis=1)
+    cen /= cnt[:, None]
     nrm = d / np.linalg.norm(d, axis=1)[:, None]
     helper = np.where((np.abs(nrm[:, 0]) < 0.9)[:, None], np.array([1.0, 0, 0]), np.array([0, 1.0, 0]))
-    e1 = np.cross(nrm, helper)
+    e1 = _cross(nrm, helper)
     e1 /= np.linalg.norm(e1, axis=1)[:, None]
-    e2 = np.cross(nrm, e1)
+    e2 = _cross(nrm, e1)
     rel = v - cen[p_idx]
     ang = np.arctan2(np.einsum("kd,kd->k", rel, e2[p_idx]), np.einsum("kd,kd->k", rel, e1[p_idx]))
     order = np.lexsort((ang, p_idx))
@@ -171,15 +201,15 @@ def _cell(d: np.ndarray):
     same = np.zeros(len(p_s), dtype=bool)
     same[1:] = (p_s[1:] == p_s[:-1]) & (np.abs(v_s[1:] - v_s[:-1]).max(axis=1) < 1e-9 * scale)
     p_s, v_s = p_s[~same], v_s[~same]
-    starts = np.flatnonzero(np.r_[True, p_s[1:] != p_s[:-1]])
-    ends = np.r_[starts[1:], len(p_s)]
+    starts = _run_starts(p_s)
+    ends = np.append(starts[1:], len(p_s))
     # wrap-around duplicate (last equals first)
     last_dup = np.abs(v_s[ends - 1] - v_s[starts]).max(axis=1) < 1e-9 * scale
     keep = np.ones(len(p_s), dtype=bool)
     keep[(ends - 1)[last_dup & (ends - starts > 1)]] = False
     p_s, v_s = p_s[keep], v_s[keep]
-    starts = np.flatnonzero(np.r_[True, p_s[1:] != p_s[:-1]])
-    sizes = np.diff(np.r_[starts, len(p_s)])
+    starts = _run_starts(p_s)
+    sizes = np.diff(np.append(starts, len(p_s)))
     group = np.repeat(np.arange(len(starts)), sizes)
     pos = np.arange(len(p_s)) - starts[group]
     tri = (pos >= 1) & (pos <= sizes[group] - 2)
@@ -187,10 +217,17 @@ def _cell(d: np.ndarray):
     a0 = v_s[starts[group[t_i]]]
     aj = v_s[t_i]
     ak = v_s[t_i + 1]
-    tp = np.abs(np.einsum("kd,kd->k", a0, np.cross(aj, ak)))
-    r0, rj, rk = (np.sqrt(np.einsum("kd,kd->k", x, x)) for x in (a0, aj, ak))
-    if (tp <= FAN_REL_TOL * r0 * rj * rk).any():
+    # three collinear vertices anywhere on a polygon give a zero-height fan triangle for some first
+    # vertex, and Qhull's first vertex is not known here: test every consecutive (cyclic) triple
+    big = sizes[group] >= 3
+    prev = starts[group] + (pos - 1) % sizes[group]
+    nxt = starts[group] + (pos + 1) % sizes[group]
+    norm = np.sqrt(np.einsum("kd,kd->k", v_s, v_s))
+    turn = np.abs(np.einsum("kd,kd->k", v_s[prev], _cross(v_s, v_s[nxt])))
+    if (big & (turn <= FAN_REL_TOL * norm[prev] * norm * norm[nxt])).any():
         raise FlatFace("flat fan triangle")
+    tp = np.abs(np.einsum("kd,kd->k", a0, _cross(aj, ak)))
+    r0, rj, rk = norm[starts[group[t_i]]], norm[t_i], norm[t_i + 1]
     de = r0 * rj * rk + rk * np.einsum("kd,kd->k", a0, aj) + rj * np.einsum("kd,kd->k", a0, ak) \
         + r0 * np.einsum("kd,kd->k", aj, ak)
     with np.errstate(divide="ignore"):
@@ -204,67 +241,176 @@ def _cell(d: np.ndarray):
     return faces[ok], omega[ok], vol[ok], radius
 
 
-class FlatFace(NeedsReference):
+class NeedsExactFaces(NeedsReference):
+    """The site's value hangs on the exact arithmetic or order of pymatgen's Voronoi step (a fan
+    triangle of zero height, a rounding tie, tied weights that the bcc parameter sees, a point on the
+    search sphere): its faces are recomputed as pymatgen computes them (``exact_site_neighbours``)."""
+
+
+class Unbounded(NeedsReference):
+    """The site's cell among the images within the cutoff is unbounded: pymatgen retries with a larger
+    cutoff."""
+
+
+class FlatFace(NeedsExactFaces):
     """A face polygon with three collinear vertices: pymatgen's fan adds 2π for a triangle whose
     computed height is exactly zero, which depends on Qhull's vertex order, so the faces of this site
     are taken from pymatgen's own Voronoi step."""
 
 
-def _replayed_faces(structure, centre: int):
-    """Faces of one site from pymatgen's ``VoronoiNN`` exactly as CrystalNN calls it:
-    (displacements, source sites, distances, solid angles, areas)."""
-    from pymatgen.analysis.local_env import VoronoiNN
+def exact_site_neighbours(structure, centre: int, species: list[str]):
+    """CrystalNN's neighbours of one site recomputed in pymatgen's own order and arithmetic: the same
+    sphere search and point order, one scipy ``Voronoi`` on them (with pymatgen's retry at a larger
+    cutoff), the faces in Qhull's ridge and vertex order through pymatgen's ``solid_angle`` and
+    ``vol_tetra``, then the weights scalar by scalar in CrystalNN's sequence of operations, so that
+    ties in weight are broken, and 3-decimal rounding decided, exactly as the reference does.
 
-    nn = VoronoiNN(weight="solid_angle", targets=None, cutoff=SEARCH_CUTOFF).get_nn_info(structure, centre)
-    c = structure[centre].coords
-    d = np.array([x["site"].coords - c for x in nn])
-    src = np.array([x["site_index"] for x in nn])
-    dist = np.array([np.linalg.norm(c - x["site"].coords) for x in nn])
-    omega = np.array([x["poly_info"]["solid_angle"] for x in nn])
-    area = np.array([x["poly_info"]["area"] for x in nn])
-    return d, src, dist, omega, area
+    Returns (displacements (P, 3), rounded weights (P,)) sorted as CrystalNN sorts them."""
+    from scipy.spatial import Voronoi
+
+    lattice = structure.lattice
+    matrix = lattice.matrix
+    centre_coords = structure[centre].coords
+    frac = structure.frac_coords
+    max_cutoff = max(np.linalg.norm(lattice.get_cartesian_coords(c)) for c in CORNERS) + 0.01
+    cutoff = SEARCH_CUTOFF
+    while True:
+        try:
+            fcoords, dists, index, _ = lattice.get_points_in_sphere(frac, centre_coords, cutoff,
+                                                                    zip_results=False)
+            order = sorted(range(len(dists)), key=lambda k: dists[k])
+            points = [np.dot(fcoords[k], matrix) for k in order]
+            source = [int(index[k]) for k in order]
+            voro = Voronoi(points)
+            faces = []
+            rp = voro.ridge_points                   # the order of pymatgen's ridge_dict
+            for r in np.flatnonzero((rp[:, 0] == 0) | (rp[:, 1] == 0)):
+                vind = voro.ridge_vertices[r]
+                if -1 in vind:
+                    raise RuntimeError("infinite vertex")
+                faces.append((int(rp[r, 0] if rp[r, 1] == 0 else rp[r, 1]), vind))
+            if not faces:
+                raise NeedsReference("no Voronoi neighbours")
+            break
+        except RuntimeError as err:
+            if cutoff >= max_cutoff:
+                raise NeedsReference("Voronoi step fails") from err
+            cutoff = min(cutoff * 2, max_cutoff + 0.001)
+    vertices = voro.vertices
+    centre_pt = points[0]
+    omegas, areas = {}, {}
+    for other, vind in faces:
+        omegas[other], volume = _exact_fan(centre_pt, vertices[vind])
+        face_dist = np.linalg.norm(centre_pt - points[other]) / 2
+        areas[other] = 3 * volume / face_dist
+    omega_max = max(omegas.values())
+    entries = []                     # [other point, weight] in VoronoiNN's order, solid angle > 0
+    for other, _ in faces:
+        if omegas[other] > 0:
+            entries.append([other, omegas[other] / omega_max])
+    x_c = _element_data(species[centre])[0]
+    for e in entries:
+        other = e[0]
+        e[1] *= omegas[other] / areas[other]
+        x_n = _element_data(species[source[other]])[0]
+        e[1] *= 1 if (math.isnan(x_c) or math.isnan(x_n)) else 1 + X_DIFF_WEIGHT * math.sqrt(abs(x_c - x_n) / 3.3)
+    entries.sort(key=lambda e: e[1], reverse=True)
+    if not entries or entries[0][1] == 0:
+        return np.zeros((0, 3)), np.zeros(0)
+    highest = entries[0][1]
+    r_c = _element_data(species[centre])[1]
+    for e in entries:
+        e[1] /= highest
+        diameter = r_c + _element_data(species[source[e[0]]])[1]
+        dist = np.linalg.norm(centre_coords - points[e[0]])
+        low, high = diameter + DIST_CUTOFFS[0], diameter + DIST_CUTOFFS[1]
+        if dist <= low:
+            factor = 1
+        elif dist < high:
+            factor = (math.cos((dist - low) / (high - low) * math.pi) + 1) * 0.5
+        else:
+            factor = 0
+        e[1] *= factor
+    entries.sort(key=lambda e: e[1], reverse=True)
+    if entries[0][1] == 0:
+        return np.zeros((0, 3)), np.zeros(0)
+    kept = [(e[0], round(e[1], 3)) for e in entries]
+    kept = [(o, w) for o, w in kept if w > 0]
+    disp = np.array([points[o] - centre_coords for o, _ in kept]).reshape(-1, 3)
+    return disp, np.array([w for _, w in kept], dtype=float)
+
+
+def _exact_fan(centre: np.ndarray, verts: np.ndarray) -> tuple[float, float]:
+    """Solid angle and fan volume of one face with the operations of pymatgen's ``solid_angle`` and
+    ``vol_tetra`` (same dot products one by one, so the same bits; the element-wise differences and
+    cross products are batched, which does not change them)."""
+    disp = verts - centre
+    r = [np.linalg.norm(x) for x in disp]
+    cross = _cross(disp[1:-1], disp[2:])
+    rel = centre - verts[2:]
+    vol_cross = _cross(verts[0] - verts[2:], verts[1:-1] - verts[2:])
+    angle, volume = 0, 0
+    a0 = disp[0]
+    for t in range(len(verts) - 2):
+        i, j = t + 1, t + 2
+        tp = np.abs(np.dot(a0, cross[t]))
+        de = r[0] * r[i] * r[j] + r[j] * np.dot(a0, disp[i]) + r[i] * np.dot(a0, disp[j]) \
+            + r[0] * np.dot(disp[i], disp[j])
+        a = (0.5 * math.pi if tp > 0 else -0.5 * math.pi) if de == 0 else np.arctan(tp / de)
+        angle += (a if a > 0 else a + math.pi) * 2
+        volume += np.abs(np.dot(rel[t], vol_cross[t])) / 6
+    return angle, volume
 
 
 def site_neighbours(d: np.ndarray, src: np.ndarray, dist: np.ndarray, species: list[str], centre: int,
-                    structure=None):
-    """CrystalNN's rounded neighbour weights of one site.
+                    lattice: np.ndarray | None = None, frac: np.ndarray | None = None):
+    """CrystalNN's rounded neighbour weights of one site on the fast path.
 
-    Returns (displacements (P, 3), rounded weights (P,), whether the faces came from pymatgen's Voronoi
-    step) for the neighbours with positive weight, sorted by weight (descending)."""
-    replayed = False
+    Returns (displacements (P, 3), rounded weights (P,), uncertain (P, P)) for the neighbours with
+    positive weight, sorted by weight (descending); ``uncertain[a, b]`` marks pairs whose relative order
+    the reference may break either way (tied weights, ties broken by Qhull's ridge order). Raises
+    ``NeedsExactFaces`` or ``NeedsReference`` when it cannot vouch for the result. With ``lattice`` and
+    ``frac`` an unbounded cell is retried at pymatgen's larger cutoff."""
     try:
-        fd, fsrc, fdist, omega, area = _own_faces(d, src, dist)
-    except FlatFace:
-        if structure is None:
-            raise
-        fd, fsrc, fdist, omega, area = _replayed_faces(structure, centre)
-        replayed = True
-    return (*_weights(fd, fsrc, fdist, omega, area, species, centre), replayed)
+        faces = _own_faces(d, src, dist, SEARCH_CUTOFF)
+    except Unbounded:
+        cutoff = None if lattice is None else retry_cutoff(lattice)
+        if cutoff is None:
+            raise NeedsReference("unbounded cell, no retry") from None
+        try:
+            faces = _own_faces(*_images(lattice, frac, cutoff, [centre])[0], cutoff)
+        except Unbounded:
+            raise NeedsReference("unbounded cell at the retry cutoff") from None
+    return _weights(*faces, species, centre)
 
 
-def _own_faces(d: np.ndarray, src: np.ndarray, dist: np.ndarray):
+def _own_faces(d: np.ndarray, src: np.ndarray, dist: np.ndarray, cutoff: float):
     order = np.argsort(dist, kind="stable")
     d, src, dist = d[order], src[order], dist[order]
     cell = None
     nn_dist = dist[0] if len(dist) else 0.0
-    for r0 in (min(SEARCH_CUTOFF, max(3.0 * nn_dist, 4.0)), SEARCH_CUTOFF):
+    for r0 in (min(cutoff, max(3.0 * nn_dist, 4.0)), cutoff):
         sel = dist <= r0
         if sel.sum() < 4:
+            if r0 >= cutoff:
+                raise NeedsReference("fewer than 4 points in the search sphere")
             continue
         try:
             cell = _cell(d[sel])
-        except FlatFace:
-            raise
         except NeedsReference:
-            if r0 >= SEARCH_CUTOFF:
+            if r0 >= cutoff:
                 raise
             continue
-        if 2.0 * cell[3] < r0 - 1e-6:
-            idx = np.flatnonzero(sel)
+        idx = np.flatnonzero(sel)
+        if 2.0 * cell[3] < r0 - SPHERE_BAND:
+            break
+        if r0 >= cutoff:
+            # the cell of the whole sphere is the reference's cell, unless a point on the sphere's
+            # surface (which pymatgen may or may not include) could cut it
+            if (np.abs(dist - cutoff) <= SPHERE_BAND).any():
+                raise NeedsExactFaces("point on the search sphere")
             break
         cell = None
-        if r0 >= SEARCH_CUTOFF:
-            raise NeedsReference("cell reaches the search cutoff")
     if cell is None:
         raise NeedsReference("no cell")
     faces, omega, vol, _ = cell
@@ -295,34 +441,30 @@ def _weights(fd, fsrc, fdist, omega, area, species, centre):
     w = w * dw
     scaled = w * 1000.0
     if (np.abs(scaled - np.floor(scaled) - 0.5) < ROUND_BAND).any():
-        raise NeedsReference("weight on a rounding tie")
+        raise NeedsExactFaces("weight on a rounding tie")
     # CrystalNN's neighbour order: sorted by the unrounded weight (descending), ties in the order of the
-    # sort by the weight before the distance factor, ties there in Qhull's ridge order. Only the bcc
-    # parameter depends on the order (its sums run over j < k); ``order_tied`` marks neighbour lists in
-    # which two weights are too close to fix it.
+    # sort by the weight before the distance factor, ties there in Qhull's ridge order. Two neighbours
+    # whose final weights are within ORDER_BAND may come in either order (the reference's last bits
+    # may differ from ours), so they are marked uncertain; only the bcc parameter cares.
     first = np.argsort(-w_pre, kind="stable")
     order = first[np.argsort(-w[first], kind="stable")]
     wr = np.round(w[order], 3)
     keep = wr > 0
     ws = w[order][keep]
-    gaps = -np.diff(ws)
-    pre = w_pre[order][keep]
-    order_tied = (gaps < 1e-9) & (np.abs(np.diff(pre)) < 1e-9)
-    tied_upto = np.flatnonzero(order_tied) + 2  # a tie between positions i and i+1 matters for cn >= i+2
-    return fd[order][keep], wr[keep], (int(tied_upto.min()) if len(tied_upto) else 10**6)
+    uncertain = np.abs(ws[:, None] - ws[None, :]) < ORDER_BAND
+    np.fill_diagonal(uncertain, False)
+    return fd[order][keep], wr[keep], uncertain
 
 
 def _cn_sets(weights: np.ndarray) -> list[tuple[int, float]]:
-    """[(cn, cn weight), ...] of the nested sets (weights sorted descending, all > 0)."""
-    bins = []
-    for w in weights:
-        if not bins or bins[-1] != w:
-            bins.append(float(w))
-    bins.append(0.0)
+    """[(cn, cn weight), ...] of the nested sets (weights sorted descending, all > 0): one set per
+    distinct weight, holding every neighbour with at least that weight."""
+    w = weights.tolist()
     out = []
-    for i, val in enumerate(bins[:-1]):
-        cn = int((weights >= val).sum())
-        out.append((cn, _semicircle(bins[i], bins[i + 1])))
+    for k, val in enumerate(w):
+        nxt = w[k + 1] if k + 1 < len(w) else 0.0
+        if nxt != val:
+            out.append((k + 1, _semicircle(val, nxt)))
     return out
 
 
@@ -339,6 +481,29 @@ def _structure_arrays(structure):
     return np.asarray(structure.lattice.matrix, float), np.asarray(structure.frac_coords, float), species
 
 
+def _site_sets(structure, d, src, dist, species, i, lattice, frac, layout, stats):
+    """Ordered neighbours of site i and their CN sets: the fast path, or pymatgen's exact Voronoi
+    arithmetic where the fast path cannot fix a tie (then no pair is uncertain)."""
+    try:
+        nd, nw, uncertain = site_neighbours(d, src, dist, species, i, lattice, frac)
+        sets = _cn_sets(nw)
+        if uncertain.any():
+            unit = nd / np.linalg.norm(nd, axis=1)[:, None]
+            for cn, cw in sets:
+                if cn > 24 or cw == 0 or not uncertain[:cn, :cn].any():
+                    continue
+                for _, typ, params in layout[cn][1]:
+                    if typ == "bcc" and bcc_order_unknown(params, unit[None, :cn],
+                                                          uncertain[None, :cn, :cn])[0]:
+                        raise NeedsExactFaces("bcc neighbour order tied")
+        return nd, nw, uncertain, sets
+    except NeedsExactFaces as err:
+        stats.add_reason(f"exact Voronoi: {err}")
+        stats.replayed_sites += 1
+        nd, nw = exact_site_neighbours(structure, i, species)
+        return nd, nw, np.zeros((len(nw), len(nw)), dtype=bool), _cn_sets(nw)
+
+
 def fast_site_features(structures, stats: FastStats | None = None) -> list:
     """Per structure: a (n_sites, 61) array of site features, with NaN rows for the sites that need the
     reference, or the string reason when the whole structure does. Order parameters are evaluated
@@ -346,7 +511,7 @@ def fast_site_features(structures, stats: FastStats | None = None) -> list:
     stats = stats if stats is not None else FastStats()
     layout = _layout_index()
     results: list = []
-    tasks: dict[int, list] = {}    # cn -> [(struct index, site, cn weight, unit vectors)]
+    tasks: dict[int, list] = {}    # cn -> [(struct index, site, cn weight, unit vectors, uncertain)]
     for si, s in enumerate(structures):
         try:
             lat, frac, species = _structure_arrays(s)
@@ -362,8 +527,7 @@ def fast_site_features(structures, stats: FastStats | None = None) -> list:
         feats = np.zeros((len(s), STRUCT_DIM))
         for i, (d, src, dist) in enumerate(neigh):
             try:
-                nd, nw, tied_from, replayed = site_neighbours(d, src, dist, species, i, s)
-                stats.replayed_sites += replayed
+                nd, nw, uncertain, sets = _site_sets(s, d, src, dist, species, i, lat, frac, layout, stats)
             except NeedsReference as err:
                 feats[i] = np.nan
                 stats.add_reason(str(err))
@@ -373,27 +537,26 @@ def fast_site_features(structures, stats: FastStats | None = None) -> list:
                 stats.add_reason(f"error: {type(err).__name__}")
                 continue
             unit = nd / np.linalg.norm(nd, axis=1)[:, None]
-            for cn, cw in _cn_sets(nw):
+            for cn, cw in sets:
                 if cn > 24:
                     continue
                 wt_off, ops = layout[cn]
                 feats[i, wt_off] = cw
                 if ops and cw != 0:
-                    if any(t == "bcc" for _, t, _ in ops) and cn >= tied_from:
-                        feats[i] = np.nan  # the bcc value depends on an order fixed by a tie
-                        stats.add_reason("bcc neighbour order tied")
-                        break
-                    tasks.setdefault(cn, []).append((si, i, cw, unit[:cn]))
+                    tasks.setdefault(cn, []).append((si, i, cw, unit[:cn], uncertain[:cn, :cn]))
         results.append(feats)
     for cn, items in tasks.items():
         u = np.stack([it[3] for it in items])
+        unc = np.stack([it[4] for it in items])
         geom = Geometry(u)
         _, ops = layout[cn]
         for off, typ, params in ops:
-            vals, fragile = order_parameter(typ, params, geom)
-            for (si, i, cw, _), v, fr in zip(items, vals, fragile):
+            vals, fragile = order_parameter(typ, params, geom, unc)
+            for (si, i, cw, _, _), v, fr in zip(items, vals, fragile):
                 feats = results[si]
                 if fr:
+                    if not np.isnan(feats[i, 0]):
+                        stats.add_reason("order parameter on a threshold")
                     feats[i] = np.nan
                 elif not np.isnan(feats[i, 0]):
                     feats[i, off] = cw * v

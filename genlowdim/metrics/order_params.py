@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 EPS = 1e-9              # guard band on angles (radians) around every threshold
+ORDER_TOL = 1e-12       # largest change of the bcc value accepted from an unknown neighbour order
 VERY_SMALL = 1e-12      # pymatgen's "vector is (almost) zero" threshold for the azimuth axes
 AXIS_BAND = (1e-13, 1e-7)  # an axis norm in this band is either near the flag or ill-conditioned
 SOUTH_POLE_TYPES = {"tri_bipyr", "sq_bipyr", "pent_bipyr", "hex_bipyr", "oct_max", "sq_plan_max",
@@ -102,8 +103,11 @@ def _finish_max(q: np.ndarray, w: np.ndarray, pair: np.ndarray, n: int) -> np.nd
     return r.max(axis=(1, 2))
 
 
-def order_parameter(typ: str, p: dict | None, g: Geometry) -> tuple[np.ndarray, np.ndarray]:
-    """(values (B,), fragile (B,)) of one single-type order parameter on the batch geometry ``g``."""
+def order_parameter(typ: str, p: dict | None, g: Geometry,
+                    uncertain: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(values (B,), fragile (B,)) of one single-type order parameter on the batch geometry ``g``.
+    ``uncertain`` (B, n, n) marks neighbour pairs whose order is not known (see ``_bcc``); every other
+    parameter is symmetric in the neighbour order."""
     n, th, tk, tm, phi = g.n, g.theta, g.theta_k, g.theta_m, g.phi
     bsz = th.shape[0]
     fragile = np.zeros(bsz, dtype=bool)
@@ -183,7 +187,8 @@ def order_parameter(typ: str, p: dict | None, g: Geometry) -> tuple[np.ndarray, 
         mw += (mid | low | high)
         mask = base
     elif typ == "bcc":
-        return _bcc(p, g)
+        vals, fragile, unknown = _bcc(p, g, uncertain)
+        return vals, fragile | unknown
     else:
         raise ValueError(f"order parameter {typ!r} is not vectorised")
     q += np.where(mask, mq, 0.0).sum(axis=3)
@@ -191,24 +196,45 @@ def order_parameter(typ: str, p: dict | None, g: Geometry) -> tuple[np.ndarray, 
     return _finish_max(q, w, pair, n), fragile | g.fragile
 
 
-def _bcc(p: dict, g: Geometry) -> tuple[np.ndarray, np.ndarray]:
-    n, th, tk, tm, phi = g.n, g.theta, g.theta_k, g.theta_m, g.phi
+def _bcc_pairs(p: dict, g: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """bcc terms of every ordered pair (j as the pole, k fixing the meridian): (B, n, n) values, and a
+    (B, n, n) mask of the pairs whose term hangs on a floating-point tie."""
+    th, tk, tm, phi = g.theta, g.theta_k, g.theta_m, g.phi
     ipi = 1.0 / math.pi
     spp = p["min_SPP"]
-    upper = np.triu(np.ones((n, n), dtype=bool), 1)[None]          # j < k
-    fragile = (_near(th, spp) & upper).any(axis=(1, 2)) | g.fragile
-    above = (th >= spp) & upper
-    total = np.where(above, p["w_SPP"] * _gauss(p["IGW_SPP"] * (th * ipi - 1.0)), 0.0).sum(axis=(1, 2))
-    cond = g.m_full & upper[..., None] & (tk < spp)
+    fragile = _near(th, spp) & g.pair
+    pairs = np.where((th >= spp) & g.pair, p["w_SPP"] * _gauss(p["IGW_SPP"] * (th * ipi - 1.0)), 0.0)
+    cond = g.m_full & (tk < spp)
     # the sign flips at theta_k = pi/2 exactly: a tie there must go to the reference
-    fragile |= (cond & _near(tk, 0.5 * math.pi)).any(axis=(1, 2, 3))
+    fragile |= (cond & _near(tk, 0.5 * math.pi)).any(axis=3)
     fac = np.where(tk > 0.5 * math.pi, 1.0, -1.0)
     t = (tm - 0.5 * math.pi) / math.asin(1.0 / 3.0)
     term = fac * np.cos(3.0 * phi) * (1.0 / math.exp(-0.5)) * t * np.exp(-0.5 * t * t)
-    total = total + np.where(cond, term, 0.0).sum(axis=(1, 2, 3))
+    return pairs + np.where(cond, term, 0.0).sum(axis=3), fragile
+
+
+def _bcc(p: dict, g: Geometry, uncertain: np.ndarray | None = None):
+    """(values, fragile, order unknown), each (B,). The sums run over pairs j < k in the neighbour order.
+    Pairs marked in ``uncertain`` (B, n, n) may come in either order in the reference: the order is
+    unknown unless swapping them cannot move the value by more than ORDER_TOL (e.g. tied neighbours that
+    are symmetric images of each other)."""
+    n = g.n
+    terms, tie = _bcc_pairs(p, g)
+    upper = np.triu(np.ones((n, n), dtype=bool), 1)[None]          # j < k
+    swap = np.zeros_like(upper) if uncertain is None else uncertain
+    fragile = (tie & (upper | swap)).any(axis=(1, 2)) | g.fragile
+    total = np.where(upper, terms, 0.0).sum(axis=(1, 2))
     if n <= 3:
-        return np.zeros(th.shape[0]), fragile
-    return total / float(0.5 * float(n * (6 + (n - 2) * (n - 3)))), fragile
+        return np.zeros(terms.shape[0]), fragile, np.zeros(terms.shape[0], dtype=bool)
+    norm = float(0.5 * float(n * (6 + (n - 2) * (n - 3))))
+    spread = np.where(upper & swap, np.abs(terms - np.swapaxes(terms, 1, 2)), 0.0).sum(axis=(1, 2))
+    return total / norm, fragile, spread / norm > ORDER_TOL
+
+
+def bcc_order_unknown(p: dict, u: np.ndarray, uncertain: np.ndarray) -> np.ndarray:
+    """(B,) whether the bcc value of the neighbour sets ``u`` (B, n, 3) could change with the order of
+    the pairs marked in ``uncertain`` (B, n, n)."""
+    return _bcc(p, Geometry(u), uncertain)[2]
 
 
 def _legendre(l: int, x: np.ndarray) -> np.ndarray:
