@@ -13,8 +13,8 @@ Latent sources (``method``), compared on the val split in ``bench/csp.py`` and d
 
   ``random``     one z ~ N(0, I) per candidate, no ranking (the baseline: the decoder alone with the types).
   ``prior``      ``draws`` z ~ N(0, I); the ``samples`` with the smallest formula NLL are kept.
-  ``prior_opt``  ``prior``, then Adam on each kept z to lower the formula NLL, z held inside the ball of
-                 radius ``radius`` (where the encoded training crystals lie).
+  ``prior_opt``  ``prior``, then Adam on each kept z to lower the formula NLL, z held inside the ball that
+                 holds 99% of the encoded training crystals' μ (the default: best on val, docs/csp.md).
   ``posterior``  ``draws`` from the aggregate posterior of training crystals (z = μ_i + σ_i·ε, i drawn
                  uniformly from a pool of encoded training crystals), ranked as ``prior``; the latents come
                  from where the decoder was trained, and the heads pick those whose formula is the target's.
@@ -43,7 +43,7 @@ METHODS = ("random", "prior", "prior_opt", "posterior", "posterior_opt")
 class CSPSettings:
     """``method``: a latent source of :data:`METHODS`; ``draws``: proposals scored per formula (heads only);
     ``opt_steps``/``opt_lr``: the Adam refinement of the ``*_opt`` methods."""
-    method: str = "posterior_opt"
+    method: str = "prior_opt"
     draws: int = 2048
     opt_steps: int = 100
     opt_lr: float = 0.05
@@ -119,7 +119,8 @@ def formula_nll(model, z: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return natom + comp
 
 
-def _draw(num: int, latent_dim: int, pool: LatentPool | None, generator, like: torch.Tensor) -> torch.Tensor:
+def draw_latents(num: int, latent_dim: int, pool: LatentPool | None, generator, like: torch.Tensor) -> torch.Tensor:
+    """(num, latent) draws: z ~ N(0, I), or z = μ_i + σ_i·ε with i uniform over ``pool`` (like: dtype/device)."""
     eps = torch.randn((num, latent_dim), generator=generator, device=like.device, dtype=like.dtype)
     if pool is None:
         return eps
@@ -134,12 +135,12 @@ def propose_latents(model, counts: torch.Tensor, samples: int, settings: CSPSett
     like = next(model.parameters())
     latent_dim = model.cfg.latent_dim
     if settings.method == "random":
-        z = _draw(samples, latent_dim, None, generator, like)
+        z = draw_latents(samples, latent_dim, None, generator, like)
         return z, formula_nll(model, z, counts)
     if settings.method.startswith("posterior") and pool is None:
         raise ValueError(f"CSP method {settings.method!r} needs a pool of encoded training crystals")
     source = pool if settings.method.startswith("posterior") else None
-    z = _draw(max(settings.draws, samples), latent_dim, source, generator, like)
+    z = draw_latents(max(settings.draws, samples), latent_dim, source, generator, like)
     nll = formula_nll(model, z, counts)
     order = torch.argsort(nll)[:samples]
     return z[order], nll[order]
@@ -168,7 +169,8 @@ def refine_latents(model, z: torch.Tensor, counts: torch.Tensor, *, steps: int, 
 def candidate_latents(model, formulas: list[torch.Tensor], samples: int, settings: CSPSettings,
                       pool: LatentPool | None = None, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Latents of ``samples`` candidates per formula, formula-major and best first within a formula:
-    (len(formulas)·samples, latent) and their formula NLL (len(formulas)·samples,)."""
+    (len(formulas)·samples, latent) and their formula NLL (len(formulas)·samples,). ``pool``: the draws of
+    ``posterior*``, and the radius of the ``*_opt`` refinement (None: unbounded)."""
     zs, nlls = [], []
     for types in formulas:
         counts = formula_counts(types)
@@ -207,7 +209,7 @@ def _run_settings(model, cfg, settings: CSPSettings, samples: int, pool_size: in
     device = next(model.parameters()).device
     sampler = cfg.sampling.sampler
     return {"task": "csp", "model": model_digest(model), "csp": to_dict(settings), "samples": samples,
-            "pool_size": pool_size if settings.method.startswith("posterior") else None,
+            "pool_size": pool_size if needs_pool(settings) else None,
             "batch_size": batch_size, "seed": seed, "protocol": protocol, "sampler": sampler,
             "sampler_spec": to_dict(cfg.sampling.spec(sampler)), "device": device.type}
 
@@ -216,9 +218,14 @@ def _generator(device, seed: int, k: int) -> torch.Generator:
     return torch.Generator(device).manual_seed(seed * 1_000_003 + k)
 
 
+def needs_pool(settings: CSPSettings) -> bool:
+    """``posterior*`` draws from the pool; ``*_opt`` keeps z inside its radius."""
+    return settings.method.startswith("posterior") or settings.method.endswith("_opt")
+
+
 def load_pool(model, cfg, settings: CSPSettings, pool_size: int) -> LatentPool | None:
-    """The training pool a ``posterior*`` method draws from (the first ``pool_size`` training crystals)."""
-    if not settings.method.startswith("posterior"):
+    """The encoded first ``pool_size`` training crystals, for methods that need them (:func:`needs_pool`)."""
+    if not needs_pool(settings):
         return None
     from genlowdim.crystal.training import load_split
 

@@ -71,17 +71,20 @@ def parse_target(text: str, expected_name: str | None = None) -> PropertyTarget:
 
 @torch.no_grad()
 def targeted_latents(model, num: int, target: PropertyTarget, *, max_draws: int = 1000, chunk: int = 4096,
-                     generator=None) -> tuple[torch.Tensor, int, int]:
+                     generator=None, pool=None) -> tuple[torch.Tensor, int, int]:
     """(z (num, latent), number of them that meet the target on the head, draws used).
 
-    Draws z ~ N(0, I) in chunks from ``generator`` until ``num`` meet the target or ``num·max_draws`` draws
-    are spent; accepted draws come first, in draw order, then the closest rejected ones."""
+    Draws z ~ N(0, I) (or, with ``pool``, a :class:`~genlowdim.crystal.csp.LatentPool`, from the aggregate
+    posterior of encoded training crystals) in chunks from ``generator`` until ``num`` meet the target or
+    ``num·max_draws`` draws are spent; accepted draws come first, in draw order, then the closest rejected."""
+    from genlowdim.crystal.csp import draw_latents
+
     like = next(model.parameters())
     budget = num * max_draws
     accepted, closest, closest_d, used = [], None, None, 0
     while sum(len(a) for a in accepted) < num and used < budget:
         n = min(chunk, budget - used)
-        z = torch.randn((n, model.cfg.latent_dim), generator=generator, device=like.device, dtype=like.dtype)
+        z = draw_latents(n, model.cfg.latent_dim, pool, generator, like)
         used += n
         d = target.distance(model.predict_property(z))
         accepted.append(z[d == 0])
