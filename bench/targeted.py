@@ -27,7 +27,7 @@ def train_percentile(cfg, percentile: float) -> float:
     return float(torch.quantile(values, percentile / 100))
 
 
-def judge(decoded, property_fn, target) -> dict:
+def judge(decoded, property_fn, target, train=None) -> dict:
     from genlowdim.metrics.composition import compositional_validity
     from genlowdim.metrics.matching import uniqueness
     from genlowdim.metrics.structure import structural_validity
@@ -40,9 +40,14 @@ def judge(decoded, property_fn, target) -> dict:
         values[idx] = property_fn([structures[i] for i in idx])
     hit = valid & (values > target.low) & (values < target.high)
     unique = uniqueness(structures, valid)
+    novel = None
+    if train is not None:
+        from genlowdim.metrics.matching import novelty
+
+        novel = novelty(structures, train, valid).value
     return {"crystals": len(structures), "valid": float(valid.mean()), "hit_of_all": float(hit.mean()),
             "hit_of_valid": float(hit.sum() / max(valid.sum(), 1)), "unique_of_valid": unique.value,
-            "distinct_valid": unique.params["num_distinct"],
+            "distinct_valid": unique.params["num_distinct"], "novel_of_valid": novel,
             "median_property_valid": float(np.nanmedian(values)) if len(idx) else None,
             "decoder_calls_per_batch": decoded.decoder_calls}
 
@@ -58,6 +63,7 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", default=["unconditional", "prior", "posterior"],
                    choices=["unconditional", "prior", "posterior"], help="rows; the first is the baseline")
     p.add_argument("--pool-size", type=int, default=2000, help="training crystals encoded for 'posterior'")
+    p.add_argument("--novelty", action="store_true", help="also the novelty of valid crystals against train")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
     args = p.parse_args()
@@ -78,10 +84,15 @@ def main() -> None:
     print(f"target {target} (train p{args.percentile:g}); sampler {record['sampler']}, types "
           f"{record['type_update']}", flush=True)
     rows = []
-    from genlowdim.crystal.csp import encode_pool
+    from genlowdim.crystal.csp import draw_latents, encode_pool
     from genlowdim.crystal.training import load_split
 
     pool = encode_pool(model, load_split(cfg, "train", args.pool_size)) if "posterior" in args.methods else None
+    train = None
+    if args.novelty:
+        from genlowdim.metrics.cli import load_input
+
+        train = load_input(f"{cfg.data.dataset}:train")[1]
     labels = {"unconditional": "unconditional", "prior": "targeted: rejection over z ~ N(0, I)",
               "posterior": "targeted: rejection over the training posterior"}
     for method in args.methods:
@@ -92,22 +103,26 @@ def main() -> None:
         if method == "unconditional":
             z = torch.randn((args.num, model.cfg.latent_dim), generator=gen)
         else:
-            z, met, draws = targeted_latents(model, args.num, target, generator=gen,
-                                             pool=pool if method == "posterior" else None)
-            extra = {"head_accepted": met, "head_draws": draws, "head_acceptance": met / draws}
+            source = pool if method == "posterior" else None
+            z, met, draws = targeted_latents(model, args.num, target, generator=gen, pool=source)
+            probe = draw_latents(20000, model.cfg.latent_dim, source, torch.Generator().manual_seed(99), z)
+            rate = float(target.met(model.predict_property(probe)).double().mean())
+            extra = {"head_accepted": met, "head_draws": draws, "head_acceptance_rate": rate}
         decoded = decode_latents(model, z, cfg.sampling, generator=gen)
-        row = {"method": label, **judge(decoded, property_fn, target), **extra,
+        row = {"method": label, **judge(decoded, property_fn, target, train), **extra,
                "seconds": time.perf_counter() - t0}
         rows.append(row)
         print(json.dumps(row), flush=True)
     base = rows[0]
     ratios = {r["method"]: r["hit_of_all"] / base["hit_of_all"] if base["hit_of_all"] else float("inf")
               for r in rows[1:]}
-    print(f"\n| method | valid | meets {target} (of all) | (of valid) | unique (of valid) | decoder calls |")
-    print("|---|---|---|---|---|---|")
+    print(f"\n| method | valid | meets {target} (of all) | (of valid) | unique (of valid) | novel (of valid) "
+          f"| decoder calls |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
+        novel = "–" if r["novel_of_valid"] is None else f"{r['novel_of_valid']:.1%}"
         print(f"| {r['method']} | {r['valid']:.1%} | {r['hit_of_all']:.1%} | {r['hit_of_valid']:.1%} | "
-              f"{r['unique_of_valid']:.1%} | {r['decoder_calls_per_batch']} x 1 batch of {r['crystals']} |")
+              f"{r['unique_of_valid']:.1%} | {novel} | {r['decoder_calls_per_batch']} x 1 batch of {r['crystals']} |")
     print("ratio to the first row (of all):", {k: round(v, 2) for k, v in ratios.items()})
     if args.json:
         with open(args.json, "w") as fh:

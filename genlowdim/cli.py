@@ -74,7 +74,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     args.checkpoint = str(checkpoint_path(args.checkpoint, args.model))
     payload = load_checkpoint(args.checkpoint)
     crystal_only = [flag for flag, value in (("--step-lr", args.step_lr), ("--type-update", args.type_update),
-                                             ("--protocol", args.protocol), ("--target", args.target))
+                                             ("--protocol", args.protocol), ("--target", args.target),
+                                             ("--target-source", args.target_source))
                     if value is not None]
     if payload["family"] != "crystal" and crystal_only:
         raise UsageError(f"{' and '.join(crystal_only)} apply to crystal checkpoints; {args.checkpoint} is "
@@ -118,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(rejection on the CDVAE property head over z ~ N(0, I); docs/csp.md)")
     p.add_argument("--target-draws", type=int, default=None,
                    help="with --target: at most this many latents drawn per crystal (default 1000)")
+    p.add_argument("--target-source", choices=["prior", "posterior"], default=None,
+                   help="with --target: screen z ~ N(0, I) ('prior', the default) or draws around encoded training "
+                   "crystals ('posterior'; docs/csp.md compares them)")
     add_overwrite_flag(p)
     p.set_defaults(func=_cmd_sample)
 

@@ -161,9 +161,15 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+TARGET_SOURCE = "prior"      # where --target screens latents by default (docs/csp.md)
+TARGET_POOL_SIZE = 2000      # training crystals encoded for --target-source posterior
+
+
 def _target(args: argparse.Namespace, cfg):
     """The parsed ``--target`` (None without one); UsageError when the model cannot aim at it."""
     if getattr(args, "target", None) is None:
+        if getattr(args, "target_source", None) is not None or getattr(args, "target_draws", None) is not None:
+            raise UsageError("--target-source and --target-draws apply with --target")
         return None
     from genlowdim.crystal.targeted import parse_target
     from genlowdim.structures.registry import DATASETS
@@ -188,9 +194,16 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     model, cfg = load_model(checkpoint, resolve_device(args.device), use_ema=args.weights == "ema",
                             task="cdvae")
     cfg, record = protocol_config(cfg, args)
+    pool = None
+    if target is not None and (getattr(args, "target_source", None) or TARGET_SOURCE) == "posterior":
+        from genlowdim.crystal.csp import encode_pool
+        from genlowdim.crystal.training import load_split
+
+        pool = encode_pool(model, load_split(cfg, "train", TARGET_POOL_SIZE))
     manifest = sample_crystals(model, cfg, args.num, args.out, batch_size=args.batch_size, seed=args.seed,
                                checkpoint=args.checkpoint, overwrite=args.overwrite, protocol=record,
-                               target=target, max_draws=getattr(args, "target_draws", None) or 1000)
+                               target=target, max_draws=getattr(args, "target_draws", None) or 1000,
+                               target_pool=pool)
     aimed = "" if target is None else (f"; aimed at {target}: {manifest['head_accepted']} of {manifest['count']} "
                                        f"met it on the property head ({manifest['draws']} latents drawn)")
     print(f"wrote {manifest['count']} crystals to {args.out} ({record['protocol']} protocol, sampler "

@@ -63,12 +63,13 @@ def _writer(out_dir, settings: dict, overwrite: bool, cleared: tuple, rank: int,
 def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *, batch_size: int = 500,
                     seed: int = 0, sampler: str | None = None, steps: int | None = None,
                     checkpoint: str | None = None, overwrite: bool = False, protocol: dict | None = None,
-                    target=None, max_draws: int = 1000) -> dict:
+                    target=None, max_draws: int = 1000, target_pool=None) -> dict:
     """Generate ``num`` crystals into ``out_dir``: ``cif/<id>.cif``, ``samples.extxyz``, ``manifest.json``.
 
     ``target`` (:class:`~genlowdim.crystal.targeted.PropertyTarget`): decode only prior draws whose property
     head meets it (rejection, at most ``max_draws`` head evaluations per crystal; see
-    :mod:`genlowdim.crystal.targeted`), the same decoder calls per crystal as unconditional generation.
+    :mod:`genlowdim.crystal.targeted`), the same decoder calls per crystal as unconditional generation;
+    ``target_pool`` (a :class:`~genlowdim.crystal.csp.LatentPool`): draw from it instead of N(0, I).
 
     Finished batches (``batches/batch_k/done.json``) of the same settings are skipped on a rerun; other
     settings raise ``OutputConflictError`` unless ``overwrite`` (which first clears the folder's batches,
@@ -77,7 +78,9 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
     settings = {"task": "sample", "num": num, "batch_size": batch_size, "seed": seed, "protocol": protocol,
                 **_sampler_settings(model, cfg, sampler, steps, cfg.sampling.type_update)}
     if target is not None:
-        settings.update(target=str(target), max_draws=max_draws)
+        settings.update(target=str(target), max_draws=max_draws,
+                        target_source="prior" if target_pool is None else f"posterior of {len(target_pool.mu)} "
+                        f"training crystals")
     device = next(model.parameters()).device
     rank, world = init_distributed(device)
     writer = _writer(out_dir, settings, overwrite, ("manifest.json", "samples.extxyz"), rank, world)
@@ -92,7 +95,8 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
         if target is None:
             decoded = generate(model, n, cfg.sampling, sampler=sampler, steps=steps, generator=gen)
         else:
-            z, met, draws = targeted_latents(model, n, target, max_draws=max_draws, generator=gen)
+            z, met, draws = targeted_latents(model, n, target, max_draws=max_draws, generator=gen,
+                                             pool=target_pool)
             decoded = decode_latents(model, z, cfg.sampling, sampler=sampler, steps=steps, generator=gen)
             info = {"head_accepted": met, "draws": draws}
         ids = [f"gen_{k * batch_size + i:06d}" for i in range(n)]
@@ -113,7 +117,8 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
         if target is not None:
             infos = _done_infos(writer, finished)
             manifest.update(target=str(target), max_draws=max_draws,
-                            method="rejection on the CDVAE property head over z ~ N(0, I)",
+                            method="rejection on the CDVAE property head over "
+                            + ("z ~ N(0, I)" if target_pool is None else "the training crystals' posterior"),
                             head_accepted=sum(i.get("head_accepted", 0) for i in infos),
                             draws=sum(i.get("draws", 0) for i in infos))
         write_json(writer.out / "manifest.json", manifest)

@@ -198,3 +198,14 @@ def test_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path, capsys, args, me
     assert _run(args + ["--checkpoint", checkpoint, "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_sample_with_a_target_from_the_training_posterior(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLOWDIM_QUIET", "1")
+    out = tmp_path / "p"
+    assert _run(["sample", "--checkpoint", checkpoint, "--target", "heat_ref>-100", "--target-source", "posterior",
+                 "--num", "2", "--sampler", "ald_fast", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "posterior" in manifest["method"] and manifest["head_accepted"] == 2
+    assert _run(["sample", "--checkpoint", checkpoint, "--target-source", "posterior", "--num", "2",
+                 "--out", str(tmp_path / "q")]) == 2
