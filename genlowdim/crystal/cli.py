@@ -57,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num", type=int, default=None, help="with --split: the first N compositions (default: all)")
     p.add_argument("--samples", type=int, default=None,
                    help="candidates per composition (default: 20 for --formula, 1 for --split)")
-    p.add_argument("--method", default=None, help="latent source: random, prior, prior_opt (default), posterior, posterior_opt (docs/csp.md)")
+    p.add_argument("--method", default=None,
+                   help="latent source: random, prior, prior_opt (default), posterior, posterior_opt (docs/csp.md)")
     p.add_argument("--draws", type=int, default=None, help="latents scored by the heads per composition")
     p.add_argument("--opt-steps", type=int, default=None, help="Adam steps on each kept latent (*_opt methods)")
     p.add_argument("--pool-size", type=int, default=2000,
