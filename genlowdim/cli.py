@@ -74,7 +74,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     args.checkpoint = str(checkpoint_path(args.checkpoint, args.model))
     payload = load_checkpoint(args.checkpoint)
     crystal_only = [flag for flag, value in (("--step-lr", args.step_lr), ("--type-update", args.type_update),
-                                             ("--protocol", args.protocol)) if value is not None]
+                                             ("--protocol", args.protocol), ("--target", args.target),
+                                             ("--target-source", args.target_source))
+                    if value is not None]
     if payload["family"] != "crystal" and crystal_only:
         raise UsageError(f"{' and '.join(crystal_only)} apply to crystal checkpoints; {args.checkpoint} is "
                          f"a {payload['family']!r} checkpoint")
@@ -112,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=["ema", "raw"], default="ema",
                    help="EMA weights when the run kept them (default) or the optimiser's raw weights")
     add_sampling_flags(p, "sample")   # --sampler and --steps for every family, the rest for crystals only
+    p.add_argument("--target", default=None,
+                   help="crystals only: aim at a property, e.g. 'heat_ref<0.5', 'heat_ref>1.2', '0.2<heat_ref<0.5' "
+                   "(rejection on the CDVAE property head over z ~ N(0, I); docs/csp.md)")
+    p.add_argument("--target-draws", type=int, default=None,
+                   help="with --target: at most this many latents drawn per crystal (default 1000)")
+    p.add_argument("--target-source", choices=["prior", "posterior"], default=None,
+                   help="with --target: screen z ~ N(0, I) ('prior', the default) or draws around encoded training "
+                   "crystals ('posterior'; docs/csp.md compares them)")
     add_overwrite_flag(p)
     p.set_defaults(func=_cmd_sample)
 

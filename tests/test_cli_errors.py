@@ -102,6 +102,16 @@ CASES = [
     ("argparse: unknown choice", ["reconstruct", "--checkpoint", "{d}/cdvae.pt", "--type-update", "nearest",
                                   "--out", "{d}/r"], 2, ["--type-update", "invalid choice", "--help"], False),
     ("argparse: unknown command", ["frobnicate"], 2, ["invalid choice: 'frobnicate'"], False),
+    ("csp --formula with an unknown element", ["csp", "--checkpoint", "{d}/cdvae.pt", "--formula", "CsPbXx3",
+                                               "--out", "{d}/c"], 2, ["--formula 'CsPbXx3'"], False),
+    ("csp --formula with too many atoms", ["csp", "--checkpoint", "{d}/cdvae.pt", "--formula", "Cs2PbI3",
+                                           "--out", "{d}/c"], 2, ["6 atoms", "at most 5 atoms"], False),
+    ("csp --formula with --num", ["csp", "--checkpoint", "{d}/cdvae.pt", "--formula", "CsPbI3", "--num", "3",
+                                  "--out", "{d}/c"], 2, ["--num counts compositions", "--samples"], False),
+    ("sample --target of another property", ["sample", "--checkpoint", "{d}/cdvae.pt", "--target", "band_gap<1",
+                                             "--out", "{d}/s"], 2, ["predicts 'heat_ref', not 'band_gap'"], False),
+    ("sample --target unparsable", ["sample", "--checkpoint", "{d}/cdvae.pt", "--target", "heat_ref=1",
+                                    "--out", "{d}/s"], 2, ["--target 'heat_ref=1'", "NAME<VALUE"], False),
 ]
 
 

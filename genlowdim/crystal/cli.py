@@ -48,6 +48,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_optimize)
 
+    p = subparsers.add_parser("csp", help="crystal structure prediction: candidate structures for a formula, "
+                              "or the benchmark over a split's compositions")
+    add_model_flags(p)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--formula", help="the cell's formula, e.g. CsPbI3 (as written: the atoms of one cell)")
+    what.add_argument("--split", help="benchmark: predict the structures of a split's compositions (val/test)")
+    p.add_argument("--num", type=int, default=None, help="with --split: the first N compositions (default: all)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="candidates per composition (default: 20 for --formula, 1 for --split)")
+    p.add_argument("--method", default=None,
+                   help="latent source: random, prior, prior_opt (default), posterior, posterior_opt (docs/csp.md)")
+    p.add_argument("--draws", type=int, default=None, help="latents scored by the heads per composition")
+    p.add_argument("--opt-steps", type=int, default=None, help="Adam steps on each kept latent (*_opt methods)")
+    p.add_argument("--pool-size", type=int, default=2000,
+                   help="training crystals encoded for the posterior* methods and the *_opt radius")
+    p.add_argument("--batch-size", type=int, default=500, help="candidates decoded together")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weights", choices=["ema", "raw"], default="ema")
+    add_sampling_flags(p, "csp")
+    p.add_argument("--out", required=True)
+    add_overwrite_flag(p)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_csp)
+
     p = subparsers.add_parser("models", help="list the models shipped with the package and their measured figures")
     p.add_argument("--json", action="store_true", help="print the manifests as JSON")
     p.set_defaults(func=_cmd_models)
@@ -96,8 +120,9 @@ def add_sampling_flags(p: argparse.ArgumentParser, task: str = "sample") -> None
     p.add_argument("--steps", type=int, default=None,
                    help="steps per noise level for ALD samplers, levels otherwise (default: the protocol's)")
     p.add_argument("--step-lr", type=float, default=None, help="ALD step_lr (default: the protocol's)")
-    p.add_argument("--type-update", choices=["argmax", "composition", "fixed"], default=None,
-                   help="how types follow the decoder (default: the protocol's)")
+    if task != "csp":   # CSP keeps the formula's types (the decoder places them)
+        p.add_argument("--type-update", choices=["argmax", "composition", "fixed"], default=None,
+                       help="how types follow the decoder (default: the protocol's)")
     if task == "reconstruct":
         p.add_argument("--latent", choices=LATENTS, default=None,
                        help="decode z = μ ('mean') or a posterior sample ('sample'; CDVAE)")
@@ -114,7 +139,7 @@ def protocol_config(cfg, args: argparse.Namespace):
 
     try:
         return resolve(args.protocol or DEFAULT_PROTOCOL, args.task, cfg, sampler=args.sampler,
-                       steps=args.steps, step_lr=args.step_lr, type_update=args.type_update,
+                       steps=args.steps, step_lr=args.step_lr, type_update=getattr(args, "type_update", None),
                        latent=getattr(args, "latent", None), constraint=getattr(args, "constraint", None))
     except ValueError as err:
         raise UsageError(str(err)) from err
@@ -147,19 +172,53 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+TARGET_SOURCE = "prior"      # where --target screens latents by default (docs/csp.md)
+TARGET_POOL_SIZE = 2000      # training crystals encoded for --target-source posterior
+
+
+def _target(args: argparse.Namespace, cfg):
+    """The parsed ``--target`` (None without one); UsageError when the model cannot aim at it."""
+    if getattr(args, "target", None) is None:
+        if getattr(args, "target_source", None) is not None or getattr(args, "target_draws", None) is not None:
+            raise UsageError("--target-source and --target-draws apply with --target")
+        return None
+    from genlowdim.crystal.targeted import parse_target
+    from genlowdim.structures.registry import DATASETS
+
+    require_positive(args, "target_draws")
+    spec = DATASETS.get(cfg.data.dataset)
+    target = parse_target(args.target, spec.property if spec is not None else None)
+    if not cfg.model.predict_property:
+        raise UsageError(f"--target needs a CDVAE trained with a property head (model.predict_property: true); "
+                         f"{args.checkpoint} has none")
+    return target
+
+
 def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     """``genlowdim sample`` for crystal checkpoints: CIFs + samples.extxyz + manifest.json in --out."""
     from genlowdim.crystal.checkpoints import load_model
+    from genlowdim.crystal.config import config_from_dict
     from genlowdim.crystal.tasks import sample_crystals
     from genlowdim.runtime import resolve_device
 
+    target = _target(args, config_from_dict(checkpoint["config"]))
     model, cfg = load_model(checkpoint, resolve_device(args.device), use_ema=args.weights == "ema",
                             task="cdvae")
     cfg, record = protocol_config(cfg, args)
+    pool = None
+    if target is not None and (getattr(args, "target_source", None) or TARGET_SOURCE) == "posterior":
+        from genlowdim.crystal.csp import encode_pool
+        from genlowdim.crystal.training import load_split
+
+        pool = encode_pool(model, load_split(cfg, "train", TARGET_POOL_SIZE))
     manifest = sample_crystals(model, cfg, args.num, args.out, batch_size=args.batch_size, seed=args.seed,
-                               checkpoint=args.checkpoint, overwrite=args.overwrite, protocol=record)
+                               checkpoint=args.checkpoint, overwrite=args.overwrite, protocol=record,
+                               target=target, max_draws=getattr(args, "target_draws", None) or 1000,
+                               target_pool=pool)
+    aimed = "" if target is None else (f"; aimed at {target}: {manifest['head_accepted']} of {manifest['count']} "
+                                       f"met it on the property head ({manifest['draws']} latents drawn)")
     print(f"wrote {manifest['count']} crystals to {args.out} ({record['protocol']} protocol, sampler "
-          f"{record['sampler']})")
+          f"{record['sampler']}){aimed}")
     return 0
 
 
@@ -242,6 +301,48 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
                                num=args.num, steps=args.opt_steps, decode_every=args.decode_every, lr=args.lr,
                                seed=args.seed, property_model=prop_model, protocol=record)
     print({k: result[k] for k in ("SR5", "SR10", "SR15")}, f"({record['protocol']} protocol)")
+    return 0
+
+
+def _csp_settings(args: argparse.Namespace):
+    from genlowdim.crystal.csp import METHODS, CSPSettings
+
+    require_positive(args, "num", "samples", "draws", "batch_size", "pool_size", "steps")
+    if args.opt_steps is not None and args.opt_steps < 0:
+        raise UsageError(f"--opt-steps {args.opt_steps}: must be at least 0")
+    if args.method is not None and args.method not in METHODS:
+        raise UsageError(f"--method {args.method!r}: choose one of {', '.join(METHODS)}")
+    if args.formula is not None and args.num is not None:
+        raise UsageError("--num counts compositions of a --split; with --formula use --samples")
+    given = {k: v for k, v in (("method", args.method), ("draws", args.draws), ("opt_steps", args.opt_steps))
+             if v is not None}
+    return CSPSettings(**given)
+
+
+def _cmd_csp(args: argparse.Namespace) -> int:
+    from genlowdim.crystal.checkpoints import load_model
+    from genlowdim.crystal.csp import csp_formula, csp_split, parse_formula
+    from genlowdim.runtime import resolve_device
+
+    settings = _csp_settings(args)
+    payload, cfg = _cdvae_checkpoint(resolve_checkpoint(args))
+    if args.split is not None:
+        _check_split(args.split, cfg)
+    else:
+        parse_formula(args.formula, int(payload["extra_state"]["max_atoms"]))   # fail before building the model
+    model, cfg = load_model(payload, resolve_device(args.device), use_ema=args.weights == "ema", task="cdvae")
+    cfg, record = protocol_config(cfg, args)
+    kw = dict(settings=settings, pool_size=args.pool_size, batch_size=args.batch_size, seed=args.seed,
+              overwrite=args.overwrite, protocol=record)
+    if args.formula is not None:
+        summary = csp_formula(model, cfg, args.formula, args.out, samples=args.samples or 20, **kw)
+        print(f"wrote {summary['count']} candidates for {args.formula} to {args.out} (cif/, candidates.extxyz; "
+              f"ranked best first by the heads' formula likelihood, method {settings.method})")
+        return 0
+    summary = csp_split(model, cfg, args.split, args.out, num=args.num, samples=args.samples or 1, **kw)
+    print(f"wrote {summary['count']} predictions for {summary['compositions']} compositions and their truths to "
+          f"{args.out}; evaluate with\n  genlowdim evaluate {args.out}/predictions.extxyz --reference "
+          f"{args.out}/truth.extxyz --mode reconstruction --out {args.out}/eval")
     return 0
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from genlowdim.config import to_dict
 from genlowdim.crystal.config import CrystalConfig, SamplerSpec
 
-TASKS = ("sample", "reconstruct", "optimize")
+TASKS = ("sample", "reconstruct", "optimize", "csp")
 LATENTS = ("mean", "sample")
 CONSTRAINTS = ("none", "ball")
 CDVAE_ALD = SamplerSpec(method="ald", steps_each=100, step_lr=1e-4)
@@ -73,7 +73,8 @@ def resolve(protocol: str, task: str, cfg: CrystalConfig, *, sampler: str | None
                              f"ald_fast (got {name!r})")
         spec = replace(spec, step_lr=step_lr)
     field = "recon_type_update" if task == "reconstruct" else "type_update"
-    chosen_types = type_update or getattr(p, field) or getattr(cfg.sampling, field)
+    # CSP decodes the formula's own types, placed by the decoder (genlowdim.crystal.csp)
+    chosen_types = "composition" if task == "csp" else type_update or getattr(p, field) or getattr(cfg.sampling, field)
     latent = latent or p.latent
     constraint = constraint or p.constraint
     if latent not in LATENTS:

@@ -195,9 +195,11 @@ def run_sampler(denoiser, x, model_sigmas, spec, *, steps: int | None = None, ge
 
 @torch.no_grad()
 def decode_latents(model, z, sampling_cfg, *, sampler: str | None = None, steps: int | None = None,
-                   generator=None, num_atoms=None, atom_types=None) -> DecodedCrystals:
+                   generator=None, num_atoms=None, atom_types=None,
+                   type_update: str | None = None) -> DecodedCrystals:
     """Decode z (B, latent) into crystals. ``num_atoms``/``atom_types`` force the ground truth when given
-    (given types are kept fixed); otherwise types follow ``sampling_cfg.type_update``. ``sampler``: a name
+    (given types are kept fixed, or follow ``type_update``: ``composition`` keeps their multiset and lets
+    the decoder place them); otherwise types follow ``sampling_cfg.type_update``. ``sampler``: a name
     of ``sampling_cfg.samplers`` (default: ``sampling_cfg.sampler``); ``steps`` overrides its step count."""
     natom_logits, lengths, angles, comp_logits = model.decode_stats(z)
     clamped = model.lattice_clamped(model.fc_lattice(z)).cpu()
@@ -210,7 +212,8 @@ def decode_latents(model, z, sampling_cfg, *, sampler: str | None = None, steps:
         F.softmax(comp_logits, -1), num_atoms, generator)
     lattice = lattice_from_params(lengths, angles)
     frac = torch.rand((batch.numel(), 3), generator=generator, device=z.device, dtype=z.dtype)
-    state = TypeState(types, batch, "fixed" if atom_types is not None else sampling_cfg.type_update)
+    given = type_update or "fixed"
+    state = TypeState(types, batch, given if atom_types is not None else sampling_cfg.type_update)
     den = CountingDenoiser(DecoderDenoiser(model.decoder, z, lattice, batch, state))
     x = run_sampler(den, frac_to_cart(frac, lattice, batch), model.sigmas.to(z.dtype), sampling_cfg.spec(sampler),
                     steps=steps, generator=generator, wrap=den.denoiser.wrap, callback=state)

@@ -23,7 +23,8 @@ from torch_geometric.data import Batch
 from genlowdim.config import to_dict
 from genlowdim.crystal.checkpoints import model_digest
 from genlowdim.crystal.config import CrystalConfig
-from genlowdim.crystal.sampling import batch_to_decoded, generate, reconstruct_batch
+from genlowdim.crystal.sampling import batch_to_decoded, decode_latents, generate, reconstruct_batch
+from genlowdim.crystal.targeted import targeted_latents
 from genlowdim.crystal.training import load_split
 from genlowdim.train import init_distributed
 from genlowdim.runtime import library_versions, progress, write_json
@@ -61,8 +62,14 @@ def _writer(out_dir, settings: dict, overwrite: bool, cleared: tuple, rank: int,
 
 def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *, batch_size: int = 500,
                     seed: int = 0, sampler: str | None = None, steps: int | None = None,
-                    checkpoint: str | None = None, overwrite: bool = False, protocol: dict | None = None) -> dict:
+                    checkpoint: str | None = None, overwrite: bool = False, protocol: dict | None = None,
+                    target=None, max_draws: int = 1000, target_pool=None) -> dict:
     """Generate ``num`` crystals into ``out_dir``: ``cif/<id>.cif``, ``samples.extxyz``, ``manifest.json``.
+
+    ``target`` (:class:`~genlowdim.crystal.targeted.PropertyTarget`): decode only prior draws whose property
+    head meets it (rejection, at most ``max_draws`` head evaluations per crystal; see
+    :mod:`genlowdim.crystal.targeted`), the same decoder calls per crystal as unconditional generation;
+    ``target_pool`` (a :class:`~genlowdim.crystal.csp.LatentPool`): draw from it instead of N(0, I).
 
     Finished batches (``batches/batch_k/done.json``) of the same settings are skipped on a rerun; other
     settings raise ``OutputConflictError`` unless ``overwrite`` (which first clears the folder's batches,
@@ -70,6 +77,10 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
     sampler = sampler or cfg.sampling.sampler
     settings = {"task": "sample", "num": num, "batch_size": batch_size, "seed": seed, "protocol": protocol,
                 **_sampler_settings(model, cfg, sampler, steps, cfg.sampling.type_update)}
+    if target is not None:
+        settings.update(target=str(target), max_draws=max_draws,
+                        target_source="prior" if target_pool is None else f"posterior of {len(target_pool.mu)} "
+                        f"training crystals")
     device = next(model.parameters()).device
     rank, world = init_distributed(device)
     writer = _writer(out_dir, settings, overwrite, ("manifest.json", "samples.extxyz"), rank, world)
@@ -79,12 +90,19 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
             continue
         n = min(batch_size, num - k * batch_size)
         t0 = time.perf_counter()
-        decoded = generate(model, n, cfg.sampling, sampler=sampler, steps=steps,
-                           generator=_batch_generator(device, seed, k))
+        gen = _batch_generator(device, seed, k)
+        info = {}
+        if target is None:
+            decoded = generate(model, n, cfg.sampling, sampler=sampler, steps=steps, generator=gen)
+        else:
+            z, met, draws = targeted_latents(model, n, target, max_draws=max_draws, generator=gen,
+                                             pool=target_pool)
+            decoded = decode_latents(model, z, cfg.sampling, sampler=sampler, steps=steps, generator=gen)
+            info = {"head_accepted": met, "draws": draws}
         ids = [f"gen_{k * batch_size + i:06d}" for i in range(n)]
         writer.write(k, decoded.to_structures(), ids,
                      {"seconds": time.perf_counter() - t0, "decoder_calls": decoded.decoder_calls,
-                      "lattice_clamped": decoded.lattice_clamped.tolist()})
+                      "lattice_clamped": decoded.lattice_clamped.tolist(), **info})
         if world == 1:
             writer.merge(num_batches)
     _barrier(world)
@@ -96,6 +114,13 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
         count, finished = writer.merge(num_batches)
         manifest.update(count=count, batches=finished, lattice_clamped=_clamped_count(writer, finished),
                         decoder_calls=_decoder_calls(writer, finished))
+        if target is not None:
+            infos = _done_infos(writer, finished)
+            manifest.update(target=str(target), max_draws=max_draws,
+                            method="rejection on the CDVAE property head over "
+                            + ("z ~ N(0, I)" if target_pool is None else "the training crystals' posterior"),
+                            head_accepted=sum(i.get("head_accepted", 0) for i in infos),
+                            draws=sum(i.get("draws", 0) for i in infos))
         write_json(writer.out / "manifest.json", manifest)
     _barrier(world)
     return manifest

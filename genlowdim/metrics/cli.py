@@ -99,6 +99,25 @@ def pair_by_id(pred_ids, preds, truth_ids, truths, how: str = "auto") -> tuple[l
     return list(preds), list(truth_ids)
 
 
+def group_by_id(pred_ids, preds, truth_ids) -> list[list] | None:
+    """When some prediction id repeats (several candidates per truth, best first): the candidates of each
+    truth, in the truths' order (UsageError if a truth has none). None when every id is unique."""
+    from collections import defaultdict
+
+    from genlowdim.errors import UsageError
+
+    if len(set(pred_ids)) == len(pred_ids):
+        return None
+    groups = defaultdict(list)
+    for i, s in zip(pred_ids, preds):
+        groups[i].append(s)
+    missing = [t for t in truth_ids if t not in groups]
+    if missing:
+        raise UsageError(f"predictions repeat ids (several candidates per truth) but {len(missing)} truths have "
+                         f"none, e.g. {missing[0]!r}")
+    return [groups[t] for t in truth_ids]
+
+
 def _property_fn(checkpoint: str):
     """The evaluation's ``property_fn`` from a property-predictor checkpoint or the name of a shipped model
     (clear errors otherwise).
@@ -125,7 +144,8 @@ def _property_fn(checkpoint: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from genlowdim.metrics.evaluate import evaluate_generation, evaluate_reconstruction, format_table
+    from genlowdim.metrics.evaluate import (evaluate_generation, evaluate_reconstruction,
+                                            evaluate_reconstruction_best_of, format_table)
 
     ids, structures = load_input(args.samples, args.data_dir)
     ref_ids, reference = load_input(args.reference, args.data_dir)
@@ -134,9 +154,14 @@ def run(args: argparse.Namespace) -> int:
             from genlowdim.errors import UsageError
 
             raise UsageError("--property-model applies to --mode generation (reconstruction has no property metric)")
-        preds, ids = pair_by_id(ids, structures, ref_ids, reference, args.pair_by)
-        report = evaluate_reconstruction(preds, reference, stol=args.stol, angle_tol=args.angle_tol,
-                                         ltol=args.ltol, workers=args.workers, out_dir=args.out, ids=ids)
+        groups = group_by_id(ids, structures, ref_ids) if args.pair_by != "order" else None
+        tolerances = dict(stol=args.stol, angle_tol=args.angle_tol, ltol=args.ltol, workers=args.workers,
+                          out_dir=args.out)
+        if groups is not None:   # several candidates per truth (CSP with --samples k): best of k
+            report = evaluate_reconstruction_best_of(groups, reference, ids=ref_ids, **tolerances)
+        else:
+            preds, ids = pair_by_id(ids, structures, ref_ids, reference, args.pair_by)
+            report = evaluate_reconstruction(preds, reference, ids=ids, **tolerances)
     else:
         dataset = args.dataset or (args.reference.split(":")[0] if _is_dataset_ref(args.reference) else None)
         cut = args.cutoffs or (None, None)

@@ -80,12 +80,14 @@ class BatchWriter:
         """Whether batch k was finished by a run with these settings."""
         return (self._batch_dir(k) / "done.json").is_file()
 
-    def write(self, k: int, structures, ids: list[str], info: dict | None = None) -> None:
-        """Batch k: CIFs (when ``write_cifs``), its extxyz, then ``done.json`` (last: marks it finished)."""
+    def write(self, k: int, structures, ids: list[str], info: dict | None = None,
+              frame_info: dict | None = None) -> None:
+        """Batch k: CIFs (when ``write_cifs``), its extxyz (``frame_info``: key -> one value per structure,
+        stored per frame), then ``done.json`` (last: marks it finished)."""
         bdir = self._batch_dir(k)
         if self.write_cifs:
             write_cif(structures, self.out / "cif", ids=ids)
-        write_extxyz(structures, bdir / "samples.extxyz", ids=ids)
+        write_extxyz(structures, bdir / "samples.extxyz", ids=ids, info=frame_info)
         write_json(bdir / "done.json", {"ids": ids, "settings_hash": self.hash, "settings": self.settings,
                                         **(info or {})})
 

@@ -1,0 +1,211 @@
+"""Crystal structure prediction and property-aimed generation: formulas and targets parse as written, the
+candidates carry exactly their formula, the search keeps the best latents of its draws, rejection meets the
+target on the head by construction, and the commands write what they say (bad input: one line, exit 2)."""
+import json
+import math
+
+import pytest
+import torch
+
+from genlowdim.cli import main
+from genlowdim.config import to_dict
+from genlowdim.crystal.config import load_crystal_config
+from genlowdim.crystal.csp import (CSPSettings, LatentPool, candidate_latents, formula_counts, formula_nll,
+                                   parse_formula, predict_structures, propose_latents, refine_latents)
+from genlowdim.crystal.targeted import PropertyTarget, parse_target, targeted_latents
+from genlowdim.crystal.training import build_model, fit_scalers, load_split, resolve_max_atoms
+from genlowdim.errors import UsageError
+from genlowdim.runtime import save_checkpoint
+from genlowdim.structures.io import read_structures
+
+TINY = "configs/crystal/tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def model_cfg():
+    """An untrained tiny CDVAE with a property head and fitted scalers (the weights do not matter here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    cfg = load_crystal_config(TINY)
+    torch.manual_seed(0)
+    model = build_model(cfg, resolve_max_atoms(cfg)).eval()
+    fit_scalers(model, load_split(cfg, "train", 20))
+    yield model, cfg
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(model_cfg, tmp_path_factory):
+    model, cfg = model_cfg
+    path = tmp_path_factory.mktemp("ckpt") / "m.pt"
+    save_checkpoint(path, {"family": "crystal", "config": to_dict(cfg), "state_dict": model.state_dict(),
+                           "extra_state": {"max_atoms": resolve_max_atoms(cfg), "task": "cdvae"}})
+    return str(path)
+
+
+def test_formula_parser_reads_the_cell_as_written():
+    assert parse_formula("CsPbI3", 5).tolist() == [53, 53, 53, 55, 82]
+    assert parse_formula("Sr Ti O3", 5).tolist() == [8, 8, 8, 22, 38]
+    assert formula_counts(parse_formula("CsPbI3", 5))[52].item() == 3       # I: Z = 53
+    with pytest.raises(UsageError, match="unknown element|not a chemical formula"):
+        parse_formula("CsPbXx3", 5)
+    with pytest.raises(UsageError, match="6 atoms.*at most 5"):
+        parse_formula("Cs2PbI3", 5)
+    with pytest.raises(UsageError, match="non-integer"):
+        parse_formula("Cs0.5PbI3", 5)
+
+
+def test_formula_nll_is_the_heads_log_likelihood(model_cfg):
+    model, _ = model_cfg
+    z = torch.randn(3, model.cfg.latent_dim, generator=torch.Generator().manual_seed(1))
+    types = parse_formula("SrTiO3", 5)
+    expected = (-torch.log_softmax(model.fc_num_atoms(z), -1)[:, 5]
+                - torch.log_softmax(model.fc_composition(z), -1)[:, types - 1].sum(-1))
+    torch.testing.assert_close(formula_nll(model, z, formula_counts(types)), expected)
+
+
+def test_prior_search_keeps_the_best_of_its_draws(model_cfg):
+    model, _ = model_cfg
+    counts = formula_counts(parse_formula("SrTiO3", 5))
+    settings = CSPSettings(method="prior", draws=64)
+    z, nll = propose_latents(model, counts, 4, settings, generator=torch.Generator().manual_seed(3))
+    draws = torch.randn(64, model.cfg.latent_dim, generator=torch.Generator().manual_seed(3))
+    best = torch.sort(formula_nll(model, draws, counts)).values[:4]
+    torch.testing.assert_close(nll, best)
+    torch.testing.assert_close(formula_nll(model, z, counts), best)
+
+
+def test_refinement_lowers_the_nll_and_stays_in_the_ball(model_cfg):
+    model, _ = model_cfg
+    counts = formula_counts(parse_formula("SrTiO3", 5))
+    z0 = torch.randn(4, model.cfg.latent_dim, generator=torch.Generator().manual_seed(4))
+    before = formula_nll(model, z0, counts).detach()
+    z, nll = refine_latents(model, z0, counts, steps=30, lr=0.05, radius=2.0)
+    assert nll.min() < before.min() and bool((nll[1:] >= nll[:-1]).all())
+    assert float(z.norm(dim=-1).max()) <= 2.0 + 1e-5
+
+
+def test_candidates_have_exactly_their_formula(model_cfg):
+    model, cfg = model_cfg
+    formulas = [parse_formula("SrTiO3", 5), parse_formula("CsPbI3", 5), parse_formula("KNbO3", 5)]
+    pool = LatentPool(torch.randn(10, model.cfg.latent_dim), torch.full((10, model.cfg.latent_dim), 0.1), 3.0)
+    for method in ("random", "posterior_opt"):
+        settings = CSPSettings(method=method, draws=16, opt_steps=3)
+        decoded, nll = predict_structures(model, cfg.sampling, formulas, 2, settings, pool=pool,
+                                          sampler="ald_fast", generator=torch.Generator().manual_seed(0))
+        assert decoded.num_atoms.tolist() == [5] * 6 and nll.shape == (6,)
+        start = 0
+        for i, n in enumerate(decoded.num_atoms.tolist()):
+            got = sorted(decoded.atom_types[start:start + n].tolist())
+            assert got == formulas[i // 2].tolist()
+            start += n
+
+
+def test_posterior_methods_need_a_pool(model_cfg):
+    model, _ = model_cfg
+    with pytest.raises(ValueError, match="pool"):
+        candidate_latents(model, [parse_formula("SrTiO3", 5)], 1, CSPSettings(method="posterior"))
+    with pytest.raises(ValueError, match="method"):
+        CSPSettings(method="nope")
+
+
+def test_target_parser():
+    assert parse_target("heat_ref<0.5") == PropertyTarget("heat_ref", -math.inf, 0.5)
+    assert parse_target("heat_ref > 1.2") == PropertyTarget("heat_ref", 1.2, math.inf)
+    assert parse_target("0.2<heat_ref<0.5", "heat_ref") == PropertyTarget("heat_ref", 0.2, 0.5)
+    assert parse_target("heat_ref<=-1e-1") == PropertyTarget("heat_ref", -math.inf, -0.1)
+    assert str(parse_target("0.2<heat_ref<0.5")) == "0.2<heat_ref<0.5"
+    for bad, why in (("heat_ref=0.5", "write NAME"), ("0.5<heat_ref<0.2", "empty"), ("<0.5", "write NAME")):
+        with pytest.raises(UsageError, match=why):
+            parse_target(bad)
+    with pytest.raises(UsageError, match="predicts 'heat_ref', not 'band_gap'"):
+        parse_target("band_gap<1", "heat_ref")
+
+
+def test_rejection_meets_the_target_on_the_head(model_cfg):
+    model, _ = model_cfg
+    gen = torch.Generator().manual_seed(0)
+    head = model.predict_property(torch.randn(2000, model.cfg.latent_dim, generator=gen)).detach()
+    target = PropertyTarget("heat_ref", high=float(torch.quantile(head, 0.1)))
+    z, met, draws = targeted_latents(model, 30, target, chunk=256, generator=torch.Generator().manual_seed(1))
+    assert z.shape == (30, model.cfg.latent_dim) and met == 30 and draws % 256 == 0
+    assert bool(target.met(model.predict_property(z)).all())
+    impossible = PropertyTarget("heat_ref", low=1e6)
+    z, met, draws = targeted_latents(model, 5, impossible, max_draws=10, generator=gen)
+    assert z.shape[0] == 5 and met == 0 and draws == 50
+
+
+def _run(args):
+    return main(args + ["--device", "cpu"])
+
+
+def test_csp_formula_writes_ranked_candidates(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLOWDIM_QUIET", "1")
+    out = tmp_path / "f"
+    assert _run(["csp", "--checkpoint", checkpoint, "--formula", "CsPbI3", "--samples", "3", "--method", "prior",
+                 "--draws", "32", "--sampler", "ald_fast", "--out", str(out)]) == 0
+    got = read_structures(out / "candidates.extxyz")
+    assert [i for i, _ in got] == ["CsPbI3_000", "CsPbI3_001", "CsPbI3_002"]
+    assert all(s.composition.reduced_formula == "CsPbI3" and len(s) == 5 for _, s in got)
+    assert sorted(p.name for p in (out / "cif").iterdir()) == [f"CsPbI3_00{j}.cif" for j in range(3)]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["count"] == 3 and manifest["method"] == "prior"
+    assert manifest["protocol"]["type_update"] == "composition"
+
+
+def test_csp_split_counts_compositions_and_samples_and_evaluates(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLOWDIM_QUIET", "1")
+    out = tmp_path / "s"
+    assert _run(["csp", "--checkpoint", checkpoint, "--split", "val", "--num", "2", "--samples", "3",
+                 "--method", "posterior_opt", "--draws", "16", "--opt-steps", "2", "--pool-size", "8",
+                 "--batch-size", "4", "--sampler", "ald_fast", "--out", str(out)]) == 0
+    truths = read_structures(out / "truth.extxyz")
+    preds = read_structures(out / "predictions.extxyz")
+    assert len(truths) == 2 and len(preds) == 6
+    assert [i for i, _ in preds] == [t for t, _ in truths for _ in range(3)]
+    for k, (_, p) in enumerate(preds):
+        assert p.composition == truths[k // 3][1].composition
+    assert main(["evaluate", str(out / "predictions.extxyz"), "--reference", str(out / "truth.extxyz"),
+                 "--mode", "reconstruction", "--workers", "1", "--out", str(out / "eval")]) == 0
+    report = json.loads((out / "eval" / "metrics.json").read_text())
+    assert report["params"]["match_rate"]["candidates_per_truth"] == {"min": 3, "max": 3}
+    assert report["params"]["match_rate"]["num_truths"] == 2
+    one = tmp_path / "one"
+    assert _run(["csp", "--checkpoint", checkpoint, "--split", "val", "--num", "2", "--method", "random",
+                 "--sampler", "ald_fast", "--out", str(one)]) == 0
+    assert [i for i, _ in read_structures(one / "predictions.extxyz")] == [i for i, _ in truths]
+
+
+def test_sample_with_a_target_records_it(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLOWDIM_QUIET", "1")
+    out = tmp_path / "t"
+    assert _run(["sample", "--checkpoint", checkpoint, "--target", "heat_ref>-100", "--num", "3",
+                 "--sampler", "ald_fast", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["target"] == "-100<heat_ref" and manifest["head_accepted"] == 3 and manifest["count"] == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["csp", "--formula", "CsPbXx3"], "CsPbXx3"),
+    (["csp", "--formula", "Cs2PbI3"], "at most 5"),
+    (["csp", "--formula", "CsPbI3", "--num", "3"], "--num counts compositions"),
+    (["csp", "--split", "train2"], "--split"),
+    (["csp", "--formula", "CsPbI3", "--method", "magic"], "--method"),
+    (["sample", "--target", "band_gap<1", "--num", "2"], "not 'band_gap'"),
+    (["sample", "--target", "heat_ref=1", "--num", "2"], "NAME<VALUE"),
+])
+def test_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path, capsys, args, message):
+    assert _run(args + ["--checkpoint", checkpoint, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_sample_with_a_target_from_the_training_posterior(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLOWDIM_QUIET", "1")
+    out = tmp_path / "p"
+    assert _run(["sample", "--checkpoint", checkpoint, "--target", "heat_ref>-100", "--target-source", "posterior",
+                 "--num", "2", "--sampler", "ald_fast", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "posterior" in manifest["method"] and manifest["head_accepted"] == 2
+    assert _run(["sample", "--checkpoint", checkpoint, "--target-source", "posterior", "--num", "2",
+                 "--out", str(tmp_path / "q")]) == 2
