@@ -52,7 +52,7 @@ def randomized_singular_values(fn: Callable[[torch.Tensor], torch.Tensor], x: to
     """Top singular values of J = ∂fn(x)/∂x from ``rank + oversample`` vector–Jacobian products (Halko et
     al. 2011 randomised range finder on Jᵀ, then exact products J q by double backward).
 
-    Returns ``(svals (rank,), frobenius_sq)`` where ``frobenius_sq`` is the Hutchinson estimate
+    Returns ``(svals (rank + oversample,), frobenius_sq)`` where ``frobenius_sq`` is the Hutchinson estimate
     ``mean_j ||Jᵀ ω_j||²`` of ``||J||_F²`` from the same Gaussian probes, so that :func:`numerical_rank` can
     be applied to ``svals`` completed by the unexplained energy (:func:`sketched_numerical_rank`)."""
     x = x.detach().requires_grad_(True)
@@ -67,13 +67,19 @@ def randomized_singular_values(fn: Callable[[torch.Tensor], torch.Tensor], x: to
         u = torch.zeros_like(out, requires_grad=True)
         g = torch.autograd.grad(out, x, u, create_graph=True)[0].reshape(-1)
         jq = torch.stack([torch.autograd.grad(g, u, qj, retain_graph=True)[0] for qj in q.T], dim=1)
-    return torch.linalg.svdvals(jq.detach())[:rank], frob_sq
+    return torch.linalg.svdvals(jq.detach()), frob_sq
 
 
-def sketched_numerical_rank(svals: torch.Tensor, frobenius_sq: float, energy: float = 0.99) -> int:
-    """:func:`numerical_rank` from the top singular values and an estimate of ``||J||_F²``: the energy the
-    sketch misses counts as spread over further directions (so the rank is capped at len(svals) + 1)."""
+def sketched_numerical_rank(svals: torch.Tensor, frobenius_sq: float, energy: float = 0.99,
+                            captured_tol: float = 1e-8) -> int:
+    """:func:`numerical_rank` from the sketch's singular values and an estimate of ``||J||_F²``.
+
+    When the smallest sketched value is below ``captured_tol`` times the largest, the sketch holds the whole
+    spectrum and the rank is exact; otherwise the energy it misses (by the noisy Hutchinson estimate) counts
+    as spread over further directions, so the rank is then at least len(svals) + 1 or a lower bound."""
     s2 = svals.detach().abs().sort(descending=True).values.pow(2)
+    if s2.numel() and float(s2[-1]) <= captured_tol ** 2 * float(s2[0]):
+        return numerical_rank(svals, energy)
     total = max(frobenius_sq, float(s2.sum()))
     if total == 0:
         return 0
