@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from genlowdim.core.subspaces import SubspaceFit, assign_to_subspaces, fit_bases, k_subspaces, spectral_labels, subspace_objective
+from genlowdim.core.subspaces import (SubspaceFit, assign_to_subspaces, fit_bases, k_subspaces, spectral_labels,
+                                      subspace_objective)
 from genlowdim.metrics.subspace import (clustering_accuracy, clustering_nmi, mle_dimension, pca_dimension,
                                         pca_spectrum, twonn_dimension)
 

@@ -86,8 +86,9 @@ def plot_jacobian_ranks(jac: dict, digits: list[dict] | None = None, path=None) 
     dim = np.array(jac["ambient_dim"], float)
     fig = Figure(figsize=(5.4, 3.6))
     ax = fig.subplots()
-    for key, label, denom in (("coord", "coordinates, ∂x̂₀/∂x", dim), ("coord_internal", "coordinates, translations removed",
-                                                                    dim - 3), ("types", "type probabilities", dim)):
+    curves = (("coord", "coordinates, ∂x̂₀/∂x", dim), ("coord_internal", "coordinates, translations removed", dim - 3),
+              ("types", "type probabilities", dim))
+    for key, label, denom in curves:
         per = np.array([lv[key] for lv in levels], float) / denom[None, :]
         line, = ax.plot(sig, np.median(per, 1), "o-", ms=3, label=label)
         for j in range(per.shape[1]):

@@ -113,7 +113,8 @@ def run_analysis(model, cfg, out_dir: str | Path, settings: AnalysisSettings, *,
     draw_cells(structures, titles=titles, max_cells=len(structures), columns=len(structures),
                path=out / "editing_gallery.png")
     res["editing"]["gallery"] = [{"alpha": a, "formula": s.composition.reduced_formula,
-                                  "volume_per_atom": s.volume / len(s)} for a, s in zip(settings.gallery_steps, structures)]
+                                  "volume_per_atom": s.volume / len(s)}
+                                 for a, s in zip(settings.gallery_steps, structures)]
     res["timings_s"]["editing"] = time.time() - t0
     write_json(out / "analysis.json", res)
     log(json.dumps(edit["summary"]))
