@@ -149,3 +149,13 @@ def test_a_training_set_judged_against_itself_is_all_copies(small_structures):
     structures = [small_structures["SrTiO3"], small_structures["NaCl"]]
     row = judge_samples(structures, structures)
     assert row["copy_fraction"] == 1.0 and row["valid_novel_fraction"] == 0.0
+
+
+def test_bad_analyse_input_is_a_clear_usage_error(tiny_checkpoint, tmp_path, capsys):
+    assert main(["analyse-memorisation", "--config", TINY, "--sizes", "8,x", "--steps", "2",
+                 "--out", str(tmp_path / "m")]) == 2
+    assert "--sizes '8,x': give comma-separated integers" in capsys.readouterr().err
+    assert main(["analyse", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "a"),
+                 "--digits", str(tmp_path / "none.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["analyse", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "a"), "--limit", "0"]) == 2
