@@ -1,7 +1,8 @@
 """Command-line handlers of the crystal family.
 
 ``genlowdim train --config configs/crystal/X.yaml --out D`` and ``genlowdim sample --checkpoint C ...`` are
-dispatched here by the top-level CLI; this module adds ``reconstruct``, ``optimize`` and ``demo``.
+dispatched here by the top-level CLI; this module adds ``reconstruct``, ``optimize``, ``demo``, ``analyse``
+and ``analyse-memorisation``.
 """
 from __future__ import annotations
 
@@ -71,6 +72,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_overwrite_flag(p)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_csp)
+
+    p = subparsers.add_parser("analyse", help="low-dimensional structure of a CDVAE: latent union of subspaces, "
+                              "denoiser Jacobian ranks, editing along subspace directions (analysis.json + PNGs)")
+    add_model_flags(p)
+    p.add_argument("--out", required=True)
+    p.add_argument("--quick", action="store_true", help="minutes-scale settings (few crystals, σ levels, steps)")
+    p.add_argument("--limit", type=int, default=None, help="first N crystals of each split (default: all)")
+    p.add_argument("--digits", default=None,
+                   help="digits.json of `genlowdim lowrank digits` to draw its Jacobian-rank profile alongside")
+    p.add_argument("--weights", choices=["ema", "raw"], default="ema")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_analyse)
+
+    p = subparsers.add_parser("analyse-memorisation", help="train a crystal config on N training crystals for "
+                              "each N (equal steps) and measure copies of training crystals vs valid novel ones")
+    p.add_argument("--config", required=True)
+    p.add_argument("--sizes", default="32,64,128,256", help="comma-separated training-set sizes N")
+    p.add_argument("--steps", type=int, required=True, help="optimiser steps of every run")
+    p.add_argument("--num", type=int, default=100, help="crystals generated per run")
+    p.add_argument("--sampler-steps", type=int, default=None, help="steps per noise level of the sampler")
+    p.add_argument("--intrinsic-dim", type=float, default=None,
+                   help="an intrinsic dimension to state N/d against (e.g. from analysis.json)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_analyse_memorisation)
 
     p = subparsers.add_parser("models", help="list the models shipped with the package and their measured figures")
     p.add_argument("--json", action="store_true", help="print the manifests as JSON")
@@ -385,6 +412,52 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     require_positive(args, "steps", "num")
     run_demo(args.out, steps=args.steps, num=args.num, device=resolve_device(args.device))
+    return 0
+
+
+def _cmd_analyse(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import replace
+    from pathlib import Path
+
+    import torch
+
+    from genlowdim.crystal.analysis_run import AnalysisSettings, quick_settings, run_analysis
+    from genlowdim.crystal.checkpoints import load_model
+
+    require_positive(args, "limit")
+    payload, _ = _cdvae_checkpoint(resolve_checkpoint(args))
+    digits = None
+    if args.digits:
+        if not Path(args.digits).is_file():
+            raise UsageError(f"--digits {args.digits}: no such file (write it with `genlowdim lowrank digits`)")
+        digits = json.loads(Path(args.digits).read_text()).get("jacobian_rank")
+    model, cfg = load_model(payload, args.device, use_ema=args.weights == "ema", task="cdvae")
+    settings = quick_settings() if args.quick else AnalysisSettings()
+    if args.limit is not None:
+        settings = replace(settings, limit_per_split=args.limit)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # small linear algebra and 5-atom graphs: one thread is fastest on a busy CPU
+    try:
+        run_analysis(model, cfg, args.out, settings, checkpoint=args.checkpoint, digits=digits)
+    finally:
+        torch.set_num_threads(threads)
+    print(f"wrote {args.out}/analysis.json and its figures")
+    return 0
+
+
+def _cmd_analyse_memorisation(args: argparse.Namespace) -> int:
+    from genlowdim.crystal.memorisation import run_memorisation
+
+    require_positive(args, "steps", "num", "sampler_steps")
+    try:
+        sizes = sorted({int(v) for v in args.sizes.split(",") if v.strip()})
+    except ValueError as err:
+        raise UsageError(f"--sizes {args.sizes!r}: give comma-separated integers, e.g. 32,64,128") from err
+    if not sizes or min(sizes) < 1:
+        raise UsageError(f"--sizes {args.sizes!r}: give positive training-set sizes")
+    run_memorisation(args.config, sizes, args.steps, args.out, num=args.num, sampler_steps=args.sampler_steps,
+                     intrinsic_dim=args.intrinsic_dim, seed=args.seed, device=args.device)
     return 0
 
 

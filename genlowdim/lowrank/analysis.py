@@ -7,13 +7,13 @@ Predicted boundary: N_k = d samples per subspace. Sweeps write their JSON after 
 from __future__ import annotations
 
 import contextlib
-import math
 from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
 
 from genlowdim.config import to_dict
+from genlowdim.core.jacobian import denoiser_jacobians, numerical_rank  # noqa: F401  (re-exported)
 from genlowdim.core.samplers import get_sampler
 from genlowdim.core.schedules import sigmas_karras
 from genlowdim.metrics.subspace import distance_to_union, subspace_recovery
@@ -178,26 +178,6 @@ def format_table(results: dict) -> str:
 
 
 # ------------------------------------------------------------------------------- Jacobian ranks
-
-
-def numerical_rank(svals: torch.Tensor, energy: float = 0.99) -> int:
-    """Smallest r with ``sqrt(Σ_{i≤r} s_i²) > energy · ||s||`` (singular values in any order)."""
-    s2 = svals.detach().abs().sort(descending=True).values.pow(2)
-    total = float(s2.sum())
-    if total == 0:
-        return 0
-    cum = s2.cumsum(0).sqrt()
-    return int((cum <= energy * math.sqrt(total)).sum()) + 1
-
-
-def denoiser_jacobians(denoiser, x: torch.Tensor, sigma) -> torch.Tensor:
-    """Jacobians ``∂D(x_b, σ)/∂x_b`` for each row of x: (B, n) -> (B, n, n) via torch.func."""
-    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-
-    def single(v: torch.Tensor) -> torch.Tensor:
-        return denoiser(v.unsqueeze(0), sigma).squeeze(0)
-
-    return torch.func.vmap(torch.func.jacrev(single))(x)
 
 
 def jacobian_ranks_along_trajectory(denoiser, x_init: torch.Tensor, sigmas: torch.Tensor,

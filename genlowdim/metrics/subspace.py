@@ -144,3 +144,73 @@ def distance_to_union(x: torch.Tensor, bases: torch.Tensor) -> torch.Tensor:
     coeffs = torch.einsum("knd,bn->bkd", bases.to(x.dtype), x)
     resid = x.pow(2).sum(-1, keepdim=True) - coeffs.pow(2).sum(-1)
     return resid.clamp_min(0.0).min(dim=1).values.sqrt()
+
+
+def clustering_nmi(predicted, truth) -> float:
+    """Normalised mutual information (arithmetic mean normalisation, scikit-learn's default) of two
+    labellings of shape (N,); invariant to relabelling, 1 for identical partitions."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    pred = np.asarray(torch.as_tensor(predicted).cpu()).astype(np.int64).ravel()
+    true = np.asarray(torch.as_tensor(truth).cpu()).astype(np.int64).ravel()
+    if pred.shape != true.shape:
+        raise ValueError(f"clustering_nmi: {pred.shape[0]} predictions for {true.shape[0]} labels")
+    return float(normalized_mutual_info_score(true, pred))
+
+
+# ------------------------------------------------------------------------- intrinsic dimension
+
+
+def pca_spectrum(x: torch.Tensor) -> torch.Tensor:
+    """Fraction of variance per principal direction of the centred rows of x: (N, n); (min(N, n),), descending."""
+    xc = x.to(torch.float64) - x.to(torch.float64).mean(0)
+    s2 = torch.linalg.svdvals(xc).pow(2)
+    return s2 / s2.sum().clamp_min(1e-300)
+
+
+def pca_dimension(x: torch.Tensor, variance: float = 0.95) -> int:
+    """Fewest principal directions of x: (N, n) that explain at least ``variance`` of the centred variance."""
+    cum = pca_spectrum(x).cumsum(0)
+    return int((cum < variance - 1e-12).sum()) + 1
+
+
+def _neighbour_distances(x: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+    """Distances to the k nearest other rows of x: (N, n) -> (N, k), ascending (exact, chunked cdist)."""
+    x = x.to(torch.float64)
+    out = []
+    for i in range(0, x.shape[0], chunk):
+        d = torch.cdist(x[i:i + chunk], x)
+        d[torch.arange(d.shape[0]), torch.arange(i, i + d.shape[0])] = float("inf")
+        out.append(d.topk(k, dim=1, largest=False).values)
+    return torch.cat(out)
+
+
+def twonn_dimension(x: torch.Tensor, discard: float = 0.1) -> float:
+    """TwoNN estimate (Facco et al. 2017, Sci. Rep. 7:12140) of the intrinsic dimension of rows x: (N, n).
+
+    μ_i = r₂/r₁ (second over first neighbour distance) is Pareto(d); the estimate is the slope through the
+    origin of −log(1 − F(μ)) against log μ, with the largest ``discard`` fraction of μ left out (as the
+    paper does). Duplicated points (r₁ = 0) are dropped."""
+    r = _neighbour_distances(x, 2)
+    keep = r[:, 0] > 0
+    mu = (r[keep, 1] / r[keep, 0]).sort().values
+    n = mu.numel()
+    if n < 3:
+        raise ValueError(f"twonn_dimension: {n} usable points; need at least 3 distinct points")
+    m = max(2, int(n * (1.0 - discard)))
+    logmu = mu[:m].log()
+    f = torch.arange(1, m + 1, dtype=torch.float64) / n
+    y = -torch.log1p(-f)
+    return float((logmu * y).sum() / logmu.pow(2).sum().clamp_min(1e-300))
+
+
+def mle_dimension(x: torch.Tensor, k: int = 10) -> float:
+    """Levina–Bickel (NeurIPS 2004) maximum-likelihood intrinsic dimension of rows x: (N, n), with MacKay and
+    Ghahramani's pooling: the inverse of the mean over points of ``(1/(k−2)) Σ_{j<k} log(r_k / r_j)``
+    (the unbiased normalisation)."""
+    if k < 3:
+        raise ValueError(f"mle_dimension: k must be at least 3, got {k}")
+    r = _neighbour_distances(x, k)
+    r = r[r[:, 0] > 0]
+    inv = torch.log(r[:, -1:] / r[:, :-1]).sum(1) / (k - 2)   # unbiased: k−2 in the denominator
+    return float(1.0 / inv.mean())
