@@ -18,11 +18,8 @@ TINY = "configs/crystal/tiny.yaml"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(module_one_thread):
+    """Every test of this module runs with one intra-op thread."""
 
 
 def _plane(d: int, n: int = 2000, ambient: int = 64, seed: int = 0) -> torch.Tensor:

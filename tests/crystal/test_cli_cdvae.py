@@ -16,14 +16,8 @@ def _losses(run_dir):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core box, two threads per tiny op mostly wait on each other."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(module_one_thread):
+    """Every test of this module runs with one intra-op thread."""
 
 
 @pytest.fixture(scope="module")

@@ -9,29 +9,15 @@ import torch
 
 from genlowdim.cli import main
 from genlowdim.config import to_dict
-from genlowdim.crystal.config import load_crystal_config
 from genlowdim.crystal.csp import (CSPSettings, LatentPool, candidate_latents, formula_counts, formula_nll,
                                    parse_formula, predict_structures, propose_latents, refine_latents)
 from genlowdim.crystal.targeted import PropertyTarget, parse_target, targeted_latents
-from genlowdim.crystal.training import build_model, fit_scalers, load_split, resolve_max_atoms
+from genlowdim.crystal.training import resolve_max_atoms
 from genlowdim.errors import UsageError
 from genlowdim.runtime import save_checkpoint
 from genlowdim.structures.io import read_structures
 
 TINY = "configs/crystal/tiny.yaml"
-
-
-@pytest.fixture(scope="module")
-def model_cfg():
-    """An untrained tiny CDVAE with a property head and fitted scalers (the weights do not matter here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    cfg = load_crystal_config(TINY)
-    torch.manual_seed(0)
-    model = build_model(cfg, resolve_max_atoms(cfg)).eval()
-    fit_scalers(model, load_split(cfg, "train", 20))
-    yield model, cfg
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -9,25 +9,12 @@ from genlowdim.config import to_dict
 from genlowdim.crystal.checkpoints import load_model, model_digest
 from genlowdim.crystal.config import SamplerSpec, config_from_dict, load_crystal_config
 from genlowdim.crystal.tasks import reconstruct, sample_crystals
-from genlowdim.crystal.training import build_model, fit_scalers, load_split, resolve_max_atoms
+from genlowdim.crystal.training import build_model, resolve_max_atoms
 from genlowdim.runtime import save_checkpoint
 from genlowdim.structures.batches import OutputConflictError
 from genlowdim.structures.io import read_structures
 
 TINY = "configs/crystal/tiny.yaml"
-
-
-@pytest.fixture(scope="module")
-def model_cfg():
-    """An untrained tiny CDVAE with its scalers fitted (decodes quickly; the weights do not matter here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    cfg = load_crystal_config(TINY)
-    torch.manual_seed(0)
-    model = build_model(cfg, resolve_max_atoms(cfg)).eval()
-    fit_scalers(model, load_split(cfg, "train", 20))
-    yield model, cfg
-    torch.set_num_threads(before)
 
 
 def _sample(model, cfg, out, **kw):
