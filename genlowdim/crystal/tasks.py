@@ -45,6 +45,11 @@ def _sampler_settings(model, cfg: CrystalConfig, sampler: str, steps: int | None
             "steps": steps, "type_update": type_update, "device": device.type}
 
 
+def _bar_on_first(rank: int) -> dict:
+    """Progress-bar options: only the first process draws one (the others would interleave theirs)."""
+    return {} if rank == 0 else {"disable": True}
+
+
 def _barrier(world: int) -> None:
     if world > 1:
         torch.distributed.barrier()
@@ -85,7 +90,7 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
     rank, world = init_distributed(device)
     writer = _writer(out_dir, settings, overwrite, ("manifest.json", "samples.extxyz"), rank, world)
     num_batches = -(-num // batch_size)
-    for k in progress(range(num_batches), desc="sampling batches", disable=rank != 0 or None):
+    for k in progress(range(num_batches), desc="sampling batches", **_bar_on_first(rank)):
         if k % world != rank or writer.done(k):
             continue
         n = min(batch_size, num - k * batch_size)
@@ -168,7 +173,7 @@ def reconstruct(model, cfg: CrystalConfig, split: str, out_dir: str | Path, *, n
         write_extxyz(batch_to_decoded(Batch.from_data_list(items)).to_structures(), writer.out / "truth.extxyz",
                      ids=ids)
     num_batches = -(-len(items) // batch_size)
-    for k in progress(range(num_batches), desc="reconstructing batches", disable=rank != 0 or None):
+    for k in progress(range(num_batches), desc="reconstructing batches", **_bar_on_first(rank)):
         if k % world != rank or writer.done(k):
             continue
         chunk = slice(k * batch_size, (k + 1) * batch_size)
