@@ -13,7 +13,6 @@ kept in the manifest and in the settings that a resumed run must match.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -117,10 +116,9 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
                 "settings_hash": writer.hash, "versions": library_versions(), "processes": world}
     if rank == 0:
         count, finished = writer.merge(num_batches)
-        manifest.update(count=count, batches=finished, lattice_clamped=_clamped_count(writer, finished),
-                        decoder_calls=_decoder_calls(writer, finished))
+        infos = writer.infos(finished)
+        manifest.update(count=count, batches=finished, **_totals(infos))
         if target is not None:
-            infos = _done_infos(writer, finished)
             manifest.update(target=str(target), max_draws=max_draws,
                             method="rejection on the CDVAE property head over "
                             + ("z ~ N(0, I)" if target_pool is None else "the training crystals' posterior"),
@@ -131,18 +129,11 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
     return manifest
 
 
-def _done_infos(writer: BatchWriter, finished: list[int]) -> list[dict]:
-    return [json.loads((writer.out / "batches" / f"batch_{k:05d}" / "done.json").read_text()) for k in finished]
-
-
-def _clamped_count(writer: BatchWriter, finished: list[int]) -> int:
-    """Crystals whose predicted lattice needed the decoder's clamp (lengths or angles out of range)."""
-    return int(sum(sum(info.get("lattice_clamped", [])) for info in _done_infos(writer, finished)))
-
-
-def _decoder_calls(writer: BatchWriter, finished: list[int]) -> int:
-    """Decoder evaluations summed over the finished batches (each evaluates a whole batch)."""
-    return int(sum(info.get("decoder_calls", 0) for info in _done_infos(writer, finished)))
+def _totals(infos: list[dict]) -> dict:
+    """Summed over finished batches: crystals whose predicted lattice needed the decoder's clamp, and decoder
+    evaluations (each evaluates a whole batch)."""
+    return {"lattice_clamped": int(sum(sum(i.get("lattice_clamped", [])) for i in infos)),
+            "decoder_calls": int(sum(i.get("decoder_calls", 0) for i in infos))}
 
 
 def _item_id(item, split: str, index: int) -> str:
@@ -189,8 +180,7 @@ def reconstruct(model, cfg: CrystalConfig, split: str, out_dir: str | Path, *, n
                "processes": world}
     if rank == 0:
         count, finished = writer.merge(num_batches, "predictions.extxyz")
-        summary.update(count=count, lattice_clamped=_clamped_count(writer, finished),
-                       decoder_calls=_decoder_calls(writer, finished))
+        summary.update(count=count, **_totals(writer.infos(finished)))
         write_json(writer.out / "manifest.json", summary)
     _barrier(world)
     return summary

@@ -80,6 +80,10 @@ class BatchWriter:
         """Whether batch k was finished by a run with these settings."""
         return (self._batch_dir(k) / "done.json").is_file()
 
+    def infos(self, batches: Sequence[int]) -> list[dict]:
+        """The ``done.json`` records (ids, settings and the caller's ``info``) of the given finished batches."""
+        return [json.loads((self._batch_dir(k) / "done.json").read_text()) for k in batches]
+
     def write(self, k: int, structures, ids: list[str], info: dict | None = None,
               frame_info: dict | None = None) -> None:
         """Batch k: CIFs (when ``write_cifs``), its extxyz (``frame_info``: key -> one value per structure,
