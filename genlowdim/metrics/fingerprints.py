@@ -96,6 +96,38 @@ def composition_fingerprint(structure) -> np.ndarray:
     return np.asarray(magpie.featurize(structure.composition), dtype=float)
 
 
+@lru_cache(maxsize=None)
+def _magpie_row(element) -> np.ndarray:
+    """(22,) the Magpie values of one element, as matminer's data source returns them."""
+    _, magpie = _featurizers()
+    return np.array([magpie.data_source.get_elemental_property(element, attr) for attr in magpie.features],
+                    dtype=float)
+
+
+def fast_composition_fingerprint(structure) -> np.ndarray:
+    """:func:`composition_fingerprint` with the 22 properties' statistics computed together.
+
+    ``ElementProperty.featurize`` loops over 22 properties × 6 statistics in Python (≈ 5 ms a
+    composition, more than the fast structure fingerprint). Here the elements' values come from the same
+    data source (cached per element) and each statistic is matminer's own numpy expression applied to all
+    properties at once: the sums run over the same (≤ a few) elements in the same order, so the values are
+    the same bits (checked against matminer in the tests)."""
+    _, magpie = _featurizers()
+    if list(magpie.stats) != ["minimum", "maximum", "range", "mean", "avg_dev", "mode"]:
+        return composition_fingerprint(structure)    # a matminer release with other statistics
+    elements, fractions = zip(*structure.composition.element_composition.items())
+    x = np.stack([_magpie_row(e) for e in elements])              # (n_elements, 22)
+    w = np.asarray(fractions, dtype=float)
+    nan = np.isnan(x).any(axis=0)
+    low = np.where(nan, np.nan, x.min(axis=0))
+    high = np.where(nan, np.nan, x.max(axis=0))
+    scl = w.sum()
+    mean = np.multiply(x, w[:, None]).sum(axis=0) / scl                          # np.average
+    avg_dev = np.multiply(np.abs(np.subtract(x, mean)), w[:, None]).sum(axis=0) / scl
+    mode = x[np.isclose(w, w.max())].min(axis=0)
+    return np.stack([low, high, high - low, mean, avg_dev, mode], axis=1).reshape(-1)
+
+
 def _one(structure) -> tuple[np.ndarray, np.ndarray, str]:
     nan_s, nan_c = np.full(STRUCT_DIM, np.nan), np.full(COMP_DIM, np.nan)
     if structure is None:
@@ -147,7 +179,7 @@ def _fast_chunk(structures: list) -> tuple[list[tuple[np.ndarray, np.ndarray, st
                 key = _magpie_key(s)
                 if key not in comps:
                     try:
-                        comps[key] = composition_fingerprint(s)
+                        comps[key] = fast_composition_fingerprint(s)
                     except Exception as err:  # noqa: BLE001
                         comps[key] = err
                 comp = comps[key]

@@ -63,11 +63,36 @@ def test_compute_fingerprints_fast_equals_reference_and_counts_fallbacks():
     fast = fp.compute_fingerprints(structures, workers=1, show_progress=False, method="fast")
     ref = fp.compute_fingerprints(structures, workers=1, show_progress=False, method="reference")
     assert np.abs(fast.struct - ref.struct).max() <= TOL
-    np.testing.assert_allclose(fast.comp_raw, ref.comp_raw, rtol=1e-12, equal_nan=True)
+    assert np.array_equal(fast.comp_raw, ref.comp_raw, equal_nan=True)
     assert fast.info["method"] == "fast" and fast.info["sites"] == 30
     assert 0 <= fast.info["fallback_sites"] <= 30
     with pytest.raises(ValueError, match="fingerprint method"):
         fp.compute_fingerprints(structures, method="slow")
+
+
+def test_fast_magpie_is_matminers_values_bit_for_bit(fixture):
+    """The vectorised Magpie statistics against ElementProperty.featurize: the frozen set's compositions
+    (1–4 elements, fractional weights, ties for the mode) and elements with missing Magpie data."""
+    _, structures = fixture
+    odd = [Structure(Lattice.cubic(5.0), sp, [[0.1 * k, 0.2 * k, 0.3 * k] for k in range(len(sp))])
+           for sp in (["He", "Xe"], ["H", "O", "O"], ["U", "Pu", "O", "O"], ["Fe"], ["Og", "Fe", "Fe"])]
+    for s in structures[::4] + odd:
+        ref = fp.composition_fingerprint(s)
+        got = fp.fast_composition_fingerprint(s)
+        assert np.array_equal(ref, got, equal_nan=True), s.composition
+
+
+def test_batching_sites_of_many_structures_changes_no_bit(fixture):
+    """The Voronoi cells of consecutive structures are computed together; alone they give the same bits."""
+    _, structures = fixture
+    picks = structures[::10]
+    together = cnn.fast_structure_fingerprints(picks)
+    for s, t in zip(picks, together):
+        alone = cnn.fast_structure_fingerprints([s])[0]
+        if isinstance(t, Exception):
+            assert isinstance(alone, Exception)
+        else:
+            assert np.array_equal(alone, t)
 
 
 def test_known_environments():
