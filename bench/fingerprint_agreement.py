@@ -79,6 +79,8 @@ def random_cells(num: int, seed: int, num_atoms: int | None = None, dense: bool 
         except Exception:  # noqa: BLE001 - impossible angle triple
             continue
         if dense:
+            if lat.volume < 1e-6 * a * b * c:  # a (numerically) flat angle triple
+                continue
             lat = Lattice(lat.matrix * (n * rng.uniform(10.0, 25.0) / lat.volume) ** (1 / 3))
             frac = _placed(lat, n, rng)
             if frac is None:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from genlowdim.crystal.analysis import LatentSettings, intrinsic_dimension, label_alignment, union_of_subspaces
@@ -145,10 +146,13 @@ def summary_latents(res: dict) -> str:
 
 
 def summary_jacobian(jac: dict) -> str:
-    lines = ["      sigma  coord  internal  types   (median numerical rank over crystals)"]
+    lines = ["      sigma  coord  internal  types   (median numerical rank over crystals)  "
+             "coordinate singular values 1-8 (median)"]
     for lv in jac["levels"]:
+        sv = lv.get("coord_singular_values") or []
+        top = " ".join(f"{v:.3f}" for v in np.median(np.array(sv), axis=0)[:8]) if sv else ""
         lines.append(f"{lv['sigma']:>11.4f}  {lv['median_coord']:5.1f}  {lv['median_coord_internal']:8.1f}  "
-                     f"{lv['median_types']:5.1f}")
+                     f"{lv['median_types']:5.1f}   {top}")
     lines.append(f"lattice head rank (∂/∂z): {jac['lattice_head_rank']}")
     return "\n".join(lines)
 

@@ -65,12 +65,16 @@ def _crystal_functions(model, item, sigma: float):
     return x0, denoise, type_probs, z
 
 
-def _rank(fn, x, s: JacobianSettings, project: torch.Tensor | None = None, generator=None) -> int:
+def _rank(fn, x, s: JacobianSettings, project: torch.Tensor | None = None, generator=None,
+          svals_out: list | None = None) -> int:
     if x.shape[0] <= s.exact_max_atoms:
         jac = exact_jacobian(fn, x).double()
         if project is not None:
             jac = project @ jac @ project
-        return numerical_rank(torch.linalg.svdvals(jac), s.energy)
+        svals = torch.linalg.svdvals(jac)
+        if svals_out is not None:
+            svals_out.append([float(v) for v in svals])
+        return numerical_rank(svals, s.energy)
     if project is not None:
         p = project.to(x.dtype)
         flat = lambda v: fn((p @ v.reshape(-1)).reshape(v.shape)).reshape(-1) @ p.T  # noqa: E731
@@ -94,15 +98,18 @@ def jacobian_ranks(model, items, s: JacobianSettings) -> dict:
     levels = []
     for sigma in sigma_grid(model.sigmas.cpu(), s.num_sigmas):
         per = {"coord": [], "coord_internal": [], "types": []}
+        svals: list = []
         for item in crystals:
             x0, denoise, type_probs, _ = _crystal_functions(model, item, sigma)
             x = (x0 + sigma * torch.randn(x0.shape, generator=gen, dtype=x0.dtype)).detach()
             proj = translation_projector(x0.shape[0])
-            per["coord"].append(_rank(denoise, x, s, generator=gen))
+            per["coord"].append(_rank(denoise, x, s, generator=gen, svals_out=svals))
             per["coord_internal"].append(_rank(denoise, x, s, proj, generator=gen))
             per["types"].append(_rank(type_probs, x, s, generator=gen))
         levels.append({"sigma": sigma, **{k: v for k, v in per.items()},
-                       **{f"median_{k}": float(np.median(v)) for k, v in per.items()}})
+                       **{f"median_{k}": float(np.median(v)) for k, v in per.items()},
+                       # exact Jacobians only: the coordinate singular values per crystal (descending)
+                       "coord_singular_values": svals})
     lattice_ranks = []
     for item in crystals:
         z = _crystal_functions(model, item, 1.0)[3].detach()

@@ -123,6 +123,11 @@ def test_analyse_quick_writes_the_required_keys_and_figures(tiny_checkpoint, tmp
     level = res["jacobian_rank"]["levels"][0]
     assert len(level["coord"]) == 2 and "median_coord" in level
     assert all(0 <= r <= 15 for lv in res["jacobian_rank"]["levels"] for r in lv["coord"])
+    # the recorded singular values give back the recorded ranks
+    from genlowdim.core.jacobian import numerical_rank
+
+    for lv in res["jacobian_rank"]["levels"]:
+        assert [numerical_rank(torch.tensor(sv)) for sv in lv["coord_singular_values"]] == lv["coord"]
     assert "carbon_24" in res["not_encodable"]
     for png in ("latent_structure", "latent_scatter", "latent_clustering", "jacobian_rank", "editing",
                 "editing_gallery"):
