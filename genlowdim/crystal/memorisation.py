@@ -50,8 +50,9 @@ def train_and_judge(cfg, n: int, steps: int, out_dir: Path, *, num: int, sampler
     from genlowdim.crystal.sampling import generate
     from genlowdim.crystal.training import load_split, train_cdvae
 
+    # equal steps define the sweep: no wall-clock cap (it would also bend the step-based schedule)
     run_cfg = replace(cfg, data=replace(cfg.data, train_limit=n),
-                      train=replace(cfg.train, max_steps=steps, epochs=10 ** 9, seed=seed))
+                      train=replace(cfg.train, max_steps=steps, epochs=10 ** 9, max_minutes=None, seed=seed))
     result = train_cdvae(run_cfg, out_dir, device=device)
     model, _ = load_model(out_dir / "last.pt", device)
     gen = torch.Generator(device).manual_seed(seed)
