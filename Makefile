@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) bench/train_step.py
 	$(PY) bench/readout.py --steps 100
 	$(PY) bench/evaluate.py --num 600 --num-reference 400 --baseline-num 60 --num-20 100 --baseline-20 10
+	$(PY) bench/tie_sensitivity.py --num 200 --check-reference 20
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -63,6 +63,9 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", default=["unconditional", "prior", "posterior"],
                    choices=["unconditional", "prior", "posterior"], help="rows; the first is the baseline")
     p.add_argument("--pool-size", type=int, default=2000, help="training crystals encoded for 'posterior'")
+    p.add_argument("--margin", type=float, default=0.0,
+                   help="head screen this far inside the target (property units); the crystals are judged "
+                   "against the target itself")
     p.add_argument("--novelty", action="store_true", help="also the novelty of valid crystals against train")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
@@ -81,7 +84,7 @@ def main() -> None:
     name = get_spec(cfg.data.dataset).property
     threshold = train_percentile(cfg, args.percentile)
     target = PropertyTarget(name, high=threshold)
-    print(f"target {target} (train p{args.percentile:g}); sampler {record['sampler']}, types "
+    print(f"target {target} (train p{args.percentile:g}; head screen {target.shrunk(args.margin)}); sampler {record['sampler']}, types "
           f"{record['type_update']}", flush=True)
     rows = []
     from genlowdim.crystal.csp import draw_latents, encode_pool
@@ -104,9 +107,10 @@ def main() -> None:
             z = torch.randn((args.num, model.cfg.latent_dim), generator=gen)
         else:
             source = pool if method == "posterior" else None
-            z, met, draws = targeted_latents(model, args.num, target, generator=gen, pool=source)
+            screen = target.shrunk(args.margin)
+            z, met, draws = targeted_latents(model, args.num, screen, generator=gen, pool=source)
             probe = draw_latents(20000, model.cfg.latent_dim, source, torch.Generator().manual_seed(99), z)
-            rate = float(target.met(model.predict_property(probe)).double().mean())
+            rate = float(screen.met(model.predict_property(probe)).double().mean())
             extra = {"head_accepted": met, "head_draws": draws, "head_acceptance_rate": rate}
         decoded = decode_latents(model, z, cfg.sampling, generator=gen)
         row = {"method": label, **judge(decoded, property_fn, target, train), **extra,

@@ -206,8 +206,8 @@ TARGET_POOL_SIZE = 2000      # training crystals encoded for --target-source pos
 def _target(args: argparse.Namespace, cfg):
     """The parsed ``--target`` (None without one); UsageError when the model cannot aim at it."""
     if getattr(args, "target", None) is None:
-        if getattr(args, "target_source", None) is not None or getattr(args, "target_draws", None) is not None:
-            raise UsageError("--target-source and --target-draws apply with --target")
+        if any(getattr(args, k, None) is not None for k in ("target_source", "target_draws", "target_margin")):
+            raise UsageError("--target-source, --target-draws and --target-margin apply with --target")
         return None
     from genlowdim.crystal.targeted import parse_target
     from genlowdim.structures.registry import DATASETS
@@ -215,6 +215,10 @@ def _target(args: argparse.Namespace, cfg):
     require_positive(args, "target_draws")
     spec = DATASETS.get(cfg.data.dataset)
     target = parse_target(args.target, spec.property if spec is not None else None)
+    margin = getattr(args, "target_margin", None) or 0.0
+    if margin < 0:
+        raise UsageError(f"--target-margin must be >= 0, got {margin:g}")
+    target.shrunk(margin)   # UsageError when nothing of the target is left
     if not cfg.model.predict_property:
         raise UsageError(f"--target needs a CDVAE trained with a property head (model.predict_property: true); "
                          f"{args.checkpoint} has none")
@@ -241,7 +245,7 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     manifest = sample_crystals(model, cfg, args.num, args.out, batch_size=args.batch_size, seed=args.seed,
                                checkpoint=args.checkpoint, overwrite=args.overwrite, protocol=record,
                                target=target, max_draws=getattr(args, "target_draws", None) or 1000,
-                               target_pool=pool)
+                               target_pool=pool, target_margin=getattr(args, "target_margin", None) or 0.0)
     aimed = "" if target is None else (f"; aimed at {target}: {manifest['head_accepted']} of {manifest['count']} "
                                        f"met it on the property head ({manifest['draws']} latents drawn)")
     print(f"wrote {manifest['count']} crystals to {args.out} ({record['protocol']} protocol, sampler "

@@ -51,8 +51,11 @@ def train_and_judge(cfg, n: int, steps: int, out_dir: Path, *, num: int, sampler
     from genlowdim.crystal.training import load_split, train_cdvae
 
     # equal steps define the sweep: no wall-clock cap (it would also bend the step-based schedule)
+    # and validation about every 100 steps, not every (tiny) epoch
+    per_epoch = -(-n // cfg.train.batch_size)
     run_cfg = replace(cfg, data=replace(cfg.data, train_limit=n),
-                      train=replace(cfg.train, max_steps=steps, epochs=10 ** 9, max_minutes=None, seed=seed))
+                      train=replace(cfg.train, max_steps=steps, epochs=10 ** 9, max_minutes=None, seed=seed,
+                                    val_every=max(1, 100 // per_epoch)))
     result = train_cdvae(run_cfg, out_dir, device=device)
     model, _ = load_model(out_dir / "last.pt", device)
     gen = torch.Generator(device).manual_seed(seed)

@@ -40,6 +40,16 @@ class PropertyTarget:
     def met(self, values: torch.Tensor) -> torch.Tensor:
         return (values > self.low) & (values < self.high)
 
+    def shrunk(self, margin: float) -> "PropertyTarget":
+        """The target with each finite bound moved ``margin`` inwards (a stricter screen for the head)."""
+        if margin == 0:
+            return self
+        low = self.low + margin if not math.isinf(self.low) else self.low
+        high = self.high - margin if not math.isinf(self.high) else self.high
+        if not low < high:
+            raise UsageError(f"--target-margin {margin:g} leaves nothing of {self}")
+        return PropertyTarget(self.name, low, high)
+
     def __str__(self) -> str:
         lo = "" if math.isinf(self.low) else f"{self.low:g}<"
         hi = "" if math.isinf(self.high) else f"<{self.high:g}"

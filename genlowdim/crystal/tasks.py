@@ -67,13 +67,14 @@ def _writer(out_dir, settings: dict, overwrite: bool, cleared: tuple, rank: int,
 def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *, batch_size: int = 500,
                     seed: int = 0, sampler: str | None = None, steps: int | None = None,
                     checkpoint: str | None = None, overwrite: bool = False, protocol: dict | None = None,
-                    target=None, max_draws: int = 1000, target_pool=None) -> dict:
+                    target=None, max_draws: int = 1000, target_pool=None, target_margin: float = 0.0) -> dict:
     """Generate ``num`` crystals into ``out_dir``: ``cif/<id>.cif``, ``samples.extxyz``, ``manifest.json``.
 
     ``target`` (:class:`~genlowdim.crystal.targeted.PropertyTarget`): decode only prior draws whose property
     head meets it (rejection, at most ``max_draws`` head evaluations per crystal; see
     :mod:`genlowdim.crystal.targeted`), the same decoder calls per crystal as unconditional generation;
-    ``target_pool`` (a :class:`~genlowdim.crystal.csp.LatentPool`): draw from it instead of N(0, I).
+    ``target_pool`` (a :class:`~genlowdim.crystal.csp.LatentPool`): draw from it instead of N(0, I);
+    ``target_margin``: the head screens ``target`` moved this far inwards (property units).
 
     Finished batches (``batches/batch_k/done.json``) of the same settings are skipped on a rerun; other
     settings raise ``OutputConflictError`` unless ``overwrite`` (which first clears the folder's batches,
@@ -82,7 +83,7 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
     settings = {"task": "sample", "num": num, "batch_size": batch_size, "seed": seed, "protocol": protocol,
                 **_sampler_settings(model, cfg, sampler, steps, cfg.sampling.type_update)}
     if target is not None:
-        settings.update(target=str(target), max_draws=max_draws,
+        settings.update(target=str(target), max_draws=max_draws, target_margin=target_margin,
                         target_source="prior" if target_pool is None else f"posterior of {len(target_pool.mu)} "
                         f"training crystals")
     device = next(model.parameters()).device
@@ -99,8 +100,8 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
         if target is None:
             decoded = generate(model, n, cfg.sampling, sampler=sampler, steps=steps, generator=gen)
         else:
-            z, met, draws = targeted_latents(model, n, target, max_draws=max_draws, generator=gen,
-                                             pool=target_pool)
+            z, met, draws = targeted_latents(model, n, target.shrunk(target_margin), max_draws=max_draws,
+                                             generator=gen, pool=target_pool)
             decoded = decode_latents(model, z, cfg.sampling, sampler=sampler, steps=steps, generator=gen)
             info = {"head_accepted": met, "draws": draws}
         ids = [f"gen_{k * batch_size + i:06d}" for i in range(n)]
@@ -119,7 +120,8 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
         infos = writer.infos(finished)
         manifest.update(count=count, batches=finished, **_totals(infos))
         if target is not None:
-            manifest.update(target=str(target), max_draws=max_draws,
+            manifest.update(target=str(target), max_draws=max_draws, target_margin=target_margin,
+                            head_screen=str(target.shrunk(target_margin)),
                             method="rejection on the CDVAE property head over "
                             + ("z ~ N(0, I)" if target_pool is None else "the training crystals' posterior"),
                             head_accepted=sum(i.get("head_accepted", 0) for i in infos),

@@ -108,6 +108,14 @@ def test_target_parser():
         parse_target("band_gap<1", "heat_ref")
 
 
+def test_margin_moves_finite_bounds_inwards():
+    assert PropertyTarget("p", 0.2, 0.5).shrunk(0.1) == PropertyTarget("p", pytest.approx(0.3), pytest.approx(0.4))
+    assert PropertyTarget("p", high=0.5).shrunk(0.2) == PropertyTarget("p", -math.inf, 0.3)
+    assert PropertyTarget("p", low=1.0).shrunk(0.0) == PropertyTarget("p", 1.0, math.inf)
+    with pytest.raises(UsageError, match="leaves nothing"):
+        PropertyTarget("p", 0.2, 0.5).shrunk(0.15)
+
+
 def test_rejection_meets_the_target_on_the_head(model_cfg):
     model, _ = model_cfg
     gen = torch.Generator().manual_seed(0)
@@ -169,6 +177,12 @@ def test_sample_with_a_target_records_it(checkpoint, tmp_path, monkeypatch):
                  "--sampler", "ald_fast", "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["target"] == "-100<heat_ref" and manifest["head_accepted"] == 3 and manifest["count"] == 3
+    assert manifest["target_margin"] == 0 and manifest["head_screen"] == "-100<heat_ref"
+    # a margin screens the head on the moved bound and is recorded; the crystals are judged on the target
+    assert _run(["sample", "--checkpoint", checkpoint, "--target", "heat_ref>-100", "--target-margin", "50",
+                 "--num", "2", "--sampler", "ald_fast", "--out", str(tmp_path / "m")]) == 0
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["target_margin"] == 50 and manifest["head_screen"] == "-50<heat_ref"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -179,6 +193,9 @@ def test_sample_with_a_target_records_it(checkpoint, tmp_path, monkeypatch):
     (["csp", "--formula", "CsPbI3", "--method", "magic"], "--method"),
     (["sample", "--target", "band_gap<1", "--num", "2"], "not 'band_gap'"),
     (["sample", "--target", "heat_ref=1", "--num", "2"], "NAME<VALUE"),
+    (["sample", "--target", "0<heat_ref<1", "--target-margin", "0.6", "--num", "2"], "leaves nothing"),
+    (["sample", "--target", "heat_ref<1", "--target-margin", "-1", "--num", "2"], "--target-margin"),
+    (["sample", "--target-margin", "0.1", "--num", "2"], "apply with --target"),
 ])
 def test_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path, capsys, args, message):
     assert _run(args + ["--checkpoint", checkpoint, "--out", str(tmp_path / "x")]) == 2
