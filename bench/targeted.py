@@ -76,6 +76,7 @@ def main() -> None:
     from genlowdim.crystal.protocols import resolve
     from genlowdim.crystal.sampling import decode_latents
     from genlowdim.crystal.targeted import PropertyTarget, targeted_latents
+    from genlowdim.crystal.training import load_split
     from genlowdim.structures.registry import get_spec
 
     model, cfg = load_model(args.checkpoint)
@@ -83,12 +84,16 @@ def main() -> None:
     property_fn = property_fn_from_checkpoint(args.property_model)
     name = get_spec(cfg.data.dataset).property
     threshold = train_percentile(cfg, args.percentile)
+    from genlowdim.crystal.targeted import head_error
+
+    err = head_error(model, load_split(cfg, "val"))
+    print(f"property head on the {err['num']} val crystals' μ: error std {err['std']:.3f}, MAE {err['mae']:.3f} "
+          f"(the --target-margin rule: one std)", flush=True)
     target = PropertyTarget(name, high=threshold)
     print(f"target {target} (train p{args.percentile:g}; head screen {target.shrunk(args.margin)}); sampler {record['sampler']}, types "
           f"{record['type_update']}", flush=True)
     rows = []
     from genlowdim.crystal.csp import draw_latents, encode_pool
-    from genlowdim.crystal.training import load_split
 
     pool = encode_pool(model, load_split(cfg, "train", args.pool_size)) if "posterior" in args.methods else None
     train = None

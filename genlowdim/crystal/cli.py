@@ -203,6 +203,18 @@ TARGET_SOURCE = "prior"      # where --target screens latents by default (docs/c
 TARGET_POOL_SIZE = 2000      # training crystals encoded for --target-source posterior
 
 
+def target_margin(args: argparse.Namespace) -> float:
+    """``--target-margin``, else the shipped model's default (its manifest's ``defaults.target_margin``: one
+    val std of its property head's error), else 0."""
+    if getattr(args, "target_margin", None) is not None:
+        return float(args.target_margin)
+    if getattr(args, "model", None):
+        from genlowdim.crystal.pretrained import available_models
+
+        return float(available_models().get(args.model, {}).get("defaults", {}).get("target_margin", 0.0))
+    return 0.0
+
+
 def _target(args: argparse.Namespace, cfg):
     """The parsed ``--target`` (None without one); UsageError when the model cannot aim at it."""
     if getattr(args, "target", None) is None:
@@ -215,7 +227,7 @@ def _target(args: argparse.Namespace, cfg):
     require_positive(args, "target_draws")
     spec = DATASETS.get(cfg.data.dataset)
     target = parse_target(args.target, spec.property if spec is not None else None)
-    margin = getattr(args, "target_margin", None) or 0.0
+    margin = target_margin(args)
     if margin < 0:
         raise UsageError(f"--target-margin must be >= 0, got {margin:g}")
     target.shrunk(margin)   # UsageError when nothing of the target is left
@@ -245,7 +257,7 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     manifest = sample_crystals(model, cfg, args.num, args.out, batch_size=args.batch_size, seed=args.seed,
                                checkpoint=args.checkpoint, overwrite=args.overwrite, protocol=record,
                                target=target, max_draws=getattr(args, "target_draws", None) or 1000,
-                               target_pool=pool, target_margin=getattr(args, "target_margin", None) or 0.0)
+                               target_pool=pool, target_margin=target_margin(args) if target is not None else 0.0)
     aimed = "" if target is None else (f"; aimed at {target}: {manifest['head_accepted']} of {manifest['count']} "
                                        f"met it on the property head ({manifest['draws']} latents drawn)")
     print(f"wrote {manifest['count']} crystals to {args.out} ({record['protocol']} protocol, sampler "

@@ -108,3 +108,18 @@ def targeted_latents(model, num: int, target: PropertyTarget, *, max_draws: int 
     if met < num:
         z = torch.cat([z, closest[:num - met]])
     return z, met, used
+
+
+@torch.no_grad()
+def head_error(model, items, batch_size: int = 256) -> dict:
+    """The property head on the posterior means μ of labelled crystals ``items`` against their labels:
+    ``{"num", "mean", "std", "mae"}`` of label − head (property units). Its std on val is the rule for
+    ``--target-margin`` (docs/csp.md)."""
+    from genlowdim.crystal.latents import encode_items
+
+    mu = encode_items(model, items, batch_size).to(next(model.parameters()))
+    head = model.predict_property(mu).double().view(-1).cpu()
+    labels = torch.cat([d.y.view(-1) for d in items]).double()
+    r = labels - head
+    return {"num": len(r), "mean": float(r.mean()), "std": float(r.std(unbiased=False)),
+            "mae": float(r.abs().mean())}

@@ -116,6 +116,16 @@ def test_margin_moves_finite_bounds_inwards():
         PropertyTarget("p", 0.2, 0.5).shrunk(0.15)
 
 
+def test_target_margin_defaults_to_the_shipped_models_own():
+    import argparse
+
+    from genlowdim.crystal.cli import target_margin
+
+    assert target_margin(argparse.Namespace(target_margin=None, model="perov_5")) == pytest.approx(0.107)
+    assert target_margin(argparse.Namespace(target_margin=0.0, model="perov_5")) == 0.0
+    assert target_margin(argparse.Namespace(target_margin=None, model=None, checkpoint="x.pt")) == 0.0
+
+
 def test_rejection_meets_the_target_on_the_head(model_cfg):
     model, _ = model_cfg
     gen = torch.Generator().manual_seed(0)
