@@ -162,20 +162,10 @@ def _run_starts(x: np.ndarray) -> np.ndarray:
     return np.flatnonzero(new)
 
 
-def _cell(d: np.ndarray):
-    """Voronoi cell of the origin among points ``d`` (M, 3) via the dual convex hull.
-
-    Returns (face point indices (P,), solid angles (P,), fan volumes (P,), max vertex distance R) or
-    raises NeedsReference."""
-    cell = _cells([d])[0]
-    if isinstance(cell, Exception):
-        raise cell
-    return cell
-
-
 def _cells(point_sets: list[np.ndarray]) -> list:
-    """:func:`_cell` of many point sets at once: per set, its (faces, solid angles, fan volumes, R) or the
-    ``NeedsReference`` instance it would raise.
+    """Voronoi cell of the origin among each point set ``d`` (M, 3), via the dual convex hull: per set,
+    (face point indices (P,), solid angles (P,), fan volumes (P,), max vertex distance R), or the
+    ``NeedsReference`` instance that stops it.
 
     One ``ConvexHull`` per set; everything after the hull runs once over the rows of all sets (points,
     faces and vertices carry global indices), which removes the per-site cost of ~80 small numpy calls.
