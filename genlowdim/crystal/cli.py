@@ -259,7 +259,8 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
                                target=target, max_draws=getattr(args, "target_draws", None) or 1000,
                                target_pool=pool, target_margin=target_margin(args) if target is not None else 0.0)
     aimed = "" if target is None else (f"; aimed at {target}: {manifest['head_accepted']} of {manifest['count']} "
-                                       f"met it on the property head ({manifest['draws']} latents drawn)")
+                                       f"passed the property head's screen {manifest['head_screen']} "
+                                       f"(margin {manifest['target_margin']:g}; {manifest['draws']} latents drawn)")
     print(f"wrote {manifest['count']} crystals to {args.out} ({record['protocol']} protocol, sampler "
           f"{record['sampler']}){aimed}")
     return 0
