@@ -27,12 +27,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 
-def _load(dataset: str, split: str):
-    from genlowdim.structures.datasets import load_structures
-
-    return load_structures(dataset, split)[1]
-
-
 def _distinct(structures) -> list[int]:
     """Class label per structure: equal labels for structures StructureMatcher matches."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
@@ -69,13 +63,13 @@ def _classify(args) -> list[str]:
     return "none"
 
 
-def classify_predictions(directory: str, dataset: str, workers: int) -> None:
-    from genlowdim.structures.datasets import load_structures
+def classify_predictions(directory: str, dataset: str, loaded: dict, workers: int) -> None:
+    """``loaded``: split -> (ids, structures) of the whole dataset, as ``main`` read it."""
     from genlowdim.structures.io import read_structures
 
     by_id, by_formula = {}, collections.defaultdict(list)
-    for split in ("train", "val", "test"):
-        for i, s in zip(*load_structures(dataset, split)):
+    for ids, structures in loaded.values():
+        for i, s in zip(ids, structures):
             by_id[i] = s
             by_formula[s.composition.reduced_formula].append(i)
     first = {}
@@ -105,12 +99,14 @@ def main() -> None:
     p.add_argument("--predictions", default=None, help="a `genlowdim csp --split` output directory")
     args = p.parse_args()
 
+    from genlowdim.structures.datasets import load_structures
+
     t0 = time.perf_counter()
     by_formula: dict[str, list[tuple[str, int]]] = collections.defaultdict(list)
-    structures = {}
-    for split in ("train", "val", "test"):
-        structures[split] = _load(args.dataset, split)
-        for i, s in enumerate(structures[split]):
+    loaded = {split: load_structures(args.dataset, split) for split in ("train", "val", "test")}
+    structures = {split: pair[1] for split, pair in loaded.items()}
+    for split, items in structures.items():
+        for i, s in enumerate(items):
             by_formula[s.composition.reduced_formula].append((split, i))
 
     formulas = [f for f, entries in by_formula.items() if any(s == args.split for s, _ in entries)]
@@ -139,7 +135,7 @@ def main() -> None:
         print(f"| {n} ({', '.join(where)}) | {d} | {c} | {1 / d:.2f} |")
     print(f"one-sample ceiling for a formula-only predictor: {bound / n_test:.1%}")
     if args.predictions:
-        classify_predictions(args.predictions, args.dataset, args.workers)
+        classify_predictions(args.predictions, args.dataset, loaded, args.workers)
 
 
 if __name__ == "__main__":

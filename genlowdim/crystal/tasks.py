@@ -82,6 +82,7 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
     sampler = sampler or cfg.sampling.sampler
     settings = {"task": "sample", "num": num, "batch_size": batch_size, "seed": seed, "protocol": protocol,
                 **_sampler_settings(model, cfg, sampler, steps, cfg.sampling.type_update)}
+    screen = None if target is None else target.shrunk(target_margin)   # what the head must meet
     if target is not None:
         settings.update(target=str(target), max_draws=max_draws, target_margin=target_margin,
                         target_source="prior" if target_pool is None else f"posterior of {len(target_pool.mu)} "
@@ -100,8 +101,8 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
         if target is None:
             decoded = generate(model, n, cfg.sampling, sampler=sampler, steps=steps, generator=gen)
         else:
-            z, met, draws = targeted_latents(model, n, target.shrunk(target_margin), max_draws=max_draws,
-                                             generator=gen, pool=target_pool)
+            z, met, draws = targeted_latents(model, n, screen, max_draws=max_draws, generator=gen,
+                                             pool=target_pool)
             decoded = decode_latents(model, z, cfg.sampling, sampler=sampler, steps=steps, generator=gen)
             info = {"head_accepted": met, "draws": draws}
         ids = [f"gen_{k * batch_size + i:06d}" for i in range(n)]
@@ -121,7 +122,7 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
         manifest.update(count=count, batches=finished, **_totals(infos))
         if target is not None:
             manifest.update(target=str(target), max_draws=max_draws, target_margin=target_margin,
-                            head_screen=str(target.shrunk(target_margin)),
+                            head_screen=str(screen),
                             method="rejection on the CDVAE property head over "
                             + ("z ~ N(0, I)" if target_pool is None else "the training crystals' posterior"),
                             head_accepted=sum(i.get("head_accepted", 0) for i in infos),
