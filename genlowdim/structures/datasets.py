@@ -202,8 +202,7 @@ def resolve_dataset_path(name: str, split: str, data_dir: str | Path | None = No
     if split not in SPLITS:
         raise ValueError(f"dataset {name!r}: unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     roots = [Path(d) for d in (data_dir, os.environ.get("GENLOWDIM_DATA_DIR")) if d]
-    if spec.shipped:
-        roots.append(repo_datasets_dir())
+    roots.append(repo_datasets_dir())   # shipped datasets, and the shipped splits of others (carbon_24)
     tried = []
     for root in roots:
         for suffix in (".csv.gz", ".csv"):
@@ -211,7 +210,7 @@ def resolve_dataset_path(name: str, split: str, data_dir: str | Path | None = No
             tried.append(str(candidate))
             if candidate.is_file():
                 return candidate
-    hint = "" if spec.shipped else f" ({name} is not shipped with genlowdim; download CDVAE's data)"
+    hint = "" if spec.shipped else f" ({name}:{split} is not shipped with genlowdim; download CDVAE's data)"
     raise FileNotFoundError(
         f"dataset {name!r} split {split!r} not found{hint}; tried: {', '.join(tried) or 'no directory'}. "
         f"Expected layout DIR/{name}/{{train,val,test}}.csv(.gz) with DIR given by --data-dir / data_dir= "
