@@ -17,7 +17,7 @@ from torch_geometric.utils import scatter
 from genlowdim.crystal.config import GraphNetConfig
 from genlowdim.crystal.graph import periodic_radius_graph
 from genlowdim.crystal.lattice import frac_to_cart
-from genlowdim.crystal.layers import EdgeFeatures, InteractionBlock, hidden_irreps
+from genlowdim.crystal.layers import EdgeFeatures, InteractionBlock, hidden_irreps, uniform_degree
 
 MAX_ATOMIC_NUM = 100
 
@@ -34,11 +34,16 @@ def build_stack(cfg: GraphNetConfig, in_scalars: int) -> tuple[nn.ModuleList, o3
     return layers, irreps_hidden
 
 
-def run_stack(layers: nn.ModuleList, edges: EdgeFeatures, h: torch.Tensor, graph) -> torch.Tensor:
-    """Apply the layers on a ``PeriodicGraph``; ``h``: (N, in) -> (N, irreps_hidden.dim)."""
+def run_stack(layers: nn.ModuleList, edges: EdgeFeatures, h: torch.Tensor, graph,
+              scalars_only: bool = False) -> torch.Tensor:
+    """Apply the layers on a ``PeriodicGraph``; ``h``: (N, in) -> (N, irreps_hidden.dim), or with
+    ``scalars_only`` the last layer's scalar channels alone (N, num_scalars), computed without the work
+    that feeds only its vectors."""
     sh, radial = edges(graph.edge_vec)
-    for layer in layers:
-        h = layer(h, sh, radial, graph.edge_index)
+    degree = uniform_degree(graph.edge_index[1], h.shape[0])
+    for i, layer in enumerate(layers):
+        h = layer(h, sh, radial, graph.edge_index, scalars_only=scalars_only and i == len(layers) - 1,
+                  degree=degree)
     return h
 
 
@@ -69,7 +74,8 @@ class CrystalEncoder(nn.Module):
         lattice = batch.lattice.view(-1, 3, 3)
         pos = frac_to_cart(batch.frac_coords, lattice, batch.batch)
         graph = periodic_radius_graph(pos, lattice, batch.batch, self.cfg.cutoff, self.cfg.max_neighbors)
-        h = run_stack(self.layers, self.edges, self.atom_embedding(batch.atom_types), graph)
+        # only the last layer's scalars are pooled, so its vector outputs are not computed
+        h = run_stack(self.layers, self.edges, self.atom_embedding(batch.atom_types), graph, scalars_only=True)
         per_atom = self.readout(h[:, : self.num_scalars])
         return scatter(per_atom, batch.batch, dim=0, dim_size=lattice.shape[0], reduce="mean")
 
