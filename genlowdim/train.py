@@ -72,6 +72,8 @@ class TrainSettings:
     plateau_patience: int = 30            # in validations
     min_lr: float = 1e-4
     checkpoint_every: int = 200           # steps
+    keep_every: int | None = None         # steps; also keep step_<N>.pt (full checkpoints, for learning curves)
+    compile_kernels: bool = False         # torch.compile the model's hot kernels (models with compile_kernels())
     val_every: int = 1                    # epochs
     log_every: int = 10                   # steps; the logged loss is the mean over the window
     seed: int = 0
@@ -477,6 +479,8 @@ class Trainer:
                 window = []
             if self.state.step % self.s.checkpoint_every == 0:
                 self._checkpoint_elapsed("last.pt")
+            if self.s.keep_every and self.state.step % self.s.keep_every == 0:
+                self._checkpoint_elapsed(f"step_{self.state.step:07d}.pt")
         self._close_epoch_bar(bar)
         return True
 
@@ -617,6 +621,8 @@ def fit(model: nn.Module, train_set: Sequence | torch.Tensor, *, loss_fn: LossFn
     """
     if out_dir is None and resume:
         raise ValueError("resume needs an output directory (out_dir=None is an in-memory run)")
+    if settings.compile_kernels and hasattr(model, "compile_kernels"):
+        model.compile_kernels()
     trainer = Trainer(model, train_set, loss_fn=loss_fn, val_fn=val_fn, settings=settings,
                       out_dir=out_dir, family=family, config=config or {}, extra_state=extra_state,
                       device=device, collate=collate, post_step=post_step, param_groups=param_groups,

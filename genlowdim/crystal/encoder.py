@@ -9,17 +9,24 @@ the periodic image of each atom and the choice of (super)cell; ``fc_mu``/``fc_va
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from e3nn import o3
+from torch_geometric.data import Batch
 from torch import nn
 from torch_geometric.utils import scatter
 
 from genlowdim.crystal.config import GraphNetConfig
-from genlowdim.crystal.graph import periodic_radius_graph
+from genlowdim.crystal.graph import PeriodicGraph, periodic_radius_graph
 from genlowdim.crystal.lattice import frac_to_cart
 from genlowdim.crystal.layers import EdgeFeatures, InteractionBlock, hidden_irreps, uniform_degree
 
 MAX_ATOMIC_NUM = 100
+
+
+class _CachedGraph(NamedTuple):
+    edge_index: torch.Tensor
 
 
 def build_stack(cfg: GraphNetConfig, in_scalars: int) -> tuple[nn.ModuleList, o3.Irreps]:
@@ -34,12 +41,13 @@ def build_stack(cfg: GraphNetConfig, in_scalars: int) -> tuple[nn.ModuleList, o3
     return layers, irreps_hidden
 
 
-def run_stack(layers: nn.ModuleList, edges: EdgeFeatures, h: torch.Tensor, graph,
+def run_stack(layers: nn.ModuleList, edges: EdgeFeatures | tuple, h: torch.Tensor, graph,
               scalars_only: bool = False) -> torch.Tensor:
     """Apply the layers on a ``PeriodicGraph``; ``h``: (N, in) -> (N, irreps_hidden.dim), or with
     ``scalars_only`` the last layer's scalar channels alone (N, num_scalars), computed without the work
-    that feeds only its vectors."""
-    sh, radial = edges(graph.edge_vec)
+    that feeds only its vectors. ``edges``: the module giving (sh, radial) of the edge vectors, or that
+    pair already computed (with ``graph`` then anything with an ``edge_index``)."""
+    sh, radial = edges(graph.edge_vec) if isinstance(edges, nn.Module) else edges
     degree = uniform_degree(graph.edge_index[1], h.shape[0])
     for i, layer in enumerate(layers):
         h = layer(h, sh, radial, graph.edge_index, scalars_only=scalars_only and i == len(layers) - 1,
@@ -72,12 +80,40 @@ class CrystalEncoder(nn.Module):
 
     def embed(self, batch) -> torch.Tensor:
         lattice = batch.lattice.view(-1, 3, 3)
-        pos = frac_to_cart(batch.frac_coords, lattice, batch.batch)
-        graph = periodic_radius_graph(pos, lattice, batch.batch, self.cfg.cutoff, self.cfg.max_neighbors)
+        if "enc_edge_index" in batch:   # edges precomputed by attach_encoder_edges (fixed training cells)
+            graph, edges = _CachedGraph(batch.enc_edge_index), (batch.enc_sh, batch.enc_radial)
+        else:
+            graph, edges = self.graph(batch), self.edges
         # only the last layer's scalars are pooled, so its vector outputs are not computed
-        h = run_stack(self.layers, self.edges, self.atom_embedding(batch.atom_types), graph, scalars_only=True)
+        h = run_stack(self.layers, edges, self.atom_embedding(batch.atom_types), graph, scalars_only=True)
         per_atom = self.readout(h[:, : self.num_scalars])
         return scatter(per_atom, batch.batch, dim=0, dim_size=lattice.shape[0], reduce="mean")
+
+    def graph(self, batch) -> PeriodicGraph:
+        """The periodic radius graph this encoder reads for ``batch``."""
+        lattice = batch.lattice.view(-1, 3, 3)
+        pos = frac_to_cart(batch.frac_coords, lattice, batch.batch)
+        return periodic_radius_graph(pos, lattice, batch.batch, self.cfg.cutoff, self.cfg.max_neighbors)
+
+    @torch.no_grad()
+    def attach_edges(self, items: list, chunk: int = 1024) -> list:
+        """Store on each item (PyG ``Data``) the encoder's edges: ``enc_edge_index`` (2, e) local indices,
+        ``enc_sh`` and ``enc_radial``, which :meth:`embed` then reads instead of rebuilding them.
+
+        Only for crystals that stay fixed between visits (training and validation cells, whose positions
+        take no gradient): the cache is not invalidated if an item's coordinates change afterwards."""
+        for start in range(0, len(items), chunk):
+            batch = Batch.from_data_list(items[start:start + chunk])
+            graph = self.graph(batch)
+            sh, radial = self.edges(graph.edge_vec)
+            first_node = batch.ptr[:-1]
+            per_item = torch.bincount(batch.batch[graph.edge_index[1]], minlength=batch.num_graphs).tolist()
+            owner = batch.batch[graph.edge_index[1]]
+            local = graph.edge_index - first_node[owner]
+            for item, idx, s, r in zip(items[start:start + chunk], local.split(per_item, dim=1),
+                                       sh.split(per_item), radial.split(per_item)):
+                item.enc_edge_index, item.enc_sh, item.enc_radial = idx.clone(), s.clone(), r.clone()
+        return items
 
     def forward(self, batch):
         pooled = self.embed(batch)

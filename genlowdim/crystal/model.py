@@ -106,6 +106,13 @@ class CDVAE(nn.Module):
         self.register_buffer("type_sigmas", sigmas_geometric(
             cfg.type_sigma_begin, cfg.type_sigma_end, cfg.num_type_noise_levels))
 
+    def compile_kernels(self) -> None:
+        """Run the e3nn layers' fused message kernel through torch.compile, in this whole process
+        (``train.compile_kernels``; bench/train_step.py --visits measures the gain)."""
+        from genlowdim.crystal.layers import use_compiled_kernels
+
+        use_compiled_kernels(True)
+
     # ---- latent ------------------------------------------------------------------------------------
     def encode(self, batch, generator=None, sample: bool = True):
         """-> (mu, log_var, z), each (B, latent). ``sample=False`` returns z = μ (deterministic)."""

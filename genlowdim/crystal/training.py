@@ -113,6 +113,9 @@ def train_cdvae(cfg: CrystalConfig, out_dir: str | Path, *, resume: bool = False
         torch.manual_seed(cfg.train.seed)
         model = build_model(cfg, max_atoms)
     fit_scalers(model, train_items)
+    if hasattr(model, "encoder"):   # the training cells never change: build the encoder's edges once
+        model.encoder.attach_edges(train_items)
+        model.encoder.attach_edges(val_items)
     result = fit(model, train_items, loss_fn=make_loss_fn(cfg), val_fn=make_val_fn(cfg, val_items, device),
                  settings=cfg.train, out_dir=out_dir, family=FAMILY, config=to_dict(cfg),
                  extra_state={"max_atoms": max_atoms, "task": cfg.task}, resume=resume, device=device)

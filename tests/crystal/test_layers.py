@@ -90,3 +90,21 @@ def test_uniform_degree_needs_sorted_equal_counts():
     assert L.uniform_degree(torch.tensor([0, 1, 0, 1]), 2) is None   # unsorted
     assert L.uniform_degree(torch.tensor([0, 0, 0, 1]), 2) is None   # unequal
     assert L.uniform_degree(torch.tensor([0, 0]), 2) is None          # a centre without edges
+
+
+def test_encoder_reads_attached_edges_as_if_it_built_them():
+    from torch_geometric.data import Batch
+
+    from genlowdim.crystal.config import GraphNetConfig
+    from genlowdim.crystal.data import load_dataset
+    from genlowdim.crystal.encoder import CrystalEncoder
+
+    items = [load_dataset("perov_5", "val", max_atoms=5)[i] for i in range(40)]
+    torch.manual_seed(0)
+    encoder = CrystalEncoder(GraphNetConfig(num_layers=2, num_scalars=16, num_vectors=4, max_neighbors=12), 8)
+    batch = Batch.from_data_list(items[7:30])
+    expected = encoder(batch)
+    encoder.attach_edges(items, chunk=16)   # chunks that do not align with the batch
+    cached = Batch.from_data_list(items[7:30])
+    assert "enc_edge_index" in cached
+    torch.testing.assert_close(encoder(cached), expected, rtol=1e-6, atol=1e-6)
