@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from genlowdim.config import apply_overrides, from_dict, load_yaml, to_dict
-from genlowdim.train import TrainSettings
+from genlowdim.train_settings import TrainSettings
 
 
 @dataclass(frozen=True)
