@@ -6,6 +6,7 @@ import json
 import math
 import os
 import platform
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -20,11 +21,16 @@ CHECKPOINT_FORMAT = 1
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file + rename, so readers never see half a file."""
+    """Write ``data`` to ``path`` through a temporary file + rename, so readers never see half a file.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give it: those of the file it replaces,
+    else 0666 less the umask (0644 under the usual umask 022), not the 0600 of a temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -34,6 +40,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _new_file_mode(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)   # reading the umask means setting it; put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

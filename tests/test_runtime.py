@@ -104,3 +104,27 @@ def test_progress_on_a_terminal_updates_live_and_quiet_silences(monkeypatch):
     for _ in progress(range(300), file=quiet):
         pass
     assert quiet.getvalue() == ""
+
+
+@pytest.mark.parametrize("umask, expected", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_follow_the_umask(tmp_path, umask, expected):
+    """metrics.json and friends are readable by the group under the usual umask (the temporary file behind
+    the atomic write is 0600 until it is given the mode a plain open() would have given)."""
+    import os
+
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "metrics.json", {"a": 1})
+        atomic_write_text(tmp_path / "note.txt", "x")
+    finally:
+        os.umask(old)
+    for name in ("metrics.json", "note.txt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == expected, name
+
+
+def test_a_rewritten_file_keeps_its_permissions(tmp_path):
+    path = tmp_path / "shared.json"
+    write_json(path, {"a": 1})
+    path.chmod(0o640)
+    write_json(path, {"a": 2})
+    assert path.stat().st_mode & 0o777 == 0o640
