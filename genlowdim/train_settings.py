@@ -6,11 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from genlowdim.config import check_fields
+
 __all__ = ["TrainSettings"]
 
 
 @dataclass(frozen=True)
 class TrainSettings:
+    """Checked on construction: a value out of range raises :class:`genlowdim.config.FieldError` naming it."""
     epochs: int = 100
     max_steps: int | None = None          # stop after this many optimiser steps (all epochs together)
     max_minutes: float | None = None      # wall-clock budget, summed over resumed sessions
@@ -31,3 +34,9 @@ class TrainSettings:
     max_bad_steps: int = 50
     batch_draw: Literal["permutation", "replacement"] = "permutation"   # see genlowdim.train's docstring
 
+    def __post_init__(self) -> None:
+        check_fields(self, epochs="positive", batch_size="positive", lr="positive", max_minutes="positive",
+                     checkpoint_every="positive", val_every="positive", log_every="positive",
+                     grad_clip_value="positive", grad_clip_norm="positive", ema_decay="fraction",
+                     plateau_factor="fraction", max_steps="non_negative", weight_decay="non_negative",
+                     plateau_patience="non_negative", min_lr="non_negative", max_bad_steps="non_negative")
