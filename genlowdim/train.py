@@ -49,7 +49,8 @@ import torch
 from torch import nn
 
 from genlowdim.config import dump_yaml
-from genlowdim.runtime import load_checkpoint, progress, save_checkpoint
+from genlowdim.resume import check_same_run, load_for_resume
+from genlowdim.runtime import progress, save_checkpoint
 from genlowdim.train_settings import TrainSettings
 
 
@@ -255,7 +256,8 @@ class Trainer:
             torch.distributed.barrier()
 
     def restore(self, path: Path) -> None:
-        payload = load_checkpoint(path, family=self.family, map_location=self.device)
+        payload = load_for_resume(path, self.family, map_location=self.device)
+        check_same_run(path, payload.get("config") or {}, self.config)
         self.model.load_state_dict(payload["state_dict"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])

@@ -34,6 +34,20 @@ def _crystal_checkpoint(path: Path, *overrides: str) -> Path:
     return path
 
 
+def _overwrite_a_tensor(path: Path) -> bytes:
+    """The checkpoint's bytes with 400 bytes of its largest tensor set to 0xFF (as the issue's probe did to
+    bytes 60000-60400 of a full-size last.pt): torch.load does not check the zip's CRC, so this loads."""
+    import zipfile
+
+    data = path.read_bytes()
+    with zipfile.ZipFile(path) as archive:
+        largest = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        start = data.find(archive.read(largest))
+    damaged = bytearray(data)
+    damaged[start:start + 400] = b"\xff" * 400
+    return bytes(damaged)
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """Every input the table needs, made once: checkpoints (good, headless, foreign, truncated), CSVs."""
@@ -52,6 +66,11 @@ def files(tmp_path_factory):
     (d / "truncated.pt").write_bytes(data[: len(data) // 2])
     (d / "run").mkdir()
     (d / "run" / "last.pt").write_bytes(data)
+    damaged = _overwrite_a_tensor(good)
+    (d / "damaged.pt").write_bytes(damaged)
+    (d / "damaged_run").mkdir()
+    (d / "damaged_run" / "last.pt").write_bytes(damaged)
+    (d / "damaged_run" / "best.pt").write_bytes(data)
     cif = str(CifWriter(Structure(Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
                                   [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])))
     with open(d / "mixed.csv", "w", newline="") as fh:
@@ -110,6 +129,23 @@ CASES = [
                                   "--out", "{d}/c"], 2, ["--num counts compositions", "--samples"], False),
     ("sample --target of another property", ["sample", "--checkpoint", "{d}/cdvae.pt", "--target", "band_gap<1",
                                              "--out", "{d}/s"], 2, ["predicts 'heat_ref', not 'band_gap'"], False),
+    # config values, checked before any work (item 9 of the newcomer's issue)
+    ("train --set train.batch_size=0", ["train", "--config", TINY, "--out", "{d}/t1", "--set", "train.batch_size=0"],
+     2, ["train.batch_size", "must be at least 1, got 0"], False),
+    ("train --set model.latent_dim=-1", ["train", "--config", TINY, "--out", "{d}/t2", "--set",
+                                         "model.latent_dim=-1"], 2, ["model.latent_dim", "at least 1, got -1"], False),
+    ("train --set train.lr=-0.01", ["train", "--config", TINY, "--out", "{d}/t3", "--set", "train.lr=-0.01"], 2,
+     ["train.lr", "must be > 0, got -0.01"], False),
+    ("train --set an unparsable value", ["train", "--config", TINY, "--out", "{d}/t4", "--set", "train.lr=[1,"],
+     2, ["train.lr", "not valid YAML"], False),
+    ("train --resume with another model", ["train", "--config", TINY, "--out", "{d}/run", "--resume", "--set",
+                                           "model.latent_dim=16"], 2,
+     ["--resume", "last.pt", "model.latent_dim: ", "-> 16"], False),
+    # damaged checkpoints (item 10)
+    ("checkpoint with overwritten bytes", ["sample", "--checkpoint", "{d}/damaged.pt", "--out", "{d}/s"], 2,
+     ["damaged.pt", "corrupt"], False),
+    ("train --resume from a damaged last.pt", ["train", "--config", TINY, "--out", "{d}/damaged_run", "--resume"],
+     2, ["damaged_run/last.pt", "corrupt", "damaged_run/best.pt is intact", "copy it to"], False),
     ("sample --target unparsable", ["sample", "--checkpoint", "{d}/cdvae.pt", "--target", "heat_ref=1",
                                     "--out", "{d}/s"], 2, ["--target 'heat_ref=1'", "NAME<VALUE"], False),
 ]
@@ -168,3 +204,12 @@ def test_python_dash_m_reports_usage_errors_like_the_console_script(module, file
                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert run.returncode == 2, run.stderr
     assert run.stderr == "genlowdim: error: --batch-size 0: must be at least 1\n"
+
+
+@pytest.mark.parametrize("override", ["train.batch_size=0", "model.latent_dim=-1", "train.lr=-0.01", "train.lr=[1,"])
+def test_a_rejected_config_leaves_no_run_folder(override, tmp_path, capsys):
+    """The values are checked before anything is written: no config.yaml (nor folder) is left in --out."""
+    out = tmp_path / "run"
+    assert main(["train", "--config", TINY, "--out", str(out), "--set", override]) == 2
+    assert not out.exists()
+    assert capsys.readouterr().err.count("\n") == 1
