@@ -4,6 +4,9 @@ input errors, 130 for Ctrl-C. One table, one row per case; the cases that must f
 loaded run with the dataset loader replaced by a tripwire."""
 from __future__ import annotations
 
+import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +74,8 @@ def files(tmp_path_factory):
     (d / "damaged_run").mkdir()
     (d / "damaged_run" / "last.pt").write_bytes(damaged)
     (d / "damaged_run" / "best.pt").write_bytes(data)
+    (d / "busy").mkdir()   # a folder another (live) process is writing into
+    (d / "busy" / ".genlowdim.lock").write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
     cif = str(CifWriter(Structure(Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
                                   [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])))
     with open(d / "mixed.csv", "w", newline="") as fh:
@@ -146,6 +151,9 @@ CASES = [
      ["damaged.pt", "corrupt"], False),
     ("train --resume from a damaged last.pt", ["train", "--config", TINY, "--out", "{d}/damaged_run", "--resume"],
      2, ["damaged_run/last.pt", "corrupt", "damaged_run/best.pt is intact", "copy it to"], False),
+    ("sample into a folder in use", ["sample", "--checkpoint", "{d}/cdvae.pt", "--num", "2", "--batch-size", "2",
+                                     "--out", "{d}/busy"], 2, ["busy", "in use by another run", "another --out"],
+     False),
     ("sample --target unparsable", ["sample", "--checkpoint", "{d}/cdvae.pt", "--target", "heat_ref=1",
                                     "--out", "{d}/s"], 2, ["--target 'heat_ref=1'", "NAME<VALUE"], False),
 ]
