@@ -1,4 +1,4 @@
-"""Structure I/O: folders of CIFs, single/multi-block CIF, extxyz (ASE), CDVAE-style CSV, genlowdim JSON.
+"""Structure input: folders of CIFs, single/multi-block CIF, extxyz (ASE), CDVAE-style CSV, genlowdim JSON.
 
 Readers accept ``.gz`` transparently. They first list *entries* (one per CSV row, CIF block, extxyz frame
 or JSON item, with an id and a ``"file:index"`` source), then turn entries into pymatgen ``Structure``s,
@@ -6,7 +6,8 @@ so a loader can parse in parallel and report bad rows by file and row (``genlowd
 Failures raise ``StructureReadError`` naming the file and the row/block/frame. Plain P1 CIFs (all CDVAE
 data) take a fast path that builds the ``Structure`` ``CifParser`` would (coordinates wrapped into [0, 1),
 sites sorted by electronegativity; checked against it in the tests); anything else (symmetry operations,
-partial occupancy, oxidation states, uncertainties, quoting) goes through ``CifParser``.
+partial occupancy, oxidation states, uncertainties, quoting) goes through ``CifParser``. The writers
+live in :mod:`genlowdim.structures.writers` and are importable from here as well.
 """
 from __future__ import annotations
 
@@ -18,18 +19,17 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from pymatgen.core import Element, Lattice, Structure
 
-from genlowdim.runtime import atomic_write_bytes
+from genlowdim.structures.writers import JSON_FORMAT, write_cif, write_extxyz, write_json
 
 __all__ = ["StructureReadError", "Entry", "read_entries", "entry_to_structure", "read_structures",
            "parse_cif", "parse_p1_cif", "P1Cell", "split_cif_blocks", "write_cif", "write_extxyz", "write_json", "read_json",
            "JSON_FORMAT"]
 
-JSON_FORMAT = "genlowdim.structures"
 CIF_SUFFIXES = (".cif", ".mcif")
 EXTXYZ_SUFFIXES = (".extxyz", ".xyz")
 # CSV columns that are bookkeeping, not material properties
@@ -330,74 +330,3 @@ def read_structures(path: str | Path) -> list[tuple[str, Structure]]:
 def read_json(path: str | Path) -> list[tuple[str, Structure]]:
     """Structures from a file written by :func:`write_json` (``read_structures`` reads it too)."""
     return [(e.material_id, entry_to_structure(e)) for e in _json_entries(Path(path))]
-
-
-# ---------------------------------------------------------------- writers
-def _write(path: Path, text: str) -> None:
-    data = text.encode("utf-8")
-    atomic_write_bytes(path, gzip.compress(data, mtime=0) if path.name.lower().endswith(".gz") else data)
-
-
-def _ids(structures: Sequence[Structure], ids: Sequence[str] | None) -> list[str]:
-    if ids is None:
-        return [f"structure_{k}" for k in range(len(structures))]
-    if len(ids) != len(structures):
-        raise ValueError(f"got {len(ids)} ids for {len(structures)} structures")
-    return [str(i) for i in ids]
-
-
-def _cif_text(structure: Structure, name: str) -> str:
-    from pymatgen.io.cif import CifWriter
-
-    text = str(CifWriter(structure))
-    # the block name becomes the id on reading; keep it free of whitespace
-    block = "data_" + re.sub(r"\s+", "_", name)
-    return re.sub(r"^data_.*$", lambda _: block, text, count=1, flags=re.MULTILINE)
-
-
-def write_cif(structures: Sequence[Structure], path: str | Path, ids: Sequence[str] | None = None,
-              multiblock: bool = False) -> list[Path]:
-    """Write P1 CIFs: one file ``<path>/<id>.cif`` per structure, or one multi-block file at ``path``
-    (block names = ids). Returns the written paths."""
-    path, names = Path(path), _ids(structures, ids)
-    if multiblock:
-        _write(path, "".join(_cif_text(s, n) for s, n in zip(structures, names)))
-        return [path]
-    path.mkdir(parents=True, exist_ok=True)
-    out = [path / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', name)}.cif" for name in names]
-    for structure, name, target in zip(structures, names, out):
-        _write(target, _cif_text(structure, name))
-    return out
-
-
-def write_extxyz(structures: Sequence[Structure], path: str | Path, ids: Sequence[str] | None = None,
-                 info: dict[str, Sequence[Any]] | None = None) -> Path:
-    """Write an extxyz file via ASE; ``info`` maps a key to one value per structure (stored per frame,
-    read back as properties when numeric); the id is stored as ``material_id``."""
-    import ase.io   # only extxyz needs ASE, whose import takes ~0.5 s
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    path, names, info = Path(path), _ids(structures, ids), dict(info or {})
-    for key, values in info.items():
-        if len(values) != len(structures):
-            raise ValueError(f"info[{key!r}] has {len(values)} values for {len(structures)} structures")
-    frames = [AseAtomsAdaptor.get_atoms(s) for s in structures]
-    for k, (atoms, name) in enumerate(zip(frames, names)):
-        atoms.info = {"material_id": name, **{key: values[k] for key, values in info.items()}}
-    buffer = io.StringIO()
-    ase.io.write(buffer, frames, format="extxyz")
-    _write(path, buffer.getvalue())
-    return path
-
-
-def write_json(structures: Sequence[Structure], path: str | Path, ids: Sequence[str] | None = None,
-               properties: Sequence[dict] | None = None) -> Path:
-    """Write structures (pymatgen ``as_dict``) with ids and optional per-structure property dicts."""
-    path, names = Path(path), _ids(structures, ids)
-    if properties is not None and len(properties) != len(structures):
-        raise ValueError(f"got {len(properties)} property dicts for {len(structures)} structures")
-    items = [{"material_id": n, "structure": s.as_dict(),
-              "properties": dict(properties[k]) if properties is not None else {}}
-             for k, (s, n) in enumerate(zip(structures, names))]
-    _write(path, json.dumps({"format": JSON_FORMAT, "version": 1, "structures": items}))
-    return path
