@@ -51,6 +51,29 @@ def _overwrite_a_tensor(path: Path) -> bytes:
     return bytes(damaged)
 
 
+def _bad_inputs(d: Path, cif: str) -> None:
+    """``cifs/``: one good CIF among a binary one, one with an unknown element and one with a NaN coordinate;
+    ``bad_cifs/``: only bad ones; ``nan.extxyz``: one frame whose positions hold a NaN."""
+    from pymatgen.core import Lattice, Structure
+
+    from genlowdim.structures.io import write_extxyz
+
+    for folder in ("cifs", "bad_cifs"):
+        (d / folder).mkdir()
+        (d / folder / "binary.cif").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe" * 20)
+        (d / folder / "unknown.cif").write_text(cif.replace("Sr ", "Xx ").replace("Sr0", "Xx0"))
+    (d / "cifs" / "good.cif").write_text(cif)
+    lines = cif.splitlines()
+    site = next(k for k, line in enumerate(lines) if line.strip().startswith("Ti"))
+    words = lines[site].split()   # label, symbol, multiplicity, x, y, z, occupancy
+    lines[site] = "  ".join(words[:3] + ["nan"] + words[4:])
+    (d / "cifs" / "nan.cif").write_text("\n".join(lines) + "\n")
+    write_extxyz([Structure(Lattice.cubic(3.9), ["Sr", "Ti"], [[0, 0, 0], [.5, .5, .5]])], d / "nan.extxyz")
+    text = (d / "nan.extxyz").read_text().splitlines()
+    text[-1] = " ".join(word if k != 1 else "nan" for k, word in enumerate(text[-1].split()))
+    (d / "nan.extxyz").write_text("\n".join(text) + "\n")
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """Every input the table needs, made once: checkpoints (good, headless, foreign, truncated), CSVs."""
@@ -85,6 +108,7 @@ def files(tmp_path_factory):
         csv.writer(fh).writerows([["material_id", "cif"], ["bad", "not a CIF"]])
     (d / "header_only.csv").write_text("material_id,cif\n")
     (d / "zero_bytes.csv").write_text("")
+    _bad_inputs(d, cif)
     return d
 
 
@@ -154,6 +178,14 @@ CASES = [
     ("sample into a folder in use", ["sample", "--checkpoint", "{d}/cdvae.pt", "--num", "2", "--batch-size", "2",
                                      "--out", "{d}/busy"], 2, ["busy", "in use by another run", "another --out"],
      False),
+    # bad input files (item 10): named with their reason; one bad file never stops a folder
+    ("data check: NaN positions in an extxyz", ["data", "check", "{d}/nan.extxyz", "--no-cache", "--workers", "1"],
+     1, ["nothing loads", "nan.extxyz"], True),
+    ("data check: a folder with bad files", ["data", "check", "{d}/cifs", "--no-cache", "--workers", "1"], 1,
+     ["3 of 4 rows skipped", "cifs"], True),
+    ("evaluate: a folder of bad files only", ["evaluate", "{d}/bad_cifs", "--reference", "{d}/cifs/good.cif",
+                                              "--out", "{d}/e"], 2,
+     ["bad_cifs: holds no usable structures (2 unusable", "binary.cif"], True),
     ("sample --target unparsable", ["sample", "--checkpoint", "{d}/cdvae.pt", "--target", "heat_ref=1",
                                     "--out", "{d}/s"], 2, ["--target 'heat_ref=1'", "NAME<VALUE"], False),
 ]
@@ -221,3 +253,17 @@ def test_a_rejected_config_leaves_no_run_folder(override, tmp_path, capsys):
     assert main(["train", "--config", TINY, "--out", str(out), "--set", override]) == 2
     assert not out.exists()
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_data_check_names_every_bad_file_of_a_folder(files, capsys):
+    assert main(["data", "check", str(files / "cifs"), "--no-cache", "--workers", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "1 of 4 rows loaded" in out
+    for name, reason in (("binary.cif", "unreadable file"), ("unknown.cif", "unknown element 'Xx"),
+                         ("nan.cif", "non-finite coordinates")):
+        assert any(name in line and reason in line for line in out.splitlines()), (name, out)
+
+
+def test_data_check_rejects_nan_positions_by_name(files, capsys):
+    main(["data", "check", str(files / "nan.extxyz"), "--no-cache", "--workers", "1"])
+    assert "nan.extxyz:0: frame 0: site 1 has non-finite coordinates" in capsys.readouterr().out

@@ -164,7 +164,7 @@ def test_errors_name_file_and_row(tmp_path, small_structures):
     molecule = tmp_path / "mol.xyz"
     molecule.write_text("2\nProperties=species:S:1:pos:R:3\nH 0 0 0\nH 0 0 0.74\n")
     with pytest.raises(StructureReadError, match=r"mol\.xyz:0: frame 0 is not a periodic crystal"):
-        read_entries(molecule)
+        read_structures(molecule)   # listed as an entry that carries the error, raised on conversion
     truncated = tmp_path / "cut.cif.gz"
     truncated.write_bytes(gzip.compress(good.encode())[:40])
     with pytest.raises(StructureReadError, match=r"cut\.cif\.gz: cannot read file"):
