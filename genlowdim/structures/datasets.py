@@ -224,7 +224,8 @@ def resolve_dataset_path(name: str, split: str, data_dir: str | Path | None = No
 
 # ---------------------------------------------------------------- cache
 # 3: arrays (.npz, read with allow_pickle=False) + JSON; formats 1-2 were pickles and are never read.
-CACHE_FORMAT = 3
+# 4: rows with a non-finite lattice or coordinate are skipped (a format-3 entry may hold them).
+CACHE_FORMAT = 4
 
 
 def _content_hash(path: Path) -> str:
