@@ -18,6 +18,8 @@ from genlowdim.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "crystal" / "tiny.yaml")
 PHASE = str(ROOT / "configs" / "lowrank" / "phase_transition.yaml")
+MOLRG = str(ROOT / "configs" / "lowrank" / "molrg.yaml")
+CIRCLE = str(ROOT / "configs" / "likelihood" / "circle_r10.yaml")
 
 
 def _crystal_checkpoint(path: Path, *overrides: str) -> Path:
@@ -167,6 +169,10 @@ CASES = [
      ["train.lr", "must be > 0, got -0.01"], False),
     ("train --set an unparsable value", ["train", "--config", TINY, "--out", "{d}/t4", "--set", "train.lr=[1,"],
      2, ["train.lr", "not valid YAML"], False),
+    ("lowrank train --set train.batch_size=0", ["train", "--config", MOLRG, "--out", "{d}/l1", "--set",
+                                                "train.batch_size=0"], 2, ["train.batch_size", "at least 1"], False),
+    ("likelihood train --set fit.lr=-1", ["train", "--config", CIRCLE, "--out", "{d}/k1", "--set", "fit.lr=-1"], 2,
+     ["fit.lr", "must be > 0, got -1"], False),
     ("train --resume with another model", ["train", "--config", TINY, "--out", "{d}/run", "--resume", "--set",
                                            "model.latent_dim=16"], 2,
      ["--resume", "last.pt", "model.latent_dim: ", "-> 16"], False),

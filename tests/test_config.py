@@ -118,6 +118,16 @@ def test_every_shipped_config_passes_its_checks():
     from pathlib import Path
 
     from genlowdim.crystal.config import load_crystal_config
+    from genlowdim.likelihood import config as likelihood_config
+    from genlowdim.lowrank import config as lowrank_config
 
-    for path in sorted((Path(__file__).resolve().parents[1] / "configs" / "crystal").glob("*.yaml")):
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for path in sorted((configs / "crystal").glob("*.yaml")):
         load_crystal_config(path)
+    for name, cls in [("lowrank/molrg", lowrank_config.RunConfig),
+                      ("lowrank/phase_transition", lowrank_config.SweepConfig),
+                      ("lowrank/memorisation", lowrank_config.MemorisationConfig),
+                      ("lowrank/digits", lowrank_config.DigitsConfig),
+                      ("likelihood/circle_r10", likelihood_config.RunConfig),
+                      ("likelihood/sweep", likelihood_config.SweepConfig)]:
+        load_config(cls, configs / f"{name}.yaml")
