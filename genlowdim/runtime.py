@@ -15,7 +15,8 @@ from typing import Any, Iterable
 from genlowdim.errors import CheckpointError
 
 __all__ = ["CheckpointError", "atomic_write_bytes", "atomic_write_text", "write_json", "library_versions",
-           "save_checkpoint", "load_checkpoint", "payload_checksum", "progress", "cache_dir", "usable_cpus", "resolve_device"]
+           "save_checkpoint", "load_checkpoint", "payload_checksum", "progress", "cache_dir", "usable_cpus",
+           "resolve_device"]
 
 CHECKPOINT_FORMAT = 1
 
