@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "genlowdim"
-BASE = {"genlowdim", "errors", "runtime", "config", "train", "train_settings", "resume"}  # "genlowdim": the package's own __init__ (version)
+# "genlowdim": the package's own __init__ (version)
+BASE = {"genlowdim", "errors", "runtime", "config", "train", "train_settings", "resume"}
 FAMILIES = {"crystal", "lowrank", "likelihood"}
 ALLOWED = {
     "core": set(),

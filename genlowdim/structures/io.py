@@ -27,9 +27,8 @@ from pymatgen.core import Element, Lattice, Structure
 from genlowdim.structures.writers import JSON_FORMAT, write_cif, write_extxyz, write_json
 
 __all__ = ["StructureReadError", "Entry", "read_entries", "entry_to_structure", "read_structures",
-           "read_each_structure", "check_finite",
-           "parse_cif", "parse_p1_cif", "P1Cell", "split_cif_blocks", "write_cif", "write_extxyz", "write_json", "read_json",
-           "JSON_FORMAT"]
+           "read_each_structure", "check_finite", "parse_cif", "parse_p1_cif", "P1Cell", "split_cif_blocks",
+           "write_cif", "write_extxyz", "write_json", "read_json", "JSON_FORMAT"]
 
 CIF_SUFFIXES = (".cif", ".mcif")
 EXTXYZ_SUFFIXES = (".extxyz", ".xyz")
