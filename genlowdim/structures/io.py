@@ -187,6 +187,7 @@ def parse_cif(text: str, where: str = "<string>") -> Structure:
     """One CIF block -> ``Structure`` (fast P1 path, else pymatgen ``CifParser``; see module docstring)."""
     cell = parse_p1_cif(text)
     if cell is not None:  # built as CifParser builds it: sites sorted by electronegativity
+        check_finite(np.asarray(cell.params), cell.frac_coords, where)
         return Structure(Lattice.from_parameters(*cell.params), cell.symbols, cell.frac_coords,
                          labels=cell.labels).get_sorted_structure()
     from pymatgen.io.cif import CifParser
