@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from genlowdim.config import apply_overrides, from_dict, load_yaml, to_dict
-from genlowdim.train import TrainSettings
+from genlowdim.config import apply_overrides, check_fields, from_dict, load_yaml, to_dict
+from genlowdim.train_settings import TrainSettings
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,9 @@ class DataConfig:
     niggli: bool = True
     train_limit: int | None = None       # first N training crystals (quick tests)
     val_limit: int | None = None         # first N validation crystals used by the val loss
+
+    def __post_init__(self) -> None:
+        check_fields(self, max_atoms="positive", train_limit="positive", val_limit="positive")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,12 @@ class GraphNetConfig:
     radial_hidden: int = 64
     avg_num_neighbors: float = 12.0
     readout_dim: int | None = None       # encoder only: per-atom readout width before pooling (None: num_scalars)
+
+    def __post_init__(self) -> None:
+        check_fields(self, num_layers="positive", num_scalars="positive", num_vectors="non_negative",
+                     num_l2="non_negative", lmax_sh="positive", cutoff="positive", max_neighbors="positive",
+                     num_basis="positive", radial_hidden="positive", avg_num_neighbors="positive",
+                     readout_dim="positive")
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,14 @@ class ModelConfig:
     cost_composition: float = 1.0
     cost_property: float = 1.0
 
+    def __post_init__(self) -> None:
+        check_fields(self, latent_dim="positive", head_hidden="positive", sigma_begin="positive",
+                     sigma_end="positive", num_noise_levels="positive", type_sigma_begin="positive",
+                     type_sigma_end="positive", num_type_noise_levels="positive",
+                     teacher_forcing_max_epoch="non_negative",
+                     **{f"cost_{k}": "non_negative" for k in ("natom", "lattice", "coord", "type", "kld",
+                                                              "composition", "property")})
+
 
 @dataclass(frozen=True)
 class SamplerSpec:
@@ -75,6 +92,9 @@ class SamplerSpec:
     steps_each: int = 100
     step_lr: float = 1e-4
     steps: int = 50
+
+    def __post_init__(self) -> None:
+        check_fields(self, steps_each="positive", step_lr="positive", steps="positive")
 
 
 def default_samplers() -> dict[str, SamplerSpec]:
