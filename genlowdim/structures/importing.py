@@ -26,9 +26,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from genlowdim.runtime import atomic_write_bytes, atomic_write_text
+from genlowdim.runtime import atomic_write_bytes, atomic_write_text, progress
 from genlowdim.structures.datasets import SPLITS
-from genlowdim.structures.io import Entry, StructureReadError, entry_to_structure, read_entries
+from genlowdim.structures.io import (CIF_SUFFIXES, EXTXYZ_SUFFIXES, Entry, StructureReadError,
+                                     entry_to_structure, read_entries)
 
 __all__ = ["MatchTolerances", "ImportSettings", "DroppedRow", "ImportResult", "import_dataset",
            "read_source", "find_duplicates", "assign_splits", "REPORT_NAME", "DROP_REASONS"]
@@ -37,6 +38,7 @@ REPORT_NAME = "import_report.json"
 REPORT_FORMAT = "genlowdim.import"
 DROP_REASONS = ("unparseable", "disordered", "non-finite", "too many atoms", "duplicate", "no split")
 LIST_SUFFIXES = (".txt", ".list")
+_READER_SUFFIXES = (*CIF_SUFFIXES, *EXTXYZ_SUFFIXES, ".csv", ".json")   # what io.read_entries reads
 _SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                   "test": "test", "testing": "test"}
 
@@ -160,12 +162,8 @@ def _generic_entries(path: Path) -> list[Entry]:
 
 
 def _file_entries(path: Path) -> list[Entry]:
-    try:
-        return read_entries(path)
-    except StructureReadError as err:
-        if "unknown structure format" not in str(err):
-            raise
-    return _generic_entries(path)
+    suffix = Path(path.name.removesuffix(".gz")).suffix.lower()
+    return read_entries(path) if suffix in _READER_SUFFIXES else _generic_entries(path)
 
 
 def _many_files(paths: list[Path]) -> tuple[list[Entry], list[DroppedRow]]:
@@ -263,7 +261,7 @@ def find_duplicates(structures: list, tolerances: MatchTolerances) -> dict[int, 
     matcher = tolerances.matcher()
     kept: dict[tuple, list[int]] = {}
     duplicates = {}
-    for i, structure in enumerate(structures):
+    for i, structure in enumerate(progress(structures, desc="searching duplicates", unit="row")):
         key = (structure.composition.reduced_formula, len(structure.get_primitive_structure()))
         earlier = next((j for j in kept.get(key, []) if matcher.fit(structures[j], structure)), None)
         if earlier is None:
@@ -339,7 +337,7 @@ class _Row(NamedTuple):
 def _checked_rows(entries: list[Entry], labels, settings: ImportSettings, dropped: list) -> list[_Row]:
     ids = _unique_ids([e.material_id for e in entries])
     rows = []
-    for k, entry in enumerate(entries):
+    for k, entry in enumerate(progress(entries, desc="checking structures", unit="row")):
         try:
             split = None if labels is None else _split_label(labels[k], entry, settings.split_column)
             structure = _checked_structure(entry, settings)

@@ -143,3 +143,22 @@ def test_cli_import_info_and_the_training_view(source, tmp_path, capsys):
                               ["data.dataset=mine", f"data.data_dir={tmp_path}", "data.max_atoms=null"])
     assert resolve_max_atoms(cfg) == max(len(s) for s in good.values())
     assert len(load_split(cfg, "train")) == info["splits"]["train"]["crystals"] == 6   # 10 - round(2.5) - round(2.5)
+
+
+def test_cli_flags_reach_the_import(source, tmp_path, capsys):
+    folder, good = source
+    assert main(["data", "import", str(folder), "--name", "d", "--out", str(tmp_path), "--no-dedupe",
+                 "--max-atoms", "10", "--stol", "0.1", "--ltol", "0.15", "--angle-tol", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["settings"]["tolerances"] == {"ltol": 0.15, "stol": 0.1, "angle_tol": 3.0}
+    assert report["settings"]["max_atoms"] == 10 and report["settings"]["dedupe"] is False
+    # no duplicate search: the 10-atom copy of perov_0 is kept; the 60-atom cell still goes
+    assert report["written"] == len(good) + 1 and "duplicate" not in report["dropped"]
+    assert main(["data", "import", str(folder), "--name", "d", "--out", str(tmp_path)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_data_dir_on_train_is_for_crystal_configs(tmp_path, capsys):
+    assert main(["train", "--config", "configs/lowrank/molrg.yaml", "--out", str(tmp_path / "run"),
+                 "--data-dir", str(tmp_path)]) == 2
+    assert "--data-dir applies to crystal configs" in capsys.readouterr().err
