@@ -35,8 +35,9 @@ def resolve_max_atoms(cfg: CrystalConfig) -> int:
     return int(get_spec(cfg.data.dataset).max_atoms)
 
 
-def load_split(cfg: CrystalConfig, split: str, limit: int | None = None):
-    """Items (PyG ``Data``) of one split, at most ``limit``; raises ValueError if none are usable."""
+def load_split_dataset(cfg: CrystalConfig, split: str):
+    """The ``CrystalDataset`` of one split of the config's dataset: a registered name, a folder, or a folder
+    ``NAME`` under ``data.data_dir`` (whose imported property column becomes ``y``)."""
     name, split_arg, prop = cfg.data.dataset, split, None
     folder = find_dataset_folder(cfg.data.dataset, cfg.data.data_dir)
     if folder is not None:   # a folder of CDVAE-format split files (genlowdim data import writes them)
@@ -44,8 +45,13 @@ def load_split(cfg: CrystalConfig, split: str, limit: int | None = None):
         if split not in files:
             raise FileNotFoundError(f"{folder}: no {split}.csv or {split}.csv.gz")
         name, split_arg, prop = str(files[split]), None, folder_property(folder)
-    ds = load_dataset(name, split_arg, niggli=cfg.data.niggli, max_atoms=resolve_max_atoms(cfg),
-                      data_dir=cfg.data.data_dir, property=prop)
+    return load_dataset(name, split_arg, niggli=cfg.data.niggli, max_atoms=resolve_max_atoms(cfg),
+                        data_dir=cfg.data.data_dir, property=prop)
+
+
+def load_split(cfg: CrystalConfig, split: str, limit: int | None = None):
+    """Items (PyG ``Data``) of one split, at most ``limit``; raises ValueError if none are usable."""
+    ds = load_split_dataset(cfg, split)
     items = [ds[i] for i in range(len(ds) if limit is None else min(limit, len(ds)))]
     if not items:
         raise ValueError(f"dataset {cfg.data.dataset!r} split {split!r}: no usable crystals "
