@@ -16,8 +16,6 @@ from genlowdim.structures.registry import DATASETS, DatasetSpec
 __all__ = ["find_dataset_folder", "split_files", "read_import_report", "folder_property", "folder_max_atoms",
            "folder_spec"]
 
-DEFAULT_COV_THRESHOLDS = (0.4, 10.0)   # CDVAE's thresholds for mixed-element sets (mp_20); perov_5/carbon_24 use (0.2, 4.0)
-
 
 def split_files(folder: str | Path) -> dict[str, Path]:
     """{split: file} of the split files present in ``folder`` (``.csv.gz`` preferred over ``.csv``)."""
@@ -84,6 +82,14 @@ def folder_spec(folder: str | Path) -> DatasetSpec:
     return DatasetSpec(
         name=folder.name, splits=dict(report.get("splits", {})), property=prop,
         properties=(prop,) if prop else (), max_atoms=int(report.get("max_atoms_in_data") or 0),
-        min_atoms=int(report.get("min_atoms_in_data") or 1), cov_thresholds=DEFAULT_COV_THRESHOLDS,
-        shipped=False, citation="", provenance=(f"imported from {report['source']} by genlowdim data import"
-                                                if report else f"folder {folder}"))
+        min_atoms=int(report.get("min_atoms_in_data") or 1),
+        cov_thresholds=None,   # none known for a user's data: evaluate takes --cutoffs
+        shipped=False, citation="", provenance=_provenance(folder, report))
+
+
+def _provenance(folder: Path, report: dict) -> str:
+    if not report:
+        return f"folder {folder}"
+    dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(report.get("dropped", {}).items())) or "none"
+    return (f"imported from {report['source']} by genlowdim data import: {report.get('rows')} rows, "
+            f"{report.get('written')} written; dropped: {dropped} (rows named in {folder / 'import_report.json'})")

@@ -162,3 +162,19 @@ def test_data_dir_on_train_is_for_crystal_configs(tmp_path, capsys):
     assert main(["train", "--config", "configs/lowrank/molrg.yaml", "--out", str(tmp_path / "run"),
                  "--data-dir", str(tmp_path)]) == 2
     assert "--data-dir applies to crystal configs" in capsys.readouterr().err
+
+
+def test_the_imported_property_is_the_training_target(tmp_path, monkeypatch):
+    from genlowdim.crystal.config import load_crystal_config
+    from genlowdim.crystal.training import check_property, load_split
+
+    perov = dataset_rows("perov_5", "val", 3)
+    _csv_source(tmp_path / "in.csv", [{"material_id": mid, "cif": str(CifWriter(s)), "energy": str(k + 0.5),
+                                       "fold": "train"} for k, (mid, s) in enumerate(perov)])
+    import_dataset(tmp_path / "in.csv", tmp_path / "data",
+                   ImportSettings(name="d", split_column="fold", property="energy", dedupe=False))
+    monkeypatch.setenv("GENLOWDIM_DATA_DIR", str(tmp_path / "data"))   # NAME found without data.data_dir
+    cfg = load_crystal_config("configs/crystal/tiny.yaml", ["data.dataset=d", "data.max_atoms=null"])
+    items = load_split(cfg, "train")
+    assert [float(d.y) for d in items] == [0.5, 1.5, 2.5]
+    check_property(cfg, items)   # tiny.yaml's property head has its target
