@@ -178,3 +178,21 @@ def test_the_imported_property_is_the_training_target(tmp_path, monkeypatch):
     items = load_split(cfg, "train")
     assert [float(d.y) for d in items] == [0.5, 1.5, 2.5]
     check_property(cfg, items)   # tiny.yaml's property head has its target
+
+
+@pytest.mark.parametrize("kind, words", [("csv without cif", "needs a 'cif' column"),
+                                         ("missing", "no such file or folder"),
+                                         ("split column on a folder", "needs a CSV source"),
+                                         ("empty folder", "holds no files"),
+                                         ("all dropped", "nothing to import")])
+def test_bad_sources_are_one_line_errors(kind, words, tmp_path, capsys):
+    (tmp_path / "nocif.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "x.cif").write_text("garbage\n")
+    source, extra = {"csv without cif": ("nocif.csv", []), "missing": ("nowhere", []),
+                     "split column on a folder": ("junk", ["--split-column", "fold"]),
+                     "empty folder": ("empty", []), "all dropped": ("junk", [])}[kind]
+    assert main(["data", "import", str(tmp_path / source), "--name", "d", "--out", str(tmp_path / "o")]
+                + extra) == 2
+    assert words in capsys.readouterr().err
