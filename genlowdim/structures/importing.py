@@ -256,14 +256,20 @@ def _split_label(raw: str, entry: Entry, column: str) -> str:
 # ---------------------------------------------------------------- duplicates and splits
 def find_duplicates(structures: list, tolerances: MatchTolerances) -> dict[int, int]:
     """{index: index of the earlier structure it matches} for every structure that matches one before it
-    (list order). Candidates are only compared within the same reduced formula and primitive-cell size,
-    which ``StructureMatcher`` (primitive_cell=True, no supercells) would never match across."""
+    (list order). Each structure is reduced once (Niggli, then primitive: what ``StructureMatcher.fit``
+    does to both structures on every call) and only compared within the same reduced formula and
+    primitive-cell size, which the matcher (no supercells) would never match across."""
+    from pymatgen.core import Structure
+
     matcher = tolerances.matcher()
     kept: dict[tuple, list[int]] = {}
-    duplicates = {}
+    reduced, duplicates = [], {}
     for i, structure in enumerate(progress(structures, desc="searching duplicates", unit="row")):
-        key = (structure.composition.reduced_formula, len(structure.get_primitive_structure()))
-        earlier = next((j for j in kept.get(key, []) if matcher.fit(structures[j], structure)), None)
+        reduced.append(Structure.from_sites(structure).get_reduced_structure(reduction_algo="niggli")
+                       .get_primitive_structure())
+        key = (structure.composition.reduced_formula, len(reduced[i]))
+        earlier = next((j for j in kept.get(key, [])
+                        if matcher.fit(reduced[j], reduced[i], skip_structure_reduction=True)), None)
         if earlier is None:
             kept.setdefault(key, []).append(i)
         else:
