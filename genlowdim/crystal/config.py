@@ -17,9 +17,11 @@ from genlowdim.train_settings import TrainSettings
 
 @dataclass(frozen=True)
 class DataConfig:
-    """``dataset``: a registered name (``perov_5``) or a directory of CDVAE-format ``{train,val,test}.csv[.gz]``."""
+    """``dataset``: a registered name (``perov_5``), a directory of CDVAE-format ``{train,val,test}.csv[.gz]``
+    or the name of such a directory under ``data_dir`` (``genlowdim data import`` writes them)."""
     dataset: str = "perov_5"
-    max_atoms: int | None = None         # None: the dataset's registered maximum
+    data_dir: str | None = None          # where datasets are looked up (also --data-dir of genlowdim train)
+    max_atoms: int | None = None         # None: the largest cell of a dataset folder, or the registered maximum
     niggli: bool = True
     train_limit: int | None = None       # first N training crystals (quick tests)
     val_limit: int | None = None         # first N validation crystals used by the val loss
