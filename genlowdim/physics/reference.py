@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 from genlowdim.runtime import cache_dir, write_json
 
-__all__ = ["reference_energies", "structure_hash", "entries_by_formula"]
+__all__ = ["reference_energies", "remember_relaxed", "structure_hash", "entries_by_formula"]
 
 
 def structure_hash(structure) -> str:
@@ -55,6 +55,21 @@ def _cached(folder: Path, digest: str) -> float | None:
         return None
 
 
+def _store(folder: Path, structure, result) -> None:
+    write_json(folder / f"{structure_hash(structure)}.json",
+               {"energy_per_atom": result.energy_final, "converged": result.converged, "steps": result.steps,
+                "formula": structure.composition.reduced_formula})
+
+
+def remember_relaxed(structures: Sequence, results: Sequence, settings, potential) -> None:
+    """Store relaxations already done with these settings in the cache, so that a structure that is also a
+    dataset entry (the test set evaluated as if generated) is not relaxed again as a reference."""
+    folder = _settings_dir(settings, potential)
+    for structure, result in zip(structures, results):
+        if result.error is None and _cached(folder, structure_hash(structure)) is None:
+            _store(folder, structure, result)
+
+
 def reference_energies(formulas: Iterable[str], dataset: str = "perov_5",
                        splits: Sequence[str] = ("train", "val", "test"), settings=None, potential=None,
                        data_dir: str | None = None) -> dict[str, list[tuple[str, float]]]:
@@ -75,9 +90,7 @@ def reference_energies(formulas: Iterable[str], dataset: str = "perov_5",
         for (s, digest), result in zip(todo, results):
             if result.error is None:
                 energies[digest] = result.energy_final
-                write_json(folder / f"{digest}.json", {"energy_per_atom": result.energy_final,
-                                                      "converged": result.converged, "steps": result.steps,
-                                                      "formula": s.composition.reduced_formula})
+                _store(folder, s, result)
     out: dict[str, list[tuple[str, float]]] = defaultdict(list)
     for formula, name, _, digest in flat:
         if energies[digest] is not None:

@@ -93,11 +93,12 @@ def stability_block(structures: Sequence, *, unique: Sequence[bool] | None = Non
     the known polymorphs of ``dataset`` (all ``splits``), S.U.N.-style rate. Records the potential, the
     relaxation settings, the reference and the thresholds."""
     from genlowdim.physics.potential import load_potential
-    from genlowdim.physics.reference import reference_energies
+    from genlowdim.physics.reference import reference_energies, remember_relaxed
     from genlowdim.physics.relax import RelaxSettings, relax_structures
 
     settings, potential = settings or RelaxSettings(), potential or load_potential()
     results = list(results) if results is not None else relax_structures(structures, settings, potential)
+    remember_relaxed(structures, results, settings, potential)
     formulas = [s.composition.reduced_formula for s in structures]
     energies = [r.energy_final if r.error is None else None for r in results]
     reference = reference_energies(set(formulas), dataset, splits, settings, potential, data_dir=data_dir)
