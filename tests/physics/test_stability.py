@@ -75,3 +75,13 @@ def test_relax_command_writes_records_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr("genlowdim.physics.relax.relax_structures", _refuse)
     assert main(args) == 0                                       # resumed: nothing relaxed again
     assert main(args[:-4] + ["--steps", "3", "--batch-size", "1"]) == 2   # other settings: refused
+
+
+def test_rank_by_energy_keeps_model_order_within_margin():
+    from genlowdim.physics.ranking import rank_by_energy
+
+    assert rank_by_energy([-1.0, -1.2, None, -1.198]) == [1, 3, 0, 2]
+    assert rank_by_energy([-1.0, -1.2, None, -1.198], margin=0.01) == [1, 3, 0, 2]
+    assert rank_by_energy([-1.199, -1.2, -0.5], margin=0.005) == [0, 1, 2]   # a tie: model order kept
+    with pytest.raises(ValueError):
+        rank_by_energy([-1.0], margin=-1)
