@@ -16,7 +16,7 @@ from typing import Sequence
 
 from genlowdim.runtime import atomic_write_text, progress, write_json
 
-__all__ = ["relax_to_folder", "read_records", "CSV_COLUMNS"]
+__all__ = ["relax_to_folder", "read_records", "results_from_records", "CSV_COLUMNS"]
 
 CSV_COLUMNS = ("index", "id", "formula", "num_atoms", "energy_per_atom_initial", "energy_per_atom_final",
                "rmsd_angstrom", "volume_change", "steps", "converged", "error")
@@ -108,3 +108,14 @@ def read_records(out: str | Path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not a finished relax folder (run genlowdim relax first)")
     return json.loads(path.read_text())["records"]
+
+
+def results_from_records(records: list[dict]) -> list:
+    """``RelaxResult``s (without structures) of a relax folder's records, in input order, for
+    ``stability_block(..., results=...)`` without relaxing again."""
+    from genlowdim.physics.relax import RelaxResult
+
+    return [RelaxResult(energy_initial=r["energy_per_atom_initial"], energy_final=r["energy_per_atom_final"],
+                        rmsd=r["rmsd_angstrom"], volume_change=r["volume_change"], steps=r["steps"],
+                        converged=r["converged"], error=r["error"])
+            for r in sorted(records, key=lambda r: r["index"])]

@@ -85,3 +85,14 @@ def test_rank_by_energy_keeps_model_order_within_margin():
     assert rank_by_energy([-1.199, -1.2, -0.5], margin=0.005) == [0, 1, 2]   # a tie: model order kept
     with pytest.raises(ValueError):
         rank_by_energy([-1.0], margin=-1)
+
+
+def test_records_round_trip_to_results():
+    from genlowdim.physics.folder import results_from_records
+    from genlowdim.physics.relax import RelaxResult
+
+    result = RelaxResult(energy_initial=-8.0, energy_final=-8.1, rmsd=0.02, volume_change=0.01, steps=5,
+                         converged=True)
+    record = {"index": 0, "id": "a", **result.to_record()}
+    back = results_from_records([record])[0]
+    assert back.to_record() == result.to_record()
