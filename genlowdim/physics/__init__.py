@@ -8,6 +8,8 @@
 - ``reference``: relaxed energies of a dataset's entries by composition, cached by content hash
 - ``stability``: RMSD-to-relaxed statistics, energy W1, energy above the lowest known polymorph and a
   S.U.N.-style rate
+- ``ranking``: structure-prediction candidates ordered by relaxed energy (the model's order kept within a
+  margin)
 
 The package sits beside ``genlowdim.metrics``: it imports only ``structures``, ``runtime``, ``config`` and
 ``errors``. Nothing heavy is imported here.
