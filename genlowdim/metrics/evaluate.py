@@ -14,7 +14,8 @@ Euclidean distance of the (normalised) composition / structure fingerprints over
 subsample of valid crystals as the property statistics. The params of each Wasserstein distance also hold
 its value on all valid crystals and its spread over ``num_wdist_seeds`` other subsample seeds. Reconstruction computes struct_valid, comp_valid, valid, match_rate,
 rms_dist. ``out_dir`` also gets ``structures.csv`` (per-structure flags, reasons and distances) and, in
-generation mode, PNG histograms of density / number of elements / property against the reference.
+generation mode, PNG histograms of density / number of elements / property against the reference and
+``timings.json`` (wall seconds of each stage).
 """
 from __future__ import annotations
 
@@ -98,13 +99,17 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
     """
     s_cut, c_cut, cut_source = resolve_cutoffs(dataset, struct_cutoff, comp_cutoff)
     workers = usable_cpus() if workers is None else workers
+    clock = StageClock()
     sv, cv = _validity(structures)
+    clock.mark("validity")
     fps, gen_cache = cached_fingerprints(structures, "generated", cache_dir, workers=workers,
                                          show_progress=show_progress, desc="generated fingerprints",
                                          method=fingerprints)
+    clock.mark("generated fingerprints")
     ref_fps, cache_info = cached_fingerprints(reference_structures, reference_cache_key, cache_dir,
                                               workers=workers, show_progress=show_progress,
                                               desc="reference fingerprints", method=fingerprints)
+    clock.mark("reference fingerprints")
     ok, ref_ok = fps.ok, ref_fps.ok
     if not ref_ok.any():
         raise ValueError(f"none of the {len(reference_structures)} reference crystals has fingerprints")
@@ -119,6 +124,7 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
         res.params.update(cutoff_source=cut_source, reference_fingerprint_failures=int((~ref_ok).sum()),
                           reference_cache=cache_info, generated_cache=gen_cache)
     results.update(cov)
+    clock.mark("coverage")
     # per-crystal quantities, once for the property statistics, their extra subsamples and the plots
     q, ref_q = crystal_quantities(structures, np.flatnonzero(valid)), crystal_quantities(reference_structures)
     results.update(property_statistics(structures, valid, reference_structures, property_fn,
@@ -126,16 +132,41 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
     _wdist_spread(results, structures, valid, reference_structures, num_property_samples, seed,
                   num_wdist_seeds, q, ref_q)
     results.update(diversity(fps, valid, num_property_samples, seed))
+    clock.mark("property statistics and diversity")
     results.update(_matching(structures, valid, train_structures, compute_unique, workers))
+    clock.mark("uniqueness and novelty")
     report = _pack("generation", results, {"seed": seed, "workers": workers, "fingerprints": fingerprints,
                                            "num_generated": len(structures),
                                            "num_reference": len(reference_structures)})
     if out_dir is not None:
         rows = _generation_rows(structures, ids, results, ok, fps.errors, valid, num_property_samples, seed)
         _write_outputs(Path(out_dir), report, rows)
+        clock.mark("metrics.json and structures.csv")
         _plot_histograms(Path(out_dir), valid, num_property_samples, seed, results["wdist_prop"].per_item,
                          q, ref_q)
+        clock.mark("plots")
+        clock.write(Path(out_dir) / "timings.json")
     return report
+
+
+class StageClock:
+    """Wall seconds per stage of one evaluation (``timings.json`` next to metrics.json, which stays free of
+    run-to-run noise)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._now, self._last, self.seconds = time.perf_counter, time.perf_counter(), {}
+
+    def mark(self, stage: str) -> None:
+        now = self._now()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
+        self._last = now
+
+    def write(self, path: Path) -> None:
+        from genlowdim.runtime import write_json
+
+        write_json(path, {"stage_seconds": self.seconds})
 
 
 def _matching(structures, valid, train_structures, compute_unique: bool, workers: int) -> dict:
