@@ -165,6 +165,16 @@ def first_come_duplicates(prepared: dict, tol: tuple, workers: int, n: int) -> n
     return out
 
 
+def _likeliest_first(i: int, candidates: list[int], shapes: dict) -> list[int]:
+    """``candidates`` ordered by how close their unit-volume cell edges are to crystal i's, so that a
+    match, when there is one, is usually met first (novelty only asks whether any candidate fits)."""
+    if len(candidates) < 2:
+        return candidates
+    mine = np.log(np.sort(shapes[i].lengths))
+    theirs = np.log(np.sort(np.array([shapes[c].lengths for c in candidates]), axis=1))
+    return [candidates[k] for k in np.argsort(np.abs(theirs - mine).sum(axis=1), kind="stable")]
+
+
 def novel_flags(prepared: dict, train_prepared: dict, tol: tuple, workers: int, n: int) -> np.ndarray:
     """novel: (n,) bool, True where crystal i (a key of ``prepared``) fits no training crystal
     (``fit(crystal, training crystal)``); train_prepared: :func:`prepare` of the training set."""
@@ -177,7 +187,7 @@ def novel_flags(prepared: dict, train_prepared: dict, tol: tuple, workers: int, 
     shapes.update({j + offset: lattice_shape(v[1].lattice.matrix, 0.0) for j, v in train_prepared.items()})
     reduced = {i: r for i, (_, r) in prepared.items()}
     reduced.update({j + offset: r for j, (_, r) in train_prepared.items()})
-    tasks = [(i, train_groups.get(prepared[i][0], [])) for i in sorted(prepared)]
+    tasks = [(i, _likeliest_first(i, train_groups.get(prepared[i][0], []), shapes)) for i in sorted(prepared)]
     seen = _with_state(reduced, shapes, tol, workers, lambda pool: _map(pool, _any_fit, tasks, workers))
     out = np.zeros(n, bool)
     out[[t[0] for t in tasks]] = ~np.asarray(seen, bool) if tasks else []
