@@ -15,6 +15,7 @@ calls). Every row states which.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections import defaultdict
@@ -38,10 +39,17 @@ def perov(n: int, seed: int) -> list:
     return perturbed_resample(load_split("train") + load_split("val"), n, 0.02, seed)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children (the pool's workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
+    """(result, wall seconds, CPU seconds): on a shared machine the CPU seconds are the steadier figure."""
+    start, cpu = time.perf_counter(), cpu_seconds()
     out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
+    return out, time.perf_counter() - start, cpu_seconds() - cpu
 
 
 def pairwise_calls(structures: list, duplicate_of: np.ndarray) -> list[tuple[int, int]]:
@@ -57,8 +65,9 @@ def pairwise_calls(structures: list, duplicate_of: np.ndarray) -> list[tuple[int
     return calls
 
 
-def estimate_pairwise(structures: list, duplicate_of: np.ndarray, sample: int, seed: int) -> tuple[float, int]:
-    """(estimated seconds, number of fit calls) of the pairwise path: crystals drawn at random have all
+def estimate_pairwise(structures: list, duplicate_of: np.ndarray, sample: int, seed: int
+                      ) -> tuple[float, float, int]:
+    """(estimated wall seconds, estimated CPU seconds, number of fit calls) of the pairwise path: crystals drawn at random have all
     their calls run in the path's order (so its reduction cache behaves as in the full run) until
     ``sample`` calls are timed; mean time per call x number of calls."""
     from genlowdim.metrics.matching import matcher
@@ -67,31 +76,33 @@ def estimate_pairwise(structures: list, duplicate_of: np.ndarray, sample: int, s
     per_crystal: dict = defaultdict(list)
     for r, i in calls:
         per_crystal[i].append(r)
-    m, done, start = matcher(), 0, time.perf_counter()
+    m, done, start, cpu = matcher(), 0, time.perf_counter(), cpu_seconds()
     for i in np.random.default_rng(seed).permutation(sorted(per_crystal)):
         for r in per_crystal[i]:
             m.fit(structures[r], structures[i])
         done += len(per_crystal[i])
         if done >= sample:
             break
-    return (time.perf_counter() - start) / max(done, 1) * len(calls), len(calls)
+    scale = len(calls) / max(done, 1)
+    return (time.perf_counter() - start) * scale, (cpu_seconds() - cpu) * scale, len(calls)
 
 
 def row(label: str, structures: list, args) -> dict:
     from genlowdim.metrics.matching import uniqueness
 
-    one, t_one = timed(uniqueness, structures, workers=1)
-    many, t_many = timed(uniqueness, structures, workers=args.workers)
+    one, t_one, c_one = timed(uniqueness, structures, workers=1)
+    many, t_many, c_many = timed(uniqueness, structures, workers=args.workers)
     dup = one.per_item["duplicate_of"]
     same_workers = bool(np.array_equal(dup, many.per_item["duplicate_of"]))
     if len(structures) <= args.pairwise_max:
-        old, t_old = timed(uniqueness, structures, method="pairwise")
+        old, t_old, c_old = timed(uniqueness, structures, method="pairwise")
         how, same = "measured", bool(np.array_equal(old.per_item["duplicate_of"], dup))
     else:
-        t_old, n_calls = estimate_pairwise(structures, dup, args.sample, args.seed)
+        t_old, c_old, n_calls = estimate_pairwise(structures, dup, args.sample, args.seed)
         how, same = f"estimated ({n_calls} fit calls, {args.sample} timed)", None
     return {"set": label, "n": len(structures), "unique": one.value, "pairwise_s": t_old, "pairwise": how,
-            "one_s": t_one, "many_s": t_many, "same_as_pairwise": same, "same_1_vs_many": same_workers}
+            "one_s": t_one, "many_s": t_many, "pairwise_cpu": c_old, "one_cpu": c_one, "many_cpu": c_many,
+            "same_as_pairwise": same, "same_1_vs_many": same_workers}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    import os
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -111,14 +121,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = [row("carbon_24 val", carbon(n), args) for n in args.carbon]
     rows += [row("perov_5 generated", perov(n, args.seed), args) for n in args.perov]
     print(f"load average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
-    print(f"| set | N | unique | pairwise path (s) | new, 1 process (s) | new, {args.workers} processes (s) "
-          f"| speed-up ({args.workers} proc.) | duplicate_of identical | pairwise time |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| set | N | unique | pairwise path: wall / CPU (s) | new, 1 process: wall / CPU (s) | new, "
+          f"{args.workers} processes: wall / CPU (s) | speed-up, wall ({args.workers} proc.) | speed-up, CPU (1 proc.) "
+          f"| duplicate_of identical | pairwise time |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         same = {True: "yes", False: "NO", None: "(not run)"}[r["same_as_pairwise"]]
         same += "" if r["same_1_vs_many"] else "; 1 vs many processes DIFFER"
-        print(f"| {r['set']} | {r['n']} | {r['unique']:.4f} | {r['pairwise_s']:.1f} | {r['one_s']:.1f} | "
-              f"{r['many_s']:.1f} | {r['pairwise_s'] / r['many_s']:.0f}x | {same} | {r['pairwise']} |")
+        print(f"| {r['set']} | {r['n']} | {r['unique']:.4f} | {r['pairwise_s']:.1f} / {r['pairwise_cpu']:.1f} | "
+              f"{r['one_s']:.1f} / {r['one_cpu']:.1f} | {r['many_s']:.1f} / {r['many_cpu']:.1f} | "
+              f"{r['pairwise_s'] / r['many_s']:.0f}x | {r['pairwise_cpu'] / r['one_cpu']:.0f}x | {same} | "
+              f"{r['pairwise']} |")
     return 0
 
 
