@@ -30,8 +30,8 @@ from genlowdim.metrics.composition import compositional_validity
 from genlowdim.metrics.coverage import coverage
 from genlowdim.metrics.fingerprints import cached_fingerprints
 from genlowdim.runtime import usable_cpus
-from genlowdim.metrics.matching import (ANGLE_TOL, LTOL, STOL, novelty, reconstruction, reduce_for_matching,
-                                        uniqueness)
+from genlowdim.metrics.matching import (ANGLE_TOL, LTOL, STOL, matching_candidates, novelty, reconstruction,
+                                        reduce_for_matching, uniqueness)
 from genlowdim.metrics.properties import crystal_quantities, property_statistics, seeded_subsample
 from genlowdim.metrics.result import MetricResult, versions
 from genlowdim.metrics.structure import structural_validity
@@ -175,7 +175,9 @@ def _matching(structures, valid, train_structures, compute_unique: bool, workers
     out: dict[str, MetricResult] = {}
     if not compute_unique and train_structures is None:
         return out
-    reduced = reduce_for_matching(structures, np.flatnonzero(valid), workers=workers)
+    paired, in_train, _ = matching_candidates(structures, valid, train_structures)
+    needed = np.union1d(paired if compute_unique else [], in_train).astype(int)
+    reduced = reduce_for_matching(structures, needed, workers=workers)
     if compute_unique:
         out["unique"] = uniqueness(structures, valid, workers=workers, reduced=reduced)
     if train_structures is not None:

@@ -104,6 +104,26 @@ def reduce_for_matching(structures: Sequence, indices, stol: float = STOL, angle
             pool.shutdown()
 
 
+def matching_candidates(structures: Sequence, valid: np.ndarray, train_structures: Sequence | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The crystals that need matching at all: (valid crystals sharing their reduced formula with another
+    valid one, valid crystals whose formula a training crystal has, training crystals whose formula a
+    valid crystal has); the last two are empty without ``train_structures``."""
+    idx = np.flatnonzero(valid)
+    formulas = [structures[i].composition.reduced_formula for i in idx]
+    counts = defaultdict(int)
+    for f in formulas:
+        counts[f] += 1
+    paired = np.array([i for i, f in zip(idx, formulas) if counts[f] > 1], dtype=int)
+    if train_structures is None:
+        return paired, np.array([], int), np.array([], int)
+    train_formulas = [s.composition.reduced_formula for s in train_structures]
+    seen = set(train_formulas)
+    in_train = np.array([i for i, f in zip(idx, formulas) if f in seen], dtype=int)
+    train_idx = np.array([j for j, f in enumerate(train_formulas) if f in counts], dtype=int)
+    return paired, in_train, train_idx
+
+
 def _method_params(method: str, workers: int) -> dict:
     if method == "pairwise":
         return {"method": "pairwise StructureMatcher.fit inside each reduced formula"}
@@ -128,10 +148,10 @@ def uniqueness(structures: Sequence, valid_mask: np.ndarray | None = None, stol:
     elif method == "pruned":
         from genlowdim.metrics.dedup import first_come_duplicates
 
+        paired = matching_candidates(structures, valid)[0]   # a crystal alone in its formula is distinct
         if reduced is None:
-            reduced = reduce_for_matching(structures, np.flatnonzero(valid), *tol, workers=workers)
-        duplicate_of = first_come_duplicates({i: reduced[i] for i in np.flatnonzero(valid)}, tol, workers,
-                                             len(structures))
+            reduced = reduce_for_matching(structures, paired, *tol, workers=workers)
+        duplicate_of = first_come_duplicates({i: reduced[i] for i in paired}, tol, workers, len(structures))
     else:
         raise ValueError(f"method {method!r}: use 'pruned' or 'pairwise'")
     n_valid = int(valid.sum())
@@ -174,13 +194,15 @@ def novelty(structures: Sequence, train_structures: Sequence, valid_mask: np.nda
     elif method == "pruned":
         from genlowdim.metrics.dedup import novel_flags
 
-        idx = np.flatnonzero(valid)
+        _, idx, train_idx = matching_candidates(structures, valid, train_structures)
         if reduced is None:
             reduced = reduce_for_matching(structures, idx, *tol, workers=workers)
         if train_reduced is None:
-            train_reduced = reduce_for_matching(train_structures, range(len(train_structures)), *tol,
-                                                workers=workers)
-        novel = novel_flags({i: reduced[i] for i in idx}, train_reduced, tol, workers, len(structures))
+            train_reduced = reduce_for_matching(train_structures, train_idx, *tol, workers=workers)
+        # a valid crystal whose formula no training crystal has is novel without matching
+        novel = valid.copy()
+        novel[idx] = novel_flags({i: reduced[i] for i in idx}, {j: train_reduced[j] for j in train_idx}, tol,
+                                 workers, len(structures))[idx]
     else:
         raise ValueError(f"method {method!r}: use 'pruned' or 'pairwise'")
     n_valid = int(valid.sum())
