@@ -11,10 +11,13 @@ method="pairwise")``), because:
 3. Inside a key, a pair reaches ``fit`` only when :func:`lattice_screen.may_match` finds a lattice the
    matcher's own lattice step would find (see that module for the bound).
 4. Uniqueness keeps the first-come rule: a crystal is a duplicate of the first earlier representative (in
-   input order) that it fits. Crystals are processed in blocks; every crystal of a block is compared with
-   the representatives found before the block in parallel, and the ones left over with the earlier
-   members of their block, after which the block is resolved in input order. The decisions do not depend
-   on the number of processes.
+   input order) that it fits. Each key's crystals are taken in rounds (a block of 8 to 256 crystals, as
+   many as the representatives already known); every crystal of a round is compared in parallel with the
+   representatives found before the round (the first that fits wins), and the ones left over are grouped
+   among themselves in input order, one task per key. The decisions do not depend on the number of
+   processes.
+5. Novelty only asks whether any training crystal of the key fits, so candidates are tried most similar
+   cell first (one task per generated crystal).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import numpy as np
 from genlowdim.metrics.lattice_screen import lattice_shape, may_match
 
 BLOCK = 256        # most crystals of one key per uniqueness round
-MIN_BLOCK = 8
+MIN_BLOCK = 8      # fewest, while few representatives are known
 _STATE: dict = {}  # reduced crystals and shapes, inherited by forked workers
 
 
