@@ -185,6 +185,38 @@ def profile_stages(steps: int, batch_size: int) -> None:
     print(f"{'step':<24}{1000 * total['shipped']:>10.1f}{1000 * total['fused']:>10.1f}")
 
 
+def compare_learning(steps: int) -> None:
+    """Val loss along two short runs of the shipped config from the same seed: e3nn's kernel and the fused
+    one (which also reads cached encoder edges), so learning per visit can be compared."""
+    import csv
+    import tempfile
+
+    import torch
+
+    from genlowdim.crystal import layers
+    from genlowdim.crystal.config import load_crystal_config
+    from genlowdim.crystal.training import train_cdvae
+
+    torch.set_num_threads(1)
+    cfg = load_crystal_config(ROOT / "configs/crystal/perov_5_pretrained.yaml",
+                              [f"train.max_steps={steps}", "train.val_every=1", "data.val_limit=512",
+                               "train.checkpoint_every=100000", f"train.log_every={max(1, steps // 10)}"])
+    curves = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, fused in (("e3nn kernel", False), ("fused kernel", True)):
+            layers.use_fused_kernels(fused)
+            t0 = time.perf_counter()
+            train_cdvae(cfg, Path(tmp) / label.replace(" ", "_"))
+            rows = list(csv.DictReader((Path(tmp) / label.replace(" ", "_") / "val.csv").open()))
+            curves[label] = ([(int(r["step"]), float(r["val_loss"])) for r in rows], time.perf_counter() - t0)
+    layers.use_fused_kernels(True)
+    print(f"val loss (10·coord + type, 512 val crystals) along {steps} steps of batch 128, same seed")
+    print(f"{'step':>6}{'visits':>9}{'e3nn kernel':>13}{'fused kernel':>14}")
+    for (step, a), (_, b) in zip(curves["e3nn kernel"][0], curves["fused kernel"][0]):
+        print(f"{step:>6}{step * 128:>9}{a:>13.4f}{b:>14.4f}")
+    print(f"wall time: e3nn {curves['e3nn kernel'][1]:.0f} s, fused {curves['fused kernel'][1]:.0f} s")
+
+
 def measure_visits(variant: str, steps: int, batch_size: int) -> dict:
     import random
 
@@ -227,7 +259,12 @@ def main() -> None:
     parser.add_argument("--visits", action="store_true", help="visits per second of the shipped config's set-ups")
     parser.add_argument("--variants", nargs="*", default=None, help=f"with --visits: some of {list(VARIANTS)}")
     parser.add_argument("--profile", action="store_true", help="CPU time per stage of one training step")
+    parser.add_argument("--learning", type=int, default=0, metavar="STEPS",
+                        help="val loss along two short runs (e3nn kernel, fused kernel) of STEPS steps")
     args = parser.parse_args()
+    if args.learning:
+        compare_learning(args.learning)
+        return
     if args.profile:
         profile_stages(args.steps, 128 if args.batch_size == 256 else args.batch_size)
         return
