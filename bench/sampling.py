@@ -33,9 +33,9 @@ def main() -> None:
 
     import torch
 
-    from genlowdim.crystal.checkpoints import load_model
+    from genlowdim.crystal.cdvae.checkpoints import load_model
     from genlowdim.structures.datasets import load_structures
-    from genlowdim.crystal.sampling import generate
+    from genlowdim.crystal.cdvae.sampling import generate
     from genlowdim.metrics.evaluate import evaluate_generation
 
     p = argparse.ArgumentParser(description=__doc__)

@@ -32,7 +32,7 @@ TOOLS = {"cli", "__main__", "testing"}
 
 
 def _layer(module: str) -> str:
-    """'genlowdim.crystal.model' -> 'crystal'; 'genlowdim' -> 'genlowdim'."""
+    """'genlowdim.crystal.cdvae.model' -> 'crystal'; 'genlowdim' -> 'genlowdim'."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else parts[0]
 
@@ -97,7 +97,7 @@ def test_imports_follow_the_dependency_direction():
 
 
 @pytest.mark.parametrize("source, layer, expected", [
-    ("from genlowdim.crystal.model import CDVAE\n", "metrics", 1),
+    ("from genlowdim.crystal.cdvae.model import CDVAE\n", "metrics", 1),
     ("def f():\n    import genlowdim.crystal.data\n", "structures", 1),
     ("from ..crystal import model\n", "metrics", 1),
     ("from genlowdim.structures.io import read_structures\n", "metrics", 0),

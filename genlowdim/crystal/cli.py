@@ -137,8 +137,8 @@ def add_model_flags(p: argparse.ArgumentParser, help_text: str = "trained checkp
 
 
 def add_sampling_flags(p: argparse.ArgumentParser, task: str = "sample") -> None:
-    """The protocol and the settings that override it for one command (see genlowdim.crystal.protocols)."""
-    from genlowdim.crystal.protocols import CONSTRAINTS, LATENTS, PROTOCOLS
+    """The protocol and the settings that override it for one command (see genlowdim.crystal.cdvae.protocols)."""
+    from genlowdim.crystal.cdvae.protocols import CONSTRAINTS, LATENTS, PROTOCOLS
 
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default=None,
                    help="settings as CDVAE's evaluate.py ('cdvae') or this package's defaults ('genlowdim', "
@@ -162,7 +162,7 @@ def add_sampling_flags(p: argparse.ArgumentParser, task: str = "sample") -> None
 
 def protocol_config(cfg, args: argparse.Namespace):
     """(config, record of the settings used) for this command's protocol and overriding flags."""
-    from genlowdim.crystal.protocols import DEFAULT_PROTOCOL, resolve
+    from genlowdim.crystal.cdvae.protocols import DEFAULT_PROTOCOL, resolve
 
     try:
         return resolve(args.protocol or DEFAULT_PROTOCOL, args.task, cfg, sampler=args.sampler,
@@ -184,8 +184,8 @@ def train(args: argparse.Namespace) -> int:
     """``genlowdim train`` for ``family: crystal`` configs."""
     from pathlib import Path
 
-    from genlowdim.crystal.training import train_cdvae
-    from genlowdim.crystal.config import load_crystal_config
+    from genlowdim.crystal.cdvae.training import train_cdvae
+    from genlowdim.crystal.cdvae.config import load_crystal_config
     from genlowdim.runtime import resolve_device
 
     last = Path(args.out) / "last.pt"
@@ -221,7 +221,7 @@ def _target(args: argparse.Namespace, cfg):
         if any(getattr(args, k, None) is not None for k in ("target_source", "target_draws", "target_margin")):
             raise UsageError("--target-source, --target-draws and --target-margin apply with --target")
         return None
-    from genlowdim.crystal.targeted import parse_target
+    from genlowdim.crystal.tasks.targeted import parse_target
     from genlowdim.structures.registry import DATASETS
 
     require_positive(args, "target_draws")
@@ -239,9 +239,9 @@ def _target(args: argparse.Namespace, cfg):
 
 def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     """``genlowdim sample`` for crystal checkpoints: CIFs + samples.extxyz + manifest.json in --out."""
-    from genlowdim.crystal.checkpoints import load_model
-    from genlowdim.crystal.config import config_from_dict
-    from genlowdim.crystal.tasks import sample_crystals
+    from genlowdim.crystal.cdvae.checkpoints import load_model
+    from genlowdim.crystal.cdvae.config import config_from_dict
+    from genlowdim.crystal.tasks.generate import sample_crystals
     from genlowdim.runtime import resolve_device
 
     target = _target(args, config_from_dict(checkpoint["config"]))
@@ -250,8 +250,8 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     cfg, record = protocol_config(cfg, args)
     pool = None
     if target is not None and (getattr(args, "target_source", None) or TARGET_SOURCE) == "posterior":
-        from genlowdim.crystal.csp import encode_pool
-        from genlowdim.crystal.training import load_split
+        from genlowdim.crystal.tasks.csp import encode_pool
+        from genlowdim.crystal.cdvae.training import load_split
 
         pool = encode_pool(model, load_split(cfg, "train", TARGET_POOL_SIZE))
     manifest = sample_crystals(model, cfg, args.num, args.out, batch_size=args.batch_size, seed=args.seed,
@@ -268,8 +268,8 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
 
 def _cdvae_checkpoint(path: str):
     """(payload, config) of a CDVAE checkpoint, read before any model or data is built."""
-    from genlowdim.crystal.config import config_from_dict
-    from genlowdim.crystal.training import FAMILY
+    from genlowdim.crystal.cdvae.config import config_from_dict
+    from genlowdim.crystal.cdvae.training import FAMILY
     from genlowdim.runtime import load_checkpoint
 
     payload = load_checkpoint(path, family=FAMILY)
@@ -289,8 +289,8 @@ def _check_split(split: str, cfg) -> None:
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.checkpoints import load_model
-    from genlowdim.crystal.tasks import reconstruct
+    from genlowdim.crystal.cdvae.checkpoints import load_model
+    from genlowdim.crystal.tasks.generate import reconstruct
     from genlowdim.runtime import resolve_device
 
     require_positive(args, "num", "batch_size", "steps")
@@ -308,7 +308,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
 
 def _check_optimizable(path: str, cfg, property_name: str | None) -> None:
     """What ``optimize`` needs of a checkpoint: a property head, known SR percentiles, the right property."""
-    from genlowdim.crystal.optimize import check_property_name, sr_thresholds
+    from genlowdim.crystal.tasks.optimize import check_property_name, sr_thresholds
 
     if not cfg.model.predict_property:
         raise UsageError(f"{path}: this CDVAE has no property head (model.predict_property: false); optimize "
@@ -324,8 +324,8 @@ def _check_optimizable(path: str, cfg, property_name: str | None) -> None:
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.checkpoints import load_model
-    from genlowdim.crystal.optimize import optimize_property
+    from genlowdim.crystal.cdvae.checkpoints import load_model
+    from genlowdim.crystal.tasks.optimize import optimize_property
     from genlowdim.runtime import resolve_device
 
     require_positive(args, "num", "opt_steps", "decode_every", "steps")
@@ -349,7 +349,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def _csp_settings(args: argparse.Namespace):
-    from genlowdim.crystal.csp import METHODS, CSPSettings
+    from genlowdim.crystal.tasks.csp import METHODS, CSPSettings
 
     require_positive(args, "num", "samples", "draws", "batch_size", "pool_size", "steps")
     if args.opt_steps is not None and args.opt_steps < 0:
@@ -364,8 +364,8 @@ def _csp_settings(args: argparse.Namespace):
 
 
 def _cmd_csp(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.checkpoints import load_model
-    from genlowdim.crystal.csp import csp_formula, csp_split, parse_formula
+    from genlowdim.crystal.cdvae.checkpoints import load_model
+    from genlowdim.crystal.tasks.csp import csp_formula, csp_split, parse_formula
     from genlowdim.runtime import resolve_device
 
     settings = _csp_settings(args)
@@ -424,7 +424,7 @@ def _cmd_models_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.demo import run_demo
+    from genlowdim.crystal.tasks.demo import run_demo
     from genlowdim.runtime import resolve_device
 
     require_positive(args, "steps", "num")
@@ -439,8 +439,8 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
 
     import torch
 
-    from genlowdim.crystal.analysis_run import AnalysisSettings, quick_settings, run_analysis
-    from genlowdim.crystal.checkpoints import load_model
+    from genlowdim.crystal.analysis.run import AnalysisSettings, quick_settings, run_analysis
+    from genlowdim.crystal.cdvae.checkpoints import load_model
 
     require_positive(args, "limit")
     payload, _ = _cdvae_checkpoint(resolve_checkpoint(args))
@@ -464,7 +464,7 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyse_memorisation(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.memorisation import run_memorisation
+    from genlowdim.crystal.analysis.memorisation import run_memorisation
 
     require_positive(args, "steps", "num", "sampler_steps")
     try:
@@ -481,6 +481,6 @@ def _cmd_analyse_memorisation(args: argparse.Namespace) -> int:
 def property_fn(checkpoint: dict):
     """``genlowdim evaluate --property-model``: the evaluation's ``property_fn`` of a property-predictor
     checkpoint payload (CheckpointError when it holds another kind of model)."""
-    from genlowdim.crystal.checkpoints import property_fn_from_checkpoint
+    from genlowdim.crystal.cdvae.checkpoints import property_fn_from_checkpoint
 
     return property_fn_from_checkpoint(checkpoint)

@@ -9,10 +9,10 @@ import torch
 
 from genlowdim.cli import main
 from genlowdim.config import to_dict
-from genlowdim.crystal.csp import (CSPSettings, LatentPool, candidate_latents, formula_counts, formula_nll,
+from genlowdim.crystal.tasks.csp import (CSPSettings, LatentPool, candidate_latents, formula_counts, formula_nll,
                                    parse_formula, predict_structures, propose_latents, refine_latents)
-from genlowdim.crystal.targeted import PropertyTarget, parse_target, targeted_latents
-from genlowdim.crystal.training import resolve_max_atoms
+from genlowdim.crystal.tasks.targeted import PropertyTarget, parse_target, targeted_latents
+from genlowdim.crystal.cdvae.training import resolve_max_atoms
 from genlowdim.errors import UsageError
 from genlowdim.runtime import save_checkpoint
 from genlowdim.structures.io import read_structures

@@ -20,8 +20,8 @@ def _worker(rank, world, port, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), GENLOWDIM_QUIET="1")
     torch.set_num_threads(1)
-    from genlowdim.crystal.training import train_cdvae
-    from genlowdim.crystal.config import load_crystal_config
+    from genlowdim.crystal.cdvae.training import train_cdvae
+    from genlowdim.crystal.cdvae.config import load_crystal_config
     from genlowdim.runtime import load_checkpoint
 
     train_cdvae(load_crystal_config(CONFIG, OVERRIDES), out)
@@ -34,8 +34,8 @@ def _worker(rank, world, port, out):
 def _expected_first_loss(world: int) -> float:
     from torch_geometric.data import Batch
 
-    from genlowdim.crystal.training import build_model, fit_scalers, load_split
-    from genlowdim.crystal.config import load_crystal_config
+    from genlowdim.crystal.cdvae.training import build_model, fit_scalers, load_split
+    from genlowdim.crystal.cdvae.config import load_crystal_config
     from genlowdim.train import epoch_order
 
     cfg = load_crystal_config(CONFIG, OVERRIDES)
@@ -71,8 +71,8 @@ def test_two_processes_stay_in_sync_and_average_the_shard_losses(tmp_path):
 
 
 def _tiny_model():
-    from genlowdim.crystal.config import load_crystal_config
-    from genlowdim.crystal.training import build_model, fit_scalers, load_split
+    from genlowdim.crystal.cdvae.config import load_crystal_config
+    from genlowdim.crystal.cdvae.training import build_model, fit_scalers, load_split
 
     cfg = load_crystal_config(CONFIG)
     torch.manual_seed(0)
@@ -85,7 +85,7 @@ def _decode_worker(rank, world, port, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), GENLOWDIM_QUIET="1")
     torch.set_num_threads(1)
-    from genlowdim.crystal.tasks import reconstruct, sample_crystals
+    from genlowdim.crystal.tasks.generate import reconstruct, sample_crystals
 
     model, cfg = _tiny_model()
     sample_crystals(model, cfg, 5, os.path.join(out, "samples"), batch_size=2, seed=4, sampler="ald_fast")
@@ -98,7 +98,7 @@ def _decode_worker(rank, world, port, out):
 def test_sampling_and_reconstruction_shared_by_two_processes_equal_one_process(tmp_path, monkeypatch):
     """Each process decodes the batches k ≡ rank (mod 2) with batch k's own generator; the merged files
     equal those of one process, byte for byte."""
-    from genlowdim.crystal.tasks import reconstruct, sample_crystals
+    from genlowdim.crystal.tasks.generate import reconstruct, sample_crystals
 
     monkeypatch.setenv("GENLOWDIM_QUIET", "1")
     shared = str(tmp_path / "two")

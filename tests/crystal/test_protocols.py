@@ -1,8 +1,8 @@
 """Protocols set defaults, flags override single settings, and the record says what was used."""
 import pytest
 
-from genlowdim.crystal.config import SamplerSpec, load_crystal_config
-from genlowdim.crystal.protocols import CDVAE_ALD, resolve
+from genlowdim.crystal.cdvae.config import SamplerSpec, load_crystal_config
+from genlowdim.crystal.cdvae.protocols import CDVAE_ALD, resolve
 
 TINY = "configs/crystal/tiny.yaml"
 

@@ -7,9 +7,9 @@ import hashlib
 import torch
 from torch_geometric.data import Batch
 
-from genlowdim.crystal.config import config_from_dict
+from genlowdim.crystal.cdvae.config import config_from_dict
 from genlowdim.crystal.data import CrystalDataset
-from genlowdim.crystal.training import FAMILY, build_model
+from genlowdim.crystal.cdvae.training import FAMILY, build_model
 from genlowdim.runtime import CheckpointError, load_checkpoint
 from genlowdim.structures.datasets import LoadReport, record_from_structure
 
@@ -18,7 +18,7 @@ def load_model(checkpoint, device="cpu", use_ema: bool = True, task: str | None 
     """(model in eval mode, config) from a checkpoint path or an already loaded payload.
 
     Uses the EMA weights when the run kept them. ``task`` checks the kind of model stored. Configs written
-    before named sampler specs are translated (:func:`genlowdim.crystal.config.translate_old_keys`)."""
+    before named sampler specs are translated (:func:`genlowdim.crystal.cdvae.config.translate_old_keys`)."""
     payload = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, family=FAMILY)
     if payload.get("family") != FAMILY:
         raise CheckpointError(f"checkpoint is of the {payload.get('family')!r} family, expected 'crystal'")

@@ -7,7 +7,7 @@
                step that does not overshoot), argmax types for generation, the composition head's counts
                kept and assigned to sites by the decoder for reconstruction from z = μ, and latent
                optimisation kept inside the ball that holds the encoded training crystals (the one change
-               to CDVAE's optimisation; see :mod:`genlowdim.crystal.optimize`).
+               to CDVAE's optimisation; see :mod:`genlowdim.crystal.tasks.optimize`).
 
 A protocol sets defaults; any explicit command-line setting (``--sampler``, ``--steps``, ``--step-lr``,
 ``--type-update``, ``--latent``, ``--constraint``) overrides one of them, and :func:`resolve` returns the
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from genlowdim.config import to_dict
-from genlowdim.crystal.config import CrystalConfig, SamplerSpec
+from genlowdim.crystal.cdvae.config import CrystalConfig, SamplerSpec
 
 TASKS = ("sample", "reconstruct", "optimize", "csp")
 LATENTS = ("mean", "sample")
@@ -73,7 +73,7 @@ def resolve(protocol: str, task: str, cfg: CrystalConfig, *, sampler: str | None
                              f"ald_fast (got {name!r})")
         spec = replace(spec, step_lr=step_lr)
     field = "recon_type_update" if task == "reconstruct" else "type_update"
-    # CSP decodes the formula's own types, placed by the decoder (genlowdim.crystal.csp)
+    # CSP decodes the formula's own types, placed by the decoder (genlowdim.crystal.tasks.csp)
     chosen_types = "composition" if task == "csp" else type_update or getattr(p, field) or getattr(cfg.sampling, field)
     latent = latent or p.latent
     constraint = constraint or p.constraint

@@ -17,7 +17,7 @@ evaluation, PC's corrector steps) therefore never change the types the next eval
                    two elements between sites, but it cannot change the composition.
   ``fixed``        the initial types are kept (the atoms move to the sites that suit their types).
 
-Samplers (``sampler`` argument) are named specs of the config (:class:`~genlowdim.crystal.config.SamplerSpec`):
+Samplers (``sampler`` argument) are named specs of the config (:class:`~genlowdim.crystal.cdvae.config.SamplerSpec`):
   ``ald``       CDVAE's annealed Langevin, model's 50 σ levels x ``steps_each`` (default 100) steps.
   ``ald_fast``  the same levels with fewer steps each and a larger step_lr.
   ``pc``/``em``/``heun``/``euler``/``ddim``  core samplers on a Karras grid of ``steps`` levels
@@ -33,8 +33,8 @@ import torch.nn.functional as F
 
 from genlowdim.core.samplers import CountingDenoiser, get_sampler, sample_ald
 from genlowdim.core.schedules import sigmas_karras
-from genlowdim.crystal.encoder import MAX_ATOMIC_NUM
-from genlowdim.crystal.lattice import cart_to_frac, frac_to_cart, lattice_from_params
+from genlowdim.crystal.geometry.encoder import MAX_ATOMIC_NUM
+from genlowdim.crystal.geometry.lattice import cart_to_frac, frac_to_cart, lattice_from_params
 
 
 @dataclass
@@ -179,7 +179,7 @@ class DecoderDenoiser:
 
 def run_sampler(denoiser, x, model_sigmas, spec, *, steps: int | None = None, generator=None, wrap=None,
                 callback=None):
-    """Run the core sampler of ``spec`` (:class:`~genlowdim.crystal.config.SamplerSpec`) from x.
+    """Run the core sampler of ``spec`` (:class:`~genlowdim.crystal.cdvae.config.SamplerSpec`) from x.
 
     ALD runs on the model's σ levels (``model_sigmas``, descending), ``steps`` (or ``spec.steps_each``)
     steps each; the others on a Karras grid of ``steps`` (or ``spec.steps``) levels between the model's σ_max

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from genlowdim.crystal.encoder import MAX_ATOMIC_NUM
-from genlowdim.crystal.sampling import DecodedCrystals, decode_latents
+from genlowdim.crystal.geometry.encoder import MAX_ATOMIC_NUM
+from genlowdim.crystal.cdvae.sampling import DecodedCrystals, decode_latents
 from genlowdim.errors import UsageError
 
 __all__ = ["METHODS", "CSPSettings", "LatentPool", "parse_formula", "formula_counts", "formula_nll",
@@ -204,7 +204,7 @@ def predict_structures(model, sampling_cfg, formulas: list[torch.Tensor], sample
 def _run_settings(model, cfg, settings: CSPSettings, samples: int, pool_size: int, batch_size: int, seed: int,
                   protocol: dict | None) -> dict:
     from genlowdim.config import to_dict
-    from genlowdim.crystal.checkpoints import model_digest
+    from genlowdim.crystal.cdvae.checkpoints import model_digest
 
     device = next(model.parameters()).device
     sampler = cfg.sampling.sampler
@@ -227,7 +227,7 @@ def load_pool(model, cfg, settings: CSPSettings, pool_size: int) -> LatentPool |
     """The encoded first ``pool_size`` training crystals, for methods that need them (:func:`needs_pool`)."""
     if not needs_pool(settings):
         return None
-    from genlowdim.crystal.training import load_split
+    from genlowdim.crystal.cdvae.training import load_split
 
     return encode_pool(model, load_split(cfg, "train", pool_size))
 
@@ -297,9 +297,9 @@ def csp_split(model, cfg, split: str, out_dir, *, num: int | None = None, sample
     to the model."""
     from torch_geometric.data import Batch
 
-    from genlowdim.crystal.sampling import batch_to_decoded
-    from genlowdim.crystal.tasks import _item_id
-    from genlowdim.crystal.training import load_split
+    from genlowdim.crystal.cdvae.sampling import batch_to_decoded
+    from genlowdim.crystal.tasks.generate import _item_id
+    from genlowdim.crystal.cdvae.training import load_split
     from genlowdim.structures.io import write_extxyz
 
     items = load_split(cfg, split, num)

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from torch_geometric.data import Batch
 
-from genlowdim.crystal.checkpoints import load_model
-from genlowdim.crystal.config import load_crystal_config
+from genlowdim.crystal.cdvae.checkpoints import load_model
+from genlowdim.crystal.cdvae.config import load_crystal_config
 from genlowdim.crystal.pretrained import available_models, resolve_model
-from genlowdim.crystal.protocols import resolve
-from genlowdim.crystal.sampling import batch_to_decoded
-from genlowdim.crystal.tasks import sample_crystals
-from genlowdim.crystal.training import load_split, train_cdvae
+from genlowdim.crystal.cdvae.protocols import resolve
+from genlowdim.crystal.cdvae.sampling import batch_to_decoded
+from genlowdim.crystal.tasks.generate import sample_crystals
+from genlowdim.crystal.cdvae.training import load_split, train_cdvae
 from genlowdim.crystal.viz import draw_cells
 from genlowdim.metrics.evaluate import evaluate_generation
 from genlowdim.runtime import write_json

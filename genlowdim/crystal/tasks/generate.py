@@ -8,7 +8,7 @@ device): anything else stops with :class:`~genlowdim.structures.batches.OutputCo
 
 Under ``torchrun --nproc_per_node N`` each process decodes the batches k with k % N == its rank (batch k's
 generator does not depend on which process runs it) and the first process merges them after all are done, so
-the output equals one process's. ``protocol``: the record of :func:`genlowdim.crystal.protocols.resolve`,
+the output equals one process's. ``protocol``: the record of :func:`genlowdim.crystal.cdvae.protocols.resolve`,
 kept in the manifest and in the settings that a resumed run must match.
 """
 from __future__ import annotations
@@ -20,11 +20,11 @@ import torch
 from torch_geometric.data import Batch
 
 from genlowdim.config import to_dict
-from genlowdim.crystal.checkpoints import model_digest
-from genlowdim.crystal.config import CrystalConfig
-from genlowdim.crystal.sampling import batch_to_decoded, decode_latents, generate, reconstruct_batch
-from genlowdim.crystal.targeted import targeted_latents
-from genlowdim.crystal.training import load_split
+from genlowdim.crystal.cdvae.checkpoints import model_digest
+from genlowdim.crystal.cdvae.config import CrystalConfig
+from genlowdim.crystal.cdvae.sampling import batch_to_decoded, decode_latents, generate, reconstruct_batch
+from genlowdim.crystal.tasks.targeted import targeted_latents
+from genlowdim.crystal.cdvae.training import load_split
 from genlowdim.train import init_distributed
 from genlowdim.runtime import library_versions, progress, write_json
 from genlowdim.structures.batches import BatchWriter
@@ -70,10 +70,10 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
                     target=None, max_draws: int = 1000, target_pool=None, target_margin: float = 0.0) -> dict:
     """Generate ``num`` crystals into ``out_dir``: ``cif/<id>.cif``, ``samples.extxyz``, ``manifest.json``.
 
-    ``target`` (:class:`~genlowdim.crystal.targeted.PropertyTarget`): decode only prior draws whose property
+    ``target`` (:class:`~genlowdim.crystal.tasks.targeted.PropertyTarget`): decode only prior draws whose property
     head meets it (rejection, at most ``max_draws`` head evaluations per crystal; see
-    :mod:`genlowdim.crystal.targeted`), the same decoder calls per crystal as unconditional generation;
-    ``target_pool`` (a :class:`~genlowdim.crystal.csp.LatentPool`): draw from it instead of N(0, I);
+    :mod:`genlowdim.crystal.tasks.targeted`), the same decoder calls per crystal as unconditional generation;
+    ``target_pool`` (a :class:`~genlowdim.crystal.tasks.csp.LatentPool`): draw from it instead of N(0, I);
     ``target_margin``: the head screens ``target`` moved this far inwards (property units).
 
     Finished batches (``batches/batch_k/done.json``) of the same settings are skipped on a rerun; other

@@ -13,10 +13,10 @@ import torch
 from torch_geometric.data import Batch
 
 from genlowdim.config import to_dict
-from genlowdim.crystal.config import CrystalConfig
-from genlowdim.crystal.lattice import lattice_from_params
-from genlowdim.crystal.sampling import decode_latents
-from genlowdim.crystal.training import load_split
+from genlowdim.crystal.cdvae.config import CrystalConfig
+from genlowdim.crystal.geometry.lattice import lattice_from_params
+from genlowdim.crystal.cdvae.sampling import decode_latents
+from genlowdim.crystal.cdvae.training import load_split
 from genlowdim.metrics.composition import compositional_validity
 from genlowdim.metrics.structure import structural_validity
 from genlowdim.runtime import write_json
@@ -114,7 +114,7 @@ def optimize_property(model, cfg: CrystalConfig, out_dir: str | Path, *, propert
     """Latent optimisation from the first ``num`` crystals of ``split``; SR5/SR10/SR15 -> ``results.json``.
 
     Decodes use ``cfg.sampling`` (its default sampler and ``type_update``). ``protocol`` (the record of
-    :func:`genlowdim.crystal.protocols.resolve`) decides the starting latents (``cdvae``: posterior samples,
+    :func:`genlowdim.crystal.cdvae.protocols.resolve`) decides the starting latents (``cdvae``: posterior samples,
     as CDVAE's ``model.encode``; otherwise μ) and the constraint (``ball``: see :func:`latent_radius`). A
     snapshot counts if it is structurally and compositionally valid; its property is predicted by
     ``property_model`` (else by re-encoding with CDVAE's own head). Each snapshot is written as extxyz."""
