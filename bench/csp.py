@@ -77,7 +77,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from genlowdim.crystal.cdvae.checkpoints import load_model
-    from genlowdim.crystal.tasks.csp import encode_pool
+    from genlowdim.crystal.latents import encode_pool
     from genlowdim.crystal.cdvae.training import load_split
 
     model, cfg = load_model(args.checkpoint)

@@ -93,7 +93,7 @@ def main() -> None:
     print(f"target {target} (train p{args.percentile:g}; head screen {target.shrunk(args.margin)}); sampler {record['sampler']}, types "
           f"{record['type_update']}", flush=True)
     rows = []
-    from genlowdim.crystal.tasks.csp import draw_latents, encode_pool
+    from genlowdim.crystal.latents import draw_latents, encode_pool
 
     pool = encode_pool(model, load_split(cfg, "train", args.pool_size)) if "posterior" in args.methods else None
     train = None

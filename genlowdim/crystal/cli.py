@@ -250,7 +250,7 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     cfg, record = protocol_config(cfg, args)
     pool = None
     if target is not None and (getattr(args, "target_source", None) or TARGET_SOURCE) == "posterior":
-        from genlowdim.crystal.tasks.csp import encode_pool
+        from genlowdim.crystal.latents import encode_pool
         from genlowdim.crystal.cdvae.training import load_split
 
         pool = encode_pool(model, load_split(cfg, "train", TARGET_POOL_SIZE))

@@ -6,7 +6,8 @@ import torch
 
 from genlowdim.cli import main
 from genlowdim.config import to_dict
-from genlowdim.crystal.cdvae.checkpoints import load_model, model_digest
+from genlowdim.crystal.cdvae.checkpoints import load_model
+from genlowdim.crystal.runs import model_digest
 from genlowdim.crystal.cdvae.config import SamplerSpec, config_from_dict, load_crystal_config
 from genlowdim.crystal.tasks.generate import reconstruct, sample_crystals
 from genlowdim.crystal.cdvae.training import build_model, resolve_max_atoms

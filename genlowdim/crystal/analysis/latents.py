@@ -1,4 +1,5 @@
-"""Encoded latents of a dataset and the labels its crystals carry (for the latent-structure analysis).
+"""The labels a dataset's crystals carry, for the latent-structure analysis (the latents themselves:
+:func:`genlowdim.crystal.latents.encode_means`).
 
 Labels of a perovskite cell (perov_5: ABX₃ in a 5-atom cell), derived from the structure alone:
 
@@ -18,20 +19,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-from torch_geometric.data import Batch
-
-
-
-@torch.no_grad()
-def encode_items(model, items, batch_size: int = 256) -> torch.Tensor:
-    """Posterior means μ (N, latent) of PyG items, in batches on the model's device (float64 on CPU)."""
-    device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(items), batch_size):
-        batch = Batch.from_data_list(items[i:i + batch_size]).to(device)
-        out.append(model.encode(batch, sample=False)[0].double().cpu())
-    return torch.cat(out)
 
 
 def neighbour_table(frac_coords: np.ndarray, lattice: np.ndarray, reach: int = 1) -> tuple[np.ndarray, np.ndarray]:

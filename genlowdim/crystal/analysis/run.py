@@ -14,7 +14,8 @@ import torch
 from genlowdim.crystal.analysis.subspaces import LatentSettings, intrinsic_dimension, label_alignment, union_of_subspaces
 from genlowdim.crystal.analysis.editing import EditSettings, edit_along_subspace, gallery_structures
 from genlowdim.crystal.analysis.jacobians import JacobianSettings, jacobian_ranks
-from genlowdim.crystal.analysis.latents import crystal_labels, encode_items
+from genlowdim.crystal.analysis.latents import crystal_labels
+from genlowdim.crystal.latents import encode_means
 from genlowdim.runtime import library_versions, write_json
 
 
@@ -75,7 +76,7 @@ def run_analysis(model, cfg, out_dir: str | Path, settings: AnalysisSettings, *,
         splits[split] = (len(items), len(items) + len(it))
         records += r
         items += it
-    z = encode_items(model, items)
+    z = encode_means(model, items)
     labels = crystal_labels(records)
     res.update(latents={"num": int(z.shape[0]), "latent_dim": int(z.shape[1]), "splits": splits},
                labels=labels.summary())

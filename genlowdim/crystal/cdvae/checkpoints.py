@@ -1,8 +1,6 @@
-"""Trained crystal models from checkpoints: ``load_model``, a digest of the weights (what a resumable output
-records of the model it came from) and the property predictor as the evaluation's ``property_fn``."""
+"""Trained crystal models from checkpoints: ``load_model`` and the property predictor as the evaluation's
+``property_fn`` (the digest of the weights that outputs record is :func:`genlowdim.crystal.runs.model_digest`)."""
 from __future__ import annotations
-
-import hashlib
 
 import torch
 from torch_geometric.data import Batch
@@ -29,17 +27,6 @@ def load_model(checkpoint, device="cpu", use_ema: bool = True, task: str | None 
     state = payload.get("ema_state_dict") if use_ema and payload.get("ema_state_dict") else payload["state_dict"]
     model.load_state_dict(state)
     return model.to(device).eval(), cfg
-
-
-def model_digest(model) -> str:
-    """sha256 of the model's parameters and buffers (names, dtypes, shapes, values): the same weights give
-    the same digest whichever file or device they came from."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
 
 
 def property_fn_from_model(property_model, batch_size: int = 256):

@@ -30,10 +30,14 @@ import torch
 import torch.nn.functional as F
 
 from genlowdim.crystal.geometry.encoder import MAX_ATOMIC_NUM
+from genlowdim.config import to_dict
 from genlowdim.crystal.cdvae.sampling import DecodedCrystals, decode_latents
+from genlowdim.crystal.latents import LatentPool, adam_in_ball, draw_latents, encode_pool
+from genlowdim.crystal.runs import BatchRun, item_id, model_digest
 from genlowdim.errors import UsageError
+from genlowdim.runtime import library_versions, write_json
 
-__all__ = ["METHODS", "CSPSettings", "LatentPool", "parse_formula", "formula_counts", "formula_nll",
+__all__ = ["METHODS", "CSPSettings", "parse_formula", "formula_counts", "formula_nll",
            "propose_latents", "refine_latents", "predict_structures"]
 
 METHODS = ("random", "prior", "prior_opt", "posterior", "posterior_opt")
@@ -51,31 +55,6 @@ class CSPSettings:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"CSP method must be one of {', '.join(METHODS)}, got {self.method!r}")
-
-
-@dataclass
-class LatentPool:
-    """Aggregate posterior of encoded training crystals: mu, std (M, latent); ``radius``: the 0.99 quantile
-    of ‖μ‖ (the ball the refinement keeps z in)."""
-    mu: torch.Tensor
-    std: torch.Tensor
-    radius: float
-
-
-@torch.no_grad()
-def encode_pool(model, items, batch_size: int = 500, quantile: float = 0.99) -> LatentPool:
-    """:class:`LatentPool` of crystals ``items`` (PyG ``Data``, e.g. the first training crystals)."""
-    from torch_geometric.data import Batch
-
-    device = next(model.parameters()).device
-    mus, stds = [], []
-    for i in range(0, len(items), batch_size):
-        mu, log_var, _ = model.encode(Batch.from_data_list(items[i:i + batch_size]).to(device), sample=False)
-        mus.append(mu)
-        stds.append(torch.exp(0.5 * log_var))
-    mu = torch.cat(mus)
-    radius = float(torch.quantile(mu.norm(dim=-1).double().cpu(), quantile))
-    return LatentPool(mu, torch.cat(stds), radius)
 
 
 def parse_formula(text: str, max_atoms: int) -> torch.Tensor:
@@ -119,15 +98,6 @@ def formula_nll(model, z: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return natom + comp
 
 
-def draw_latents(num: int, latent_dim: int, pool: LatentPool | None, generator, like: torch.Tensor) -> torch.Tensor:
-    """(num, latent) draws: z ~ N(0, I), or z = μ_i + σ_i·ε with i uniform over ``pool`` (like: dtype/device)."""
-    eps = torch.randn((num, latent_dim), generator=generator, device=like.device, dtype=like.dtype)
-    if pool is None:
-        return eps
-    idx = torch.randint(0, pool.mu.shape[0], (num,), generator=generator, device=like.device)
-    return pool.mu[idx].to(like) + pool.std[idx].to(like) * eps
-
-
 @torch.no_grad()
 def propose_latents(model, counts: torch.Tensor, samples: int, settings: CSPSettings,
                     pool: LatentPool | None = None, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,16 +120,7 @@ def refine_latents(model, z: torch.Tensor, counts: torch.Tensor, *, steps: int, 
                    radius: float | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Adam on z (K, latent) to lower :func:`formula_nll`; after each step z is scaled back into the ball
     ‖z‖ ≤ ``radius`` (None: unbounded). Returns (z, NLL), re-sorted best first."""
-    z = z.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=lr)
-    for _ in range(steps):
-        opt.zero_grad()
-        formula_nll(model, z, counts).sum().backward()
-        opt.step()
-        if radius is not None:
-            with torch.no_grad():
-                z.mul_((radius / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0))
-    z = z.detach()
+    z = adam_in_ball(z, lambda z: formula_nll(model, z, counts), steps=steps, lr=lr, radius=radius)
     with torch.no_grad():
         nll = formula_nll(model, z, counts)
     order = torch.argsort(nll)
@@ -203,19 +164,12 @@ def predict_structures(model, sampling_cfg, formulas: list[torch.Tensor], sample
 # ---------------------------------------------------------------- runs written to disk
 def _run_settings(model, cfg, settings: CSPSettings, samples: int, pool_size: int, batch_size: int, seed: int,
                   protocol: dict | None) -> dict:
-    from genlowdim.config import to_dict
-    from genlowdim.crystal.cdvae.checkpoints import model_digest
-
     device = next(model.parameters()).device
     sampler = cfg.sampling.sampler
     return {"task": "csp", "model": model_digest(model), "csp": to_dict(settings), "samples": samples,
             "pool_size": pool_size if needs_pool(settings) else None,
             "batch_size": batch_size, "seed": seed, "protocol": protocol, "sampler": sampler,
             "sampler_spec": to_dict(cfg.sampling.spec(sampler)), "device": device.type}
-
-
-def _generator(device, seed: int, k: int) -> torch.Generator:
-    return torch.Generator(device).manual_seed(seed * 1_000_003 + k)
 
 
 def needs_pool(settings: CSPSettings) -> bool:
@@ -243,43 +197,38 @@ def run_csp(model, cfg, formulas: list[torch.Tensor], ids: list[str], out_dir, *
     ``same`` repeats ``ids[i]`` for its candidates (the benchmark's form, paired with ``truth.extxyz``) and
     writes no CIFs. Candidates are ranked best first by the formula NLL (stored per frame as
     ``formula_nll`` with ``rank``). Returns the summary also written as ``manifest.json``."""
-    from genlowdim.runtime import library_versions, progress, write_json
-    from genlowdim.structures.batches import BatchWriter
-
     run = _run_settings(model, cfg, settings, samples, pool_size, batch_size, seed, protocol)
     run.update(ids=list(ids), formulas=[t.tolist() for t in formulas], **(extra_settings or {}))
-    writer = BatchWriter(out_dir, run, overwrite=overwrite, write_cifs=candidate_ids == "rank",
-                         cleared=("manifest.json", merged, "truth.extxyz"))
+    batches = BatchRun.open(out_dir, run, device=next(model.parameters()).device, overwrite=overwrite,
+                            write_cifs=candidate_ids == "rank", cleared=("manifest.json", merged, "truth.extxyz"))
+    writer = batches.writer
     per_batch = max(1, batch_size // samples)
     num_batches = -(-len(formulas) // per_batch)
     pool = None
-    device = next(model.parameters()).device
-    for k in progress(range(num_batches), desc="CSP batches"):
-        if writer.done(k):
-            continue
+    for k in batches.pending(num_batches, "CSP batches"):
         if pool is None:
             pool = load_pool(model, cfg, settings, pool_size)
         chunk = slice(k * per_batch, (k + 1) * per_batch)
         decoded, nll = predict_structures(model, cfg.sampling, formulas[chunk], samples, settings, pool=pool,
-                                          generator=_generator(device, seed, k))
+                                          generator=batches.generator(seed, k))
         names = [f"{i}_{j:03d}" if candidate_ids == "rank" else i for i in ids[chunk] for j in range(samples)]
         ranks = [j for _ in ids[chunk] for j in range(samples)]
         writer.write(k, decoded.to_structures(), names,
                      {"decoder_calls": decoded.decoder_calls, "formula_nll": nll.tolist()},
                      frame_info={"rank": ranks, "formula_nll": nll.tolist()})
-    count, finished = writer.merge(num_batches, merged)
-    summary = {"count": count, "compositions": len(formulas), "samples": samples, "method": settings.method,
-               "csp": run["csp"], "sampler": run["sampler"], "protocol": protocol, "seed": seed,
-               "decoder_calls": sum(_done(writer, k).get("decoder_calls", 0) for k in finished),
-               "settings_hash": writer.hash, "versions": library_versions(), **(extra_settings or {})}
-    write_json(writer.out / "manifest.json", summary)
+    batches.barrier()
+    summary = {"compositions": len(formulas), "samples": samples, "method": settings.method,
+               "csp": run["csp"], "sampler": run["sampler"], "protocol": protocol, "seed": seed}
+    record = {"settings_hash": writer.hash, "versions": library_versions(), **(extra_settings or {})}
+    if batches.first:
+        count, finished = writer.merge(num_batches, merged)
+        calls = sum(i.get("decoder_calls", 0) for i in writer.infos(finished))
+        summary = {"count": count, **summary, "decoder_calls": calls, **record}
+        write_json(writer.out / "manifest.json", summary)
+    else:
+        summary.update(record)
+    batches.barrier()
     return summary
-
-
-def _done(writer, k: int) -> dict:
-    import json
-
-    return json.loads((writer.out / "batches" / f"batch_{k:05d}" / "done.json").read_text())
 
 
 def csp_formula(model, cfg, formula: str, out_dir, *, samples: int = 20, **kw) -> dict:
@@ -298,12 +247,11 @@ def csp_split(model, cfg, split: str, out_dir, *, num: int | None = None, sample
     from torch_geometric.data import Batch
 
     from genlowdim.crystal.cdvae.sampling import batch_to_decoded
-    from genlowdim.crystal.tasks.generate import _item_id
     from genlowdim.crystal.cdvae.training import load_split
     from genlowdim.structures.io import write_extxyz
 
     items = load_split(cfg, split, num)
-    ids = [_item_id(d, split, i) for i, d in enumerate(items)]
+    ids = [item_id(d, split, i) for i, d in enumerate(items)]
     summary = run_csp(model, cfg, [d.atom_types for d in items], ids, out_dir, samples=samples,
                       merged="predictions.extxyz", candidate_ids="same",
                       extra_settings={"split": split, "dataset": cfg.data.dataset}, **kw)

@@ -1,14 +1,8 @@
 """Generation and reconstruction with a trained CDVAE, written to disk batch by batch.
 
-``sample_crystals`` and ``reconstruct`` resume an interrupted run into the same folder (finished batches are
-skipped; batch k's noise comes from a generator seeded with (seed, k), so the result equals one uninterrupted
-run). They resume only output of the same settings (weights, seed, sampler and its spec, counts, type update,
-device): anything else stops with :class:`~genlowdim.structures.batches.OutputConflictError` unless
-``overwrite=True`` (see :mod:`genlowdim.structures.batches`).
-
-Under ``torchrun --nproc_per_node N`` each process decodes the batches k with k % N == its rank (batch k's
-generator does not depend on which process runs it) and the first process merges them after all are done, so
-the output equals one process's. ``protocol``: the record of :func:`genlowdim.crystal.cdvae.protocols.resolve`,
+Both run on :class:`~genlowdim.crystal.runs.BatchRun`: resumable into the same folder, only with the same
+settings (weights, seed, sampler and its spec, counts, type update, device), and shared between ``torchrun``
+processes with the output of one. ``protocol``: the record of :func:`genlowdim.crystal.cdvae.protocols.resolve`,
 kept in the manifest and in the settings that a resumed run must match.
 """
 from __future__ import annotations
@@ -16,25 +10,18 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
 from torch_geometric.data import Batch
 
 from genlowdim.config import to_dict
-from genlowdim.crystal.cdvae.checkpoints import model_digest
 from genlowdim.crystal.cdvae.config import CrystalConfig
 from genlowdim.crystal.cdvae.sampling import batch_to_decoded, decode_latents, generate, reconstruct_batch
-from genlowdim.crystal.tasks.targeted import targeted_latents
 from genlowdim.crystal.cdvae.training import load_split
-from genlowdim.train import init_distributed
-from genlowdim.runtime import library_versions, progress, write_json
-from genlowdim.structures.batches import BatchWriter
+from genlowdim.crystal.runs import BatchRun, decode_totals, item_id, model_digest
+from genlowdim.crystal.tasks.targeted import targeted_latents
+from genlowdim.runtime import library_versions, write_json
 from genlowdim.structures.io import write_extxyz
 
 __all__ = ["sample_crystals", "reconstruct"]
-
-
-def _batch_generator(device, seed: int, k: int) -> torch.Generator:
-    return torch.Generator(device).manual_seed(seed * 1_000_003 + k)
 
 
 def _sampler_settings(model, cfg: CrystalConfig, sampler: str, steps: int | None, type_update: str) -> dict:
@@ -42,26 +29,6 @@ def _sampler_settings(model, cfg: CrystalConfig, sampler: str, steps: int | None
     device = next(model.parameters()).device
     return {"model": model_digest(model), "sampler": sampler, "sampler_spec": to_dict(cfg.sampling.spec(sampler)),
             "steps": steps, "type_update": type_update, "device": device.type}
-
-
-def _bar_on_first(rank: int) -> dict:
-    """Progress-bar options: only the first process draws one (the others would interleave theirs)."""
-    return {} if rank == 0 else {"disable": True}
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        torch.distributed.barrier()
-
-
-def _writer(out_dir, settings: dict, overwrite: bool, cleared: tuple, rank: int, world: int) -> BatchWriter:
-    """The output folder's writer; with several processes the first one checks or clears the folder."""
-    if rank == 0:
-        writer = BatchWriter(out_dir, settings, overwrite=overwrite, cleared=cleared)
-    _barrier(world)
-    if rank != 0:
-        writer = BatchWriter(out_dir, settings, overwrite=False, cleared=cleared)
-    return writer
 
 
 def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *, batch_size: int = 500,
@@ -73,7 +40,7 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
     ``target`` (:class:`~genlowdim.crystal.tasks.targeted.PropertyTarget`): decode only prior draws whose property
     head meets it (rejection, at most ``max_draws`` head evaluations per crystal; see
     :mod:`genlowdim.crystal.tasks.targeted`), the same decoder calls per crystal as unconditional generation;
-    ``target_pool`` (a :class:`~genlowdim.crystal.tasks.csp.LatentPool`): draw from it instead of N(0, I);
+    ``target_pool`` (a :class:`~genlowdim.crystal.latents.LatentPool`): draw from it instead of N(0, I);
     ``target_margin``: the head screens ``target`` moved this far inwards (property units).
 
     Finished batches (``batches/batch_k/done.json``) of the same settings are skipped on a rerun; other
@@ -87,16 +54,14 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
         settings.update(target=str(target), max_draws=max_draws, target_margin=target_margin,
                         target_source="prior" if target_pool is None else f"posterior of {len(target_pool.mu)} "
                         f"training crystals")
-    device = next(model.parameters()).device
-    rank, world = init_distributed(device)
-    writer = _writer(out_dir, settings, overwrite, ("manifest.json", "samples.extxyz"), rank, world)
+    run = BatchRun.open(out_dir, settings, device=next(model.parameters()).device, overwrite=overwrite,
+                        cleared=("manifest.json", "samples.extxyz"))
+    writer = run.writer
     num_batches = -(-num // batch_size)
-    for k in progress(range(num_batches), desc="sampling batches", **_bar_on_first(rank)):
-        if k % world != rank or writer.done(k):
-            continue
+    for k in run.pending(num_batches, "sampling batches"):
         n = min(batch_size, num - k * batch_size)
         t0 = time.perf_counter()
-        gen = _batch_generator(device, seed, k)
+        gen = run.generator(seed, k)
         info = {}
         if target is None:
             decoded = generate(model, n, cfg.sampling, sampler=sampler, steps=steps, generator=gen)
@@ -109,17 +74,17 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
         writer.write(k, decoded.to_structures(), ids,
                      {"seconds": time.perf_counter() - t0, "decoder_calls": decoded.decoder_calls,
                       "lattice_clamped": decoded.lattice_clamped.tolist(), **info})
-        if world == 1:
+        if run.world == 1:
             writer.merge(num_batches)
-    _barrier(world)
+    run.barrier()
     manifest = {"num": num, "batch_size": batch_size, "seed": seed, "sampler": sampler, "steps": steps,
                 "protocol": protocol, "checkpoint": str(checkpoint) if checkpoint else None,
                 "sampling_config": to_dict(cfg.sampling), "settings": writer.settings,
-                "settings_hash": writer.hash, "versions": library_versions(), "processes": world}
-    if rank == 0:
+                "settings_hash": writer.hash, "versions": library_versions(), "processes": run.world}
+    if run.first:
         count, finished = writer.merge(num_batches)
         infos = writer.infos(finished)
-        manifest.update(count=count, batches=finished, **_totals(infos))
+        manifest.update(count=count, batches=finished, **decode_totals(infos))
         if target is not None:
             manifest.update(target=str(target), max_draws=max_draws, target_margin=target_margin,
                             head_screen=str(screen),
@@ -128,20 +93,8 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
                             head_accepted=sum(i.get("head_accepted", 0) for i in infos),
                             draws=sum(i.get("draws", 0) for i in infos))
         write_json(writer.out / "manifest.json", manifest)
-    _barrier(world)
+    run.barrier()
     return manifest
-
-
-def _totals(infos: list[dict]) -> dict:
-    """Summed over finished batches: crystals whose predicted lattice needed the decoder's clamp, and decoder
-    evaluations (each evaluates a whole batch)."""
-    return {"lattice_clamped": int(sum(sum(i.get("lattice_clamped", [])) for i in infos)),
-            "decoder_calls": int(sum(i.get("decoder_calls", 0) for i in infos))}
-
-
-def _item_id(item, split: str, index: int) -> str:
-    mid = getattr(item, "material_id", None)
-    return str(mid) if mid is not None else f"{split}_{index:06d}"
 
 
 def reconstruct(model, cfg: CrystalConfig, split: str, out_dir: str | Path, *, num: int | None = None,
@@ -158,32 +111,29 @@ def reconstruct(model, cfg: CrystalConfig, split: str, out_dir: str | Path, *, n
     settings = {"task": "reconstruct", "data": to_dict(cfg.data), "split": split, "num": len(items),
                 "batch_size": batch_size, "seed": seed, "latent": latent, "protocol": protocol,
                 **_sampler_settings(model, cfg, sampler, steps, cfg.sampling.recon_type_update)}
-    device = next(model.parameters()).device
-    rank, world = init_distributed(device)
-    writer = _writer(out_dir, settings, overwrite, ("manifest.json", "truth.extxyz", "predictions.extxyz"),
-                     rank, world)
-    ids = [_item_id(d, split, i) for i, d in enumerate(items)]
-    if rank == 0:
+    run = BatchRun.open(out_dir, settings, device=next(model.parameters()).device, overwrite=overwrite,
+                        cleared=("manifest.json", "truth.extxyz", "predictions.extxyz"))
+    writer = run.writer
+    ids = [item_id(d, split, i) for i, d in enumerate(items)]
+    if run.first:
         write_extxyz(batch_to_decoded(Batch.from_data_list(items)).to_structures(), writer.out / "truth.extxyz",
                      ids=ids)
     num_batches = -(-len(items) // batch_size)
-    for k in progress(range(num_batches), desc="reconstructing batches", **_bar_on_first(rank)):
-        if k % world != rank or writer.done(k):
-            continue
+    for k in run.pending(num_batches, "reconstructing batches"):
         chunk = slice(k * batch_size, (k + 1) * batch_size)
-        batch = Batch.from_data_list(items[chunk]).to(device)
+        batch = Batch.from_data_list(items[chunk]).to(run.device)
         decoded = reconstruct_batch(model, batch, cfg.sampling, sampler=sampler, steps=steps,
-                                    generator=_batch_generator(device, seed, k), sample_latent=latent == "sample")
+                                    generator=run.generator(seed, k), sample_latent=latent == "sample")
         writer.write(k, decoded.to_structures(), ids[chunk],
                      {"decoder_calls": decoded.decoder_calls, "lattice_clamped": decoded.lattice_clamped.tolist()})
-    _barrier(world)
+    run.barrier()
     summary = {"split": split, "sampler": sampler, "steps": steps, "seed": seed, "protocol": protocol,
                "dataset": cfg.data.dataset, "latent": "posterior mean (mu)" if latent == "mean" else
                "posterior sample (mu + sigma * eps)", "settings": writer.settings, "settings_hash": writer.hash,
-               "processes": world}
-    if rank == 0:
+               "processes": run.world}
+    if run.first:
         count, finished = writer.merge(num_batches, "predictions.extxyz")
-        summary.update(count=count, **_totals(writer.infos(finished)))
+        summary.update(count=count, **decode_totals(writer.infos(finished)))
         write_json(writer.out / "manifest.json", summary)
-    _barrier(world)
+    run.barrier()
     return summary

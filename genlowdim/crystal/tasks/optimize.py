@@ -17,6 +17,7 @@ from genlowdim.crystal.cdvae.config import CrystalConfig
 from genlowdim.crystal.geometry.lattice import lattice_from_params
 from genlowdim.crystal.cdvae.sampling import decode_latents
 from genlowdim.crystal.cdvae.training import load_split
+from genlowdim.crystal.latents import adam_in_ball, ball_radius, encode_posterior
 from genlowdim.metrics.composition import compositional_validity
 from genlowdim.metrics.structure import structural_validity
 from genlowdim.runtime import write_json
@@ -37,30 +38,19 @@ def optimize_latents(model, z0, *, steps=5000, decode_every=555, lr=1e-3, on_sna
     ``ball`` constraint; None: unbounded, as CDVAE). After the updates with index i where
     i % decode_every == 0 and after the last one, calls ``on_snapshot(i, z.detach())`` (CDVAE: 5,000 steps,
     every 555 -> 11 snapshots). Returns the final z."""
-    z = z0.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=lr)
-    for i in range(steps):
-        opt.zero_grad()
-        model.predict_property(z).sum().backward()
-        opt.step()
-        if radius is not None:
-            with torch.no_grad():
-                z.mul_((radius / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0))
+    def snapshot(i: int, z: torch.Tensor) -> None:
         if on_snapshot is not None and (i % decode_every == 0 or i == steps - 1):
-            on_snapshot(i, z.detach().clone())
-    return z.detach()
+            on_snapshot(i, z.clone())
+
+    return adam_in_ball(z0, model.predict_property, steps=steps, lr=lr, radius=radius, on_step=snapshot)
 
 
-@torch.no_grad()
 def latent_radius(model, cfg: CrystalConfig, quantile: float = RADIUS_QUANTILE, limit: int = 2000,
                   batch_size: int = 500) -> float:
     """The ``quantile`` of ‖μ‖ over the first ``limit`` training crystals: the ball the ``ball`` constraint
     keeps z in, where the decoder has seen latents of real crystals."""
-    items = load_split(cfg, "train", limit)
-    device = next(model.parameters()).device
-    norms = torch.cat([model.encode(Batch.from_data_list(items[i:i + batch_size]).to(device), sample=False)[0]
-                       .norm(dim=-1).cpu() for i in range(0, len(items), batch_size)])
-    return float(torch.quantile(norms.double(), quantile))
+    mu, _ = encode_posterior(model, load_split(cfg, "train", limit), batch_size)
+    return ball_radius(mu, quantile)
 
 
 def success_rates(best_values, thresholds: dict[str, float]) -> dict[str, float]:

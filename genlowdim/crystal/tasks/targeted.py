@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from genlowdim.crystal.latents import draw_latents, encode_means
 from genlowdim.errors import UsageError
 
 __all__ = ["PropertyTarget", "parse_target", "targeted_latents"]
@@ -84,11 +85,9 @@ def targeted_latents(model, num: int, target: PropertyTarget, *, max_draws: int 
                      generator=None, pool=None) -> tuple[torch.Tensor, int, int]:
     """(z (num, latent), number of them that meet the target on the head, draws used).
 
-    Draws z ~ N(0, I) (or, with ``pool``, a :class:`~genlowdim.crystal.tasks.csp.LatentPool`, from the aggregate
+    Draws z ~ N(0, I) (or, with ``pool``, a :class:`~genlowdim.crystal.latents.LatentPool`, from the aggregate
     posterior of encoded training crystals) in chunks from ``generator`` until ``num`` meet the target or
     ``num·max_draws`` draws are spent; accepted draws come first, in draw order, then the closest rejected."""
-    from genlowdim.crystal.tasks.csp import draw_latents
-
     like = next(model.parameters())
     budget = num * max_draws
     accepted, closest, closest_d, used = [], None, None, 0
@@ -115,9 +114,7 @@ def head_error(model, items, batch_size: int = 256) -> dict:
     """The property head on the posterior means μ of labelled crystals ``items`` against their labels:
     ``{"num", "mean", "std", "mae"}`` of label − head (property units). Its std on val is the rule for
     ``--target-margin`` (docs/csp.md)."""
-    from genlowdim.crystal.analysis.latents import encode_items
-
-    mu = encode_items(model, items, batch_size).to(next(model.parameters()))
+    mu = encode_means(model, items, batch_size).to(next(model.parameters()))
     head = model.predict_property(mu).double().view(-1).cpu()
     labels = torch.cat([d.y.view(-1) for d in items]).double()
     r = labels - head
