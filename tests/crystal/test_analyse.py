@@ -11,7 +11,7 @@ from genlowdim.core.jacobian import (exact_jacobian, numerical_rank, randomized_
 from genlowdim.crystal.analysis.subspaces import LatentSettings, label_alignment, union_of_subspaces
 from genlowdim.crystal.analysis.editing import orthogonal_directions
 from genlowdim.crystal.analysis.jacobians import translation_projector
-from genlowdim.crystal.analysis.latents import CrystalLabels, anion_label, perovskite_sites
+from genlowdim.crystal.analysis.labels import CrystalLabels, anion_label, perovskite_sites
 from genlowdim.metrics.subspace import clustering_nmi, mle_dimension, pca_dimension, twonn_dimension
 
 TINY = "configs/crystal/tiny.yaml"

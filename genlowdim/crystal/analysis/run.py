@@ -14,7 +14,7 @@ import torch
 from genlowdim.crystal.analysis.subspaces import LatentSettings, intrinsic_dimension, label_alignment, union_of_subspaces
 from genlowdim.crystal.analysis.editing import EditSettings, edit_along_subspace, gallery_structures
 from genlowdim.crystal.analysis.jacobians import JacobianSettings, jacobian_ranks
-from genlowdim.crystal.analysis.latents import crystal_labels
+from genlowdim.crystal.analysis.labels import crystal_labels
 from genlowdim.crystal.latents import encode_means
 from genlowdim.runtime import library_versions, write_json
 

@@ -142,7 +142,7 @@ def baseline_labels(zc: np.ndarray, k: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def label_alignment(z: torch.Tensor, labels, s: LatentSettings) -> dict:
-    """Per label of ``labels`` (:class:`~genlowdim.crystal.analysis.latents.CrystalLabels`): accuracy and NMI of the
+    """Per label of ``labels`` (:class:`~genlowdim.crystal.analysis.labels.CrystalLabels`): accuracy and NMI of the
     union-of-subspaces clusters and of the baselines, all with K = number of classes above
     ``min_class_share``, on the crystals of those classes."""
     out = {}
