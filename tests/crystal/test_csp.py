@@ -120,7 +120,7 @@ def test_margin_moves_finite_bounds_inwards():
 def test_target_margin_defaults_to_the_shipped_models_own():
     import argparse
 
-    from genlowdim.crystal.cli import target_margin
+    from genlowdim.crystal.commands import target_margin
 
     assert target_margin(argparse.Namespace(target_margin=None, model="perov_5")) == pytest.approx(0.107)
     assert target_margin(argparse.Namespace(target_margin=0.0, model="perov_5")) == 0.0

@@ -27,7 +27,7 @@ from genlowdim.metrics.evaluate import evaluate_generation
 from genlowdim.runtime import write_json
 from genlowdim.structures.io import read_structures
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "crystal" / "demo.yaml"
+CONFIG = Path(__file__).resolve().parents[3] / "configs" / "crystal" / "demo.yaml"
 SHIPPED = "perov_5"
 
 
