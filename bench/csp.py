@@ -43,7 +43,7 @@ def score_candidates(decoded, truths, samples: int) -> dict:
 
 def run_method(model, cfg, items, method: str, samples: int, args, pool) -> dict:
     from genlowdim.crystal.tasks.csp import CSPSettings, predict_structures
-    from genlowdim.crystal.cdvae.sampling import batch_to_decoded
+    from genlowdim.crystal.decoded import batch_to_decoded
     from torch_geometric.data import Batch
 
     settings = CSPSettings(method=method, draws=args.draws, opt_steps=args.opt_steps, opt_lr=args.opt_lr)

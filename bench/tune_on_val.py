@@ -32,7 +32,8 @@ from genlowdim.crystal.cdvae.config import SamplerSpec  # noqa: E402
 from genlowdim.crystal.tasks.optimize import optimize_property  # noqa: E402
 from genlowdim.crystal.pretrained import checkpoint_path  # noqa: E402
 from genlowdim.crystal.cdvae.protocols import resolve  # noqa: E402
-from genlowdim.crystal.cdvae.sampling import batch_to_decoded, generate, reconstruct_batch  # noqa: E402
+from genlowdim.crystal.cdvae.sampling import generate, reconstruct_batch  # noqa: E402
+from genlowdim.crystal.decoded import batch_to_decoded  # noqa: E402
 from genlowdim.crystal.cdvae.training import load_split  # noqa: E402
 from genlowdim.metrics.evaluate import evaluate_generation, evaluate_reconstruction  # noqa: E402
 

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from genlowdim.crystal.geometry.encoder import MAX_ATOMIC_NUM
 from genlowdim.config import to_dict
-from genlowdim.crystal.cdvae.sampling import DecodedCrystals, decode_latents
+from genlowdim.crystal.cdvae.sampling import decode_latents
+from genlowdim.crystal.decoded import DecodedCrystals
 from genlowdim.crystal.latents import LatentPool, adam_in_ball, draw_latents, encode_pool
 from genlowdim.crystal.runs import BatchRun, item_id, model_digest
 from genlowdim.errors import UsageError
@@ -246,7 +247,7 @@ def csp_split(model, cfg, split: str, out_dir, *, num: int | None = None, sample
     to the model."""
     from torch_geometric.data import Batch
 
-    from genlowdim.crystal.cdvae.sampling import batch_to_decoded
+    from genlowdim.crystal.decoded import batch_to_decoded
     from genlowdim.crystal.cdvae.training import load_split
     from genlowdim.structures.io import write_extxyz
 

@@ -19,7 +19,7 @@ from genlowdim.crystal.cdvae.checkpoints import load_model
 from genlowdim.crystal.cdvae.config import load_crystal_config
 from genlowdim.crystal.pretrained import available_models, resolve_model
 from genlowdim.crystal.cdvae.protocols import resolve
-from genlowdim.crystal.cdvae.sampling import batch_to_decoded
+from genlowdim.crystal.decoded import batch_to_decoded
 from genlowdim.crystal.tasks.generate import sample_crystals
 from genlowdim.crystal.cdvae.training import load_split, train_cdvae
 from genlowdim.crystal.viz import draw_cells

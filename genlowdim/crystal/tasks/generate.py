@@ -14,7 +14,8 @@ from torch_geometric.data import Batch
 
 from genlowdim.config import to_dict
 from genlowdim.crystal.cdvae.config import CrystalConfig
-from genlowdim.crystal.cdvae.sampling import batch_to_decoded, decode_latents, generate, reconstruct_batch
+from genlowdim.crystal.cdvae.sampling import decode_latents, generate, reconstruct_batch
+from genlowdim.crystal.decoded import batch_to_decoded
 from genlowdim.crystal.cdvae.training import load_split
 from genlowdim.crystal.runs import BatchRun, decode_totals, item_id, model_digest
 from genlowdim.crystal.tasks.targeted import targeted_latents
