@@ -43,6 +43,3 @@ def batch_to_decoded(batch) -> DecodedCrystals:
     """The ground-truth crystals of a PyG batch in the same container (for writing truths)."""
     return DecodedCrystals(batch.frac_coords, batch.atom_types, batch.lengths.view(-1, 3),
                            batch.angles.view(-1, 3), batch.num_atoms)
-
-
-@torch.no_grad()

@@ -199,6 +199,7 @@ def generate(model, num: int, sampling_cfg, *, sampler=None, steps=None, generat
     return decode_latents(model, z, sampling_cfg, sampler=sampler, steps=steps, generator=generator)
 
 
+@torch.no_grad()
 def reconstruct_batch(model, batch, sampling_cfg, *, sampler=None, steps=None, generator=None,
                       sample_latent: bool = False):
     """Reconstruction: z = μ(crystal), or z = μ + σ·ε from ``generator`` when ``sample_latent`` (CDVAE's
