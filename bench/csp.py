@@ -42,7 +42,7 @@ def score_candidates(decoded, truths, samples: int) -> dict:
 
 
 def run_method(model, cfg, items, method: str, samples: int, args, pool) -> dict:
-    from genlowdim.crystal.tasks.csp import CSPSettings, predict_structures
+    from genlowdim.crystal.cdvae.csp import CSPSettings, predict_structures
     from genlowdim.crystal.decoded import batch_to_decoded
     from torch_geometric.data import Batch
 

@@ -197,7 +197,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def _csp_settings(args: argparse.Namespace):
-    from genlowdim.crystal.tasks.csp import METHODS, CSPSettings
+    from genlowdim.crystal.cdvae.csp import METHODS, CSPSettings
 
     require_positive(args, "num", "samples", "draws", "batch_size", "pool_size", "steps")
     if args.opt_steps is not None and args.opt_steps < 0:

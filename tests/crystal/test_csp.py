@@ -10,8 +10,9 @@ import torch
 from genlowdim.cli import main
 from genlowdim.config import to_dict
 from genlowdim.crystal.latents import LatentPool
-from genlowdim.crystal.tasks.csp import (CSPSettings, candidate_latents, formula_counts, formula_nll,
-                                   parse_formula, predict_structures, propose_latents, refine_latents)
+from genlowdim.crystal.cdvae.csp import (CSPSettings, candidate_latents, formula_counts, formula_nll,
+                                         predict_structures, propose_latents, refine_latents)
+from genlowdim.crystal.tasks.csp import parse_formula
 from genlowdim.crystal.tasks.targeted import PropertyTarget, parse_target, targeted_latents
 from genlowdim.crystal.cdvae.training import resolve_max_atoms
 from genlowdim.errors import UsageError
