@@ -22,7 +22,7 @@ from genlowdim.runtime import progress
 from genlowdim.structures.batches import BatchWriter
 from genlowdim.train import init_distributed
 
-__all__ = ["BatchRun", "batch_generator", "item_id", "model_digest", "decode_totals"]
+__all__ = ["BatchRun", "batch_generator", "item_id", "model_digest", "model_device", "decode_totals"]
 
 
 def batch_generator(device, seed: int, k: int) -> torch.Generator:
@@ -45,6 +45,13 @@ def model_digest(model) -> str:
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
+
+
+def model_device(model) -> torch.device:
+    """The device a model's noise is drawn on: its parameters', the CPU for a model without any."""
+    params = getattr(model, "parameters", None)
+    first = next(params(), None) if params is not None else None
+    return first.device if first is not None else torch.device("cpu")
 
 
 def decode_totals(infos: list[dict]) -> dict:

@@ -114,6 +114,10 @@ class CDVAE(nn.Module):
         use_compiled_kernels(True)
 
     # ---- latent ------------------------------------------------------------------------------------
+    @property
+    def latent_dim(self) -> int:
+        return self.cfg.latent_dim
+
     def encode(self, batch, generator=None, sample: bool = True):
         """-> (mu, log_var, z), each (B, latent). ``sample=False`` returns z = μ (deterministic)."""
         mu, log_var = self.encoder(batch)

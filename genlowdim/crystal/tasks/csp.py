@@ -7,13 +7,15 @@ from __future__ import annotations
 import torch
 
 from genlowdim.config import to_dict
-from genlowdim.crystal.cdvae.csp import CSPSettings, load_pool, needs_pool, predict_structures
+from genlowdim.crystal.cdvae.contract import CDVAECrystals
+from genlowdim.crystal.cdvae.csp import CSPSettings, load_pool, needs_pool
+from genlowdim.crystal.contract import CrystalModel
 from genlowdim.crystal.geometry.encoder import MAX_ATOMIC_NUM
-from genlowdim.crystal.runs import BatchRun, item_id, model_digest
+from genlowdim.crystal.runs import BatchRun, item_id, model_device
 from genlowdim.errors import UsageError
 from genlowdim.runtime import library_versions, write_json
 
-__all__ = ["parse_formula", "run_csp", "csp_formula", "csp_split"]
+__all__ = ["parse_formula", "write_candidates", "run_csp", "csp_formula", "csp_split"]
 
 
 def parse_formula(text: str, max_atoms: int) -> torch.Tensor:
@@ -43,50 +45,40 @@ def parse_formula(text: str, max_atoms: int) -> torch.Tensor:
     return torch.tensor(sorted(types), dtype=torch.long)
 
 
-def _run_settings(model, cfg, settings: CSPSettings, samples: int, pool_size: int, batch_size: int, seed: int,
-                  protocol: dict | None) -> dict:
-    device = next(model.parameters()).device
-    sampler = cfg.sampling.sampler
-    return {"task": "csp", "model": model_digest(model), "csp": to_dict(settings), "samples": samples,
-            "pool_size": pool_size if needs_pool(settings) else None,
-            "batch_size": batch_size, "seed": seed, "protocol": protocol, "sampler": sampler,
-            "sampler_spec": to_dict(cfg.sampling.spec(sampler)), "device": device.type}
-
-
-def run_csp(model, cfg, formulas: list[torch.Tensor], ids: list[str], out_dir, *, samples: int = 1,
-            settings: CSPSettings = CSPSettings(), pool_size: int = 2000, batch_size: int = 500, seed: int = 0,
-            overwrite: bool = False, protocol: dict | None = None, merged: str = "candidates.extxyz",
-            candidate_ids: str = "rank", extra_settings: dict | None = None) -> dict:
+def write_candidates(crystals: CrystalModel, formulas: list[torch.Tensor], ids: list[str], out_dir, *,
+                     samples: int = 1, batch_size: int = 500, seed: int = 0, overwrite: bool = False,
+                     protocol: dict | None = None, merged: str = "candidates.extxyz", candidate_ids: str = "rank",
+                     settings: dict | None = None, describe: dict | None = None, extra: dict | None = None) -> dict:
     """Write ``samples`` candidates for each formula (``ids[i]`` names formula i) into ``out_dir``, batch by
-    batch (resumable like ``reconstruct``; batch k decodes whole formulas, ``batch_size // samples`` of them).
+    batch (resumable like the reconstructions; batch k predicts whole formulas, ``batch_size // samples`` of
+    them).
 
     ``candidate_ids``: ``rank`` names candidate j of formula i ``<ids[i]>_<j:03d>`` and writes CIFs;
     ``same`` repeats ``ids[i]`` for its candidates (the benchmark's form, paired with ``truth.extxyz``) and
-    writes no CIFs. Candidates are ranked best first by the formula NLL (stored per frame as
-    ``formula_nll`` with ``rank``). Returns the summary also written as ``manifest.json``."""
-    run = _run_settings(model, cfg, settings, samples, pool_size, batch_size, seed, protocol)
-    run.update(ids=list(ids), formulas=[t.tolist() for t in formulas], **(extra_settings or {}))
-    batches = BatchRun.open(out_dir, run, device=next(model.parameters()).device, overwrite=overwrite,
+    writes no CIFs. Candidates are ranked best first by the model's score (stored per frame as
+    ``formula_nll`` with ``rank``). Further entries: ``settings`` of the settings a resumed run must match,
+    ``describe`` of the manifest, ``extra`` of both (the formula, the split). Returns the summary also written as
+    ``manifest.json``."""
+    run = {"task": "csp", **(settings or {}), "samples": samples, "batch_size": batch_size, "seed": seed,
+           "protocol": protocol, **crystals.record("csp"), "ids": list(ids),
+           "formulas": [t.tolist() for t in formulas], **(extra or {})}
+    batches = BatchRun.open(out_dir, run, device=model_device(crystals), overwrite=overwrite,
                             write_cifs=candidate_ids == "rank", cleared=("manifest.json", merged, "truth.extxyz"))
     writer = batches.writer
     per_batch = max(1, batch_size // samples)
     num_batches = -(-len(formulas) // per_batch)
-    pool = None
     for k in batches.pending(num_batches, "CSP batches"):
-        if pool is None:
-            pool = load_pool(model, cfg, settings, pool_size)
         chunk = slice(k * per_batch, (k + 1) * per_batch)
-        decoded, nll = predict_structures(model, cfg.sampling, formulas[chunk], samples, settings, pool=pool,
-                                          generator=batches.generator(seed, k))
+        decoded, nll = crystals.predict(formulas[chunk], samples, batches.generator(seed, k))
         names = [f"{i}_{j:03d}" if candidate_ids == "rank" else i for i in ids[chunk] for j in range(samples)]
         ranks = [j for _ in ids[chunk] for j in range(samples)]
         writer.write(k, decoded.to_structures(), names,
                      {"decoder_calls": decoded.decoder_calls, "formula_nll": nll.tolist()},
                      frame_info={"rank": ranks, "formula_nll": nll.tolist()})
     batches.barrier()
-    summary = {"compositions": len(formulas), "samples": samples, "method": settings.method,
-               "csp": run["csp"], "sampler": run["sampler"], "protocol": protocol, "seed": seed}
-    record = {"settings_hash": writer.hash, "versions": library_versions(), **(extra_settings or {})}
+    summary = {"compositions": len(formulas), "samples": samples, **(describe or {}), "protocol": protocol,
+               "seed": seed}
+    record = {"settings_hash": writer.hash, "versions": library_versions(), **(extra or {})}
     if batches.first:
         count, finished = writer.merge(num_batches, merged)
         calls = sum(i.get("decoder_calls", 0) for i in writer.infos(finished))
@@ -96,6 +88,20 @@ def run_csp(model, cfg, formulas: list[torch.Tensor], ids: list[str], out_dir, *
         summary.update(record)
     batches.barrier()
     return summary
+
+
+def run_csp(model, cfg, formulas: list[torch.Tensor], ids: list[str], out_dir, *, samples: int = 1,
+            settings: CSPSettings = CSPSettings(), pool_size: int = 2000, extra_settings: dict | None = None,
+            **kw) -> dict:
+    """:func:`write_candidates` of a CDVAE proposing latents by ``settings`` (the ``posterior*`` and ``*_opt``
+    methods encode the first ``pool_size`` training crystals, once a batch is left to run)."""
+    crystals = CDVAECrystals(model, cfg.sampling, csp=settings,
+                             pool_loader=lambda: load_pool(model, cfg, settings, pool_size))
+    return write_candidates(crystals, formulas, ids, out_dir, samples=samples,
+                            settings={"csp": to_dict(settings), "pool_size": pool_size if needs_pool(settings) else None},
+                            describe={"method": settings.method, "csp": to_dict(settings),
+                                      "sampler": crystals.sampler_name},
+                            extra=extra_settings, **kw)
 
 
 def csp_formula(model, cfg, formula: str, out_dir, *, samples: int = 20, **kw) -> dict:
