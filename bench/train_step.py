@@ -119,6 +119,72 @@ def _visit_rank(rank: int, world: int, variant: str, steps: int, batch_size: int
         torch.distributed.destroy_process_group()
 
 
+def profile_stages(steps: int, batch_size: int) -> None:
+    """CPU seconds per training step by stage (graph builds, encoder, decoder, heads + loss, backward, Adam),
+    the shipped set-up (e3nn kernel, edges rebuilt) beside the fused one (cached encoder edges), one thread."""
+    import torch
+    from torch_geometric.data import Batch
+
+    from genlowdim.crystal import decoder as dec_mod, encoder as enc_mod, layers
+    from genlowdim.crystal.cdvae.config import load_crystal_config
+    from genlowdim.crystal.cdvae.training import build_model, fit_scalers, load_split
+
+    torch.set_num_threads(1)
+    clock = {}
+
+    def timed(name, fn):
+        def wrapper(*a, **k):
+            c0 = time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                clock[name] = clock.get(name, 0.0) + time.process_time() - c0
+        return wrapper
+
+    enc_mod.periodic_radius_graph = timed("encoder graph", enc_mod.periodic_radius_graph)
+    dec_mod.periodic_radius_graph = timed("decoder graph", dec_mod.periodic_radius_graph)
+    cfg = load_crystal_config(ROOT / "configs/crystal/perov_5_pretrained.yaml", [])
+    items = load_split(cfg, "train", batch_size * 8)
+    table = {}
+    for label, fused in (("shipped", False), ("fused", True)):
+        layers.use_fused_kernels(fused)
+        torch.manual_seed(0)
+        model = build_model(cfg, 5)
+        fit_scalers(model, items)
+        run_items = [d.clone() for d in items]
+        if fused:
+            model.encoder.attach_edges(run_items)
+        model.encoder.forward = timed("encoder (incl. graph)", model.encoder.forward)
+        model.decoder.forward = timed("decoder (incl. graph)", model.decoder.forward)
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+        gen = torch.Generator().manual_seed(0)
+        batches = [Batch.from_data_list(run_items[i:i + batch_size]) for i in range(0, len(run_items), batch_size)]
+        for step in range(steps + 2):
+            if step == 2:
+                clock.clear()
+            c0 = time.process_time()
+            loss, _ = model(batches[step % len(batches)], gen, True)
+            c1 = time.process_time()
+            opt.zero_grad()
+            loss.backward()
+            c2 = time.process_time()
+            opt.step()
+            c3 = time.process_time()
+            for name, value in (("forward", c1 - c0), ("backward", c2 - c1), ("Adam", c3 - c2)):
+                clock[name] = clock.get(name, 0.0) + value
+        row = {k: v / steps for k, v in clock.items()}
+        row["heads + loss"] = row["forward"] - row["encoder (incl. graph)"] - row["decoder (incl. graph)"]
+        table[label] = row
+    order = ["encoder graph", "encoder (incl. graph)", "decoder graph", "decoder (incl. graph)", "heads + loss",
+             "forward", "backward", "Adam"]
+    print(f"CPU ms per step, perov_5_pretrained, batch {batch_size}, one thread, mean of {steps} steps")
+    print(f"{'stage':<24}{'shipped':>10}{'fused':>10}")
+    for name in order:
+        print(f"{name:<24}{1000 * table['shipped'].get(name, 0):>10.1f}{1000 * table['fused'].get(name, 0):>10.1f}")
+    total = {k: v["forward"] + v["backward"] + v["Adam"] for k, v in table.items()}
+    print(f"{'step':<24}{1000 * total['shipped']:>10.1f}{1000 * total['fused']:>10.1f}")
+
+
 def measure_visits(variant: str, steps: int, batch_size: int) -> dict:
     import random
 
@@ -160,7 +226,11 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="measure one config in this process (internal)")
     parser.add_argument("--visits", action="store_true", help="visits per second of the shipped config's set-ups")
     parser.add_argument("--variants", nargs="*", default=None, help=f"with --visits: some of {list(VARIANTS)}")
+    parser.add_argument("--profile", action="store_true", help="CPU time per stage of one training step")
     args = parser.parse_args()
+    if args.profile:
+        profile_stages(args.steps, 128 if args.batch_size == 256 else args.batch_size)
+        return
     if args.visits:
         report_visits(args.steps, 128 if args.batch_size == 256 else args.batch_size, args.variants)
         return

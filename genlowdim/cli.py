@@ -78,6 +78,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if family is None:
         raise UsageError(f"{args.config}: the config needs a top-level 'family' key "
                          f"({', '.join(sorted(FAMILIES))})")
+    if args.data_dir is not None and family != "crystal":
+        raise UsageError(f"--data-dir applies to crystal configs; {args.config} is a {family!r} config")
     return _family_module(family, args.config).train(args)
 
 
@@ -116,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set model.latent_dim=128 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    p.add_argument("--data-dir", default=None, help="crystal configs: folder holding data.dataset "
+                   "(DIR/NAME/{train,val,test}.csv.gz, as genlowdim data import writes)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("sample", help="draw samples from a trained checkpoint (any family)")

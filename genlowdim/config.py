@@ -8,6 +8,7 @@ No import strings, no environment interpolation, no ``eval``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -20,6 +21,39 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config file or override is malformed; the message names the file and the key."""
+
+
+class FieldError(ConfigError):
+    """A config dataclass was built with a value out of its range (raised by its ``__post_init__``);
+    :func:`from_dict` puts the key's dotted path in front of ``name``."""
+
+    def __init__(self, owner: str, name: str, reason: str):
+        super().__init__(f"{owner}.{name}: {reason}")
+        self.name, self.reason = name, reason
+
+
+# rule -> (test, what the value must be); None values (optional settings left unset) always pass
+_RULES = {
+    "positive": (lambda v: v > 0, "must be > 0"),
+    "non_negative": (lambda v: v >= 0, "must be >= 0"),
+    "fraction": (lambda v: 0 < v < 1, "must lie strictly between 0 and 1"),
+}
+
+
+def check_fields(obj: Any, **rules: str) -> None:
+    """Raise :class:`FieldError` for the first field of dataclass ``obj`` whose value breaks its rule
+    (``"positive"``, ``"non_negative"`` or ``"fraction"``); a non-finite number breaks every rule. Called
+    from a config dataclass's ``__post_init__`` so that no run starts with, say, ``batch_size: 0``."""
+    for name, rule in rules.items():
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        test, text = _RULES[rule]
+        if rule == "positive" and isinstance(value, int):
+            text = "must be at least 1"
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (number and math.isfinite(value) and test(value)):
+            raise FieldError(type(obj).__name__, name, f"{text}, got {value!r}")
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -52,7 +86,12 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
             if not isinstance(child, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is not a section")
             node = child
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or type(err).__name__
+            raise ConfigError(f"override {item!r}: the value of {key.strip()} is not valid YAML "
+                              f"({problem}); quote it or fix the brackets") from None
     return out
 
 
@@ -79,7 +118,10 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
             kwargs[name] = _convert(hints[name], data[name], f"{where}.{name}")
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}: missing required key {name!r}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except FieldError as err:   # the dataclass's own range check: name the key by its path
+        raise ConfigError(f"{where}.{err.name}: {err.reason}") from None
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:

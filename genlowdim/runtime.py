@@ -6,6 +6,7 @@ import json
 import math
 import os
 import platform
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -14,17 +15,23 @@ from typing import Any, Iterable
 from genlowdim.errors import CheckpointError
 
 __all__ = ["CheckpointError", "atomic_write_bytes", "atomic_write_text", "write_json", "library_versions",
-           "save_checkpoint", "load_checkpoint", "progress", "cache_dir", "usable_cpus", "resolve_device"]
+           "save_checkpoint", "load_checkpoint", "payload_checksum", "progress", "cache_dir", "usable_cpus",
+           "resolve_device"]
 
 CHECKPOINT_FORMAT = 1
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file + rename, so readers never see half a file."""
+    """Write ``data`` to ``path`` through a temporary file + rename, so readers never see half a file.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give it: those of the file it replaces,
+    else 0666 less the umask (0644 under the usual umask 022), not the 0600 of a temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -34,6 +41,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _new_file_mode(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)   # reading the umask means setting it; put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -106,6 +122,7 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
         if key not in payload:
             raise ValueError(f"checkpoint payload lacks {key!r}")
     payload = dict(payload, format=CHECKPOINT_FORMAT, versions=library_versions())
+    payload["checksum"] = payload_checksum(payload)
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -115,7 +132,9 @@ def load_checkpoint(path: str | Path, family: str | None = None, map_location: A
     """Load a checkpoint with ``weights_only=True``; check its family when ``family`` is given.
 
     Raises :class:`CheckpointError` with a one-line message naming the file for a missing, empty,
-    truncated or foreign file, and naming both families for a checkpoint of another family."""
+    truncated, foreign or corrupt file (contents that no longer match the checksum :func:`save_checkpoint`
+    stored; a checkpoint written before checksums loads unchecked), and naming both families for a
+    checkpoint of another family. The returned payload holds no ``checksum`` entry."""
     import torch
 
     path = Path(path)
@@ -128,6 +147,10 @@ def load_checkpoint(path: str | Path, family: str | None = None, map_location: A
             from err
     if not isinstance(payload, dict) or "family" not in payload:
         raise CheckpointError(f"{path}: not a genlowdim checkpoint (no 'family' entry)")
+    stored = payload.pop("checksum", None)   # checkpoints written before checksums have none
+    if stored is not None and stored != payload_checksum(payload):
+        raise CheckpointError(f"{path}: corrupt checkpoint: its contents no longer match the checksum "
+                              f"saved with it (the file was damaged or changed after it was written)")
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {payload.get('format')} is not {CHECKPOINT_FORMAT}")
     if family is not None and payload["family"] != family:
@@ -135,6 +158,37 @@ def load_checkpoint(path: str | Path, family: str | None = None, map_location: A
             f"{path}: checkpoint is of the {payload['family']!r} family, expected {family!r} "
             f"(give a checkpoint trained from a '{family}' config)")
     return payload
+
+
+def payload_checksum(payload: dict) -> str:
+    """sha256 over a checkpoint payload's contents (every tensor's dtype, shape and bytes, every other value's
+    type and repr, in the payload's own order), computed on saving and checked on loading. A zip archive's
+    own CRC is not checked by ``torch.load``, so overwritten bytes inside a tensor otherwise load silently."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    _feed_digest(digest, payload)
+    return "sha256:" + digest.hexdigest()
+
+
+def _feed_digest(digest, obj: Any) -> None:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        flat = obj.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{flat.dtype}{tuple(obj.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        digest.update(f"D{len(obj)}".encode())
+        for key, value in obj.items():
+            _feed_digest(digest, key)
+            _feed_digest(digest, value)
+    elif isinstance(obj, (list, tuple)):
+        digest.update(f"{type(obj).__name__}{len(obj)}".encode())
+        for value in obj:
+            _feed_digest(digest, value)
+    else:
+        digest.update(f"{type(obj).__name__}:{obj!r}\0".encode())
 
 
 def _load_failure(path: Path, err: Exception) -> str:

@@ -43,42 +43,19 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from genlowdim.config import dump_yaml
-from genlowdim.runtime import load_checkpoint, progress, save_checkpoint
+from genlowdim.resume import check_same_run, load_for_resume
+from genlowdim.runtime import progress, save_checkpoint
+from genlowdim.train_settings import TrainSettings
 
 
 class TrainingDiverged(RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient."""
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int = 100
-    max_steps: int | None = None          # stop after this many optimiser steps (all epochs together)
-    max_minutes: float | None = None      # wall-clock budget, summed over resumed sessions
-    batch_size: int = 256                 # global batch (split across ranks under DDP)
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    grad_clip_value: float | None = 0.5   # CDVAE clips gradients by value
-    grad_clip_norm: float | None = None
-    ema_decay: float | None = None        # e.g. 0.999; validation and best.pt then use the EMA weights
-    lr_schedule: Literal["plateau", "cosine"] = "plateau"
-    plateau_factor: float = 0.6
-    plateau_patience: int = 30            # in validations
-    min_lr: float = 1e-4
-    checkpoint_every: int = 200           # steps
-    keep_every: int | None = None         # steps; also keep step_<N>.pt (full checkpoints, for learning curves)
-    compile_kernels: bool = False         # torch.compile the model's hot kernels (models with compile_kernels())
-    val_every: int = 1                    # epochs
-    log_every: int = 10                   # steps; the logged loss is the mean over the window
-    seed: int = 0
-    max_bad_steps: int = 50
-    batch_draw: Literal["permutation", "replacement"] = "permutation"   # see the module docstring
 
 
 @dataclass
@@ -279,7 +256,8 @@ class Trainer:
             torch.distributed.barrier()
 
     def restore(self, path: Path) -> None:
-        payload = load_checkpoint(path, family=self.family, map_location=self.device)
+        payload = load_for_resume(path, self.family, map_location=self.device)
+        check_same_run(path, payload.get("config") or {}, self.config)
         self.model.load_state_dict(payload["state_dict"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])

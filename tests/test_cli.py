@@ -57,7 +57,7 @@ def test_every_family_registers_its_commands_and_each_answers_help(capsys):
     commands = _subcommands(build_parser())
     assert set(commands) == COMMANDS
     nested = {name: set(_subcommands(commands[name])) for name in ("data", "lowrank", "likelihood")}
-    assert nested["data"] == {"info", "check"}
+    assert nested["data"] == {"info", "check", "import"}
     assert nested["lowrank"] == {"sweep", "memorisation", "digits"}
     for argv in [[c] for c in sorted(COMMANDS)] + [[g, a] for g, acts in nested.items() for a in sorted(acts)]:
         with pytest.raises(SystemExit) as exc:

@@ -104,3 +104,60 @@ def test_progress_on_a_terminal_updates_live_and_quiet_silences(monkeypatch):
     for _ in progress(range(300), file=quiet):
         pass
     assert quiet.getvalue() == ""
+
+
+@pytest.mark.parametrize("umask, expected", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_follow_the_umask(tmp_path, umask, expected):
+    """metrics.json and friends are readable by the group under the usual umask (the temporary file behind
+    the atomic write is 0600 until it is given the mode a plain open() would have given)."""
+    import os
+
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "metrics.json", {"a": 1})
+        atomic_write_text(tmp_path / "note.txt", "x")
+    finally:
+        os.umask(old)
+    for name in ("metrics.json", "note.txt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == expected, name
+
+
+def test_a_rewritten_file_keeps_its_permissions(tmp_path):
+    path = tmp_path / "shared.json"
+    write_json(path, {"a": 1})
+    path.chmod(0o640)
+    write_json(path, {"a": 2})
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_checkpoints_carry_a_checksum_checked_on_loading(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"family": "lowrank", "config": {}, "state_dict": {"w": torch.arange(4000.0)}})
+    assert "checksum" not in load_checkpoint(path)   # checked, then removed: callers see what they saved
+    data = bytearray(path.read_bytes())
+    start = data.find(torch.arange(4000.0).numpy().tobytes())
+    data[start + 100:start + 500] = b"\xff" * 400      # inside the tensor: the zip's CRC is not checked
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"c\.pt: corrupt checkpoint"):
+        load_checkpoint(path)
+
+
+def test_checkpoints_written_before_checksums_still_load(tmp_path):
+    from genlowdim.runtime import CHECKPOINT_FORMAT
+
+    payload = {"family": "lowrank", "config": {}, "state_dict": {"w": torch.ones(3)}, "format": CHECKPOINT_FORMAT}
+    torch.save(payload, tmp_path / "old.pt")
+    assert torch.equal(load_checkpoint(tmp_path / "old.pt")["state_dict"]["w"], torch.ones(3))
+
+
+def test_the_shipped_models_load_unchanged():
+    """They were saved without a checksum: loading them gives exactly what torch.load gives."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "genlowdim" / "crystal" / "pretrained" / "perov_5"
+    for path in sorted(folder.glob("*.pt")):
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = load_checkpoint(path)
+        assert "checksum" not in raw and sorted(raw) == sorted(loaded)
+        for key, value in raw["state_dict"].items():
+            assert torch.equal(value, loaded["state_dict"][key])

@@ -87,6 +87,23 @@ def test_resume_after_crash_follows_uninterrupted_trajectory(tmp_path):
         torch.testing.assert_close(wa[key], wb[key])
 
 
+def test_resume_may_extend_the_budget_but_not_change_the_run(tmp_path):
+    """A resumed run may get more steps; another model or learning rate stops before any weight is loaded,
+    naming the keys (the engine's check; the crystal CLI runs the same before loading data)."""
+    from genlowdim.config import ConfigError
+
+    config = {"model": {"width": 8}, "train": {"max_steps": 5, "lr": 0.01}}
+    fit(Regressor(), _data(), loss_fn=noisy_loss, settings=_settings(max_steps=5), out_dir=tmp_path,
+        family="toy", config=config)
+    longer = {"model": {"width": 8}, "train": {"max_steps": 10, "lr": 0.01}}
+    assert fit(Regressor(), _data(), loss_fn=noisy_loss, settings=_settings(max_steps=10), out_dir=tmp_path,
+               family="toy", config=longer, resume=True).steps == 10
+    other = {"model": {"width": 16}, "train": {"max_steps": 15, "lr": 0.1}}
+    with pytest.raises(ConfigError, match=r"model.width: 8 -> 16; train.lr: 0.01 -> 0.1\)"):
+        fit(Regressor(), _data(), loss_fn=noisy_loss, settings=_settings(max_steps=15), out_dir=tmp_path,
+            family="toy", config=other, resume=True)
+
+
 def test_existing_run_is_not_overwritten(tmp_path):
     data = _data()
     fit(Regressor(), data, loss_fn=noisy_loss, settings=_settings(epochs=1), out_dir=tmp_path,

@@ -30,6 +30,7 @@ def resolve_checkpoint(args: argparse.Namespace, kind: str = "cdvae") -> str:
 
 def train(args: argparse.Namespace) -> int:
     """``genlowdim train`` for ``family: crystal`` configs."""
+    from dataclasses import replace
     from pathlib import Path
 
     from genlowdim.crystal.cdvae.training import train_cdvae
@@ -41,6 +42,13 @@ def train(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out}: already holds a run ({last.name}); add --resume to continue it "
                          f"or choose another --out")
     cfg = load_crystal_config(args.config, args.overrides)
+    if getattr(args, "data_dir", None) is not None:
+        cfg = replace(cfg, data=replace(cfg.data, data_dir=args.data_dir))
+    if args.resume:   # also before the dataset is loaded: an intact last.pt written with these settings
+        from genlowdim.config import to_dict
+        from genlowdim.resume import check_resume
+
+        check_resume(args.out, to_dict(cfg), family="crystal")
     result = train_cdvae(cfg, args.out, resume=args.resume, device=resolve_device(args.device))
     print(f"trained {result.steps} steps ({result.stopped_because}); best val {result.best_val}; "
           f"checkpoints in {result.out_dir}")

@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.required = True
 
     p = sub.add_parser("info", help="split sizes, elements, atoms per cell, lattice statistics")
-    p.add_argument("dataset", help="registered dataset (e.g. perov_5) or 'perov_5:test'")
+    p.add_argument("dataset", help="registered dataset (e.g. perov_5), 'perov_5:test', or a dataset folder "
+                                   "(DIR/NAME, or NAME with --data-dir)")
     p.add_argument("--split", action="append", choices=["train", "val", "test"],
                    help="split to describe (repeatable; default: every split found)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -33,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _common_options(p)
     p.set_defaults(func=_cmd_check)
+
+    from genlowdim.structures.import_cli import add_import_command
+    add_import_command(sub)
 
 
 def _common_options(p: argparse.ArgumentParser) -> None:
@@ -62,14 +66,21 @@ def _cmd_info(args: argparse.Namespace) -> int:
         name, ref_split = parse_dataset_ref(args.dataset)
     except ValueError as err:
         raise UsageError(str(err)) from err
-    if name not in DATASETS:
+    from genlowdim.structures.folders import find_dataset_folder, folder_spec, split_files
+
+    folder = find_dataset_folder(name, args.data_dir)
+    if folder is not None:   # an imported (or downloaded) dataset folder: describe its split files
+        name, spec, files = str(folder), folder_spec(folder), split_files(folder)
+    elif name not in DATASETS:
         raise UsageError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))} "
                          f"(use 'genlowdim data check PATH' for files)")
     splits = args.split or ([ref_split] if ref_split else list(SPLITS))
     out: dict[str, Any] = {"dataset": name, "splits": {}, "missing": {}}
     for split in splits:
         try:
-            ds = _load(name, split, args)
+            if folder is not None and split not in files:
+                raise FileNotFoundError(f"{folder}: no {split}.csv or {split}.csv.gz")
+            ds = _load(str(files[split]), None, args) if folder is not None else _load(name, split, args)
         except FileNotFoundError as err:
             if args.split or ref_split:
                 raise
@@ -79,7 +90,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
                                 **dataset_summary(ds.records)}
     if not out["splits"]:
         raise FileNotFoundError(next(iter(out["missing"].values())))
-    print(json.dumps(out, indent=2) if args.json else format_summary(out, DATASETS[name]))
+    print(json.dumps(out, indent=2) if args.json else format_summary(out, spec if folder else DATASETS[name]))
     return 0
 
 

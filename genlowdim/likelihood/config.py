@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from genlowdim.config import check_fields
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -43,6 +45,9 @@ class FitConfig:
     seed: int = 1                    # perturbation noise and Monte Carlo draws
     restarts: int = 1                # initialisations (init_seed, init_seed+1, ...); keep the best objective
 
+    def __post_init__(self) -> None:   # fit.steps and fit.restarts: check_run_config
+        check_fields(self, num_nodes="positive", num_samples="positive", lr="positive", batch_size="non_negative")
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -64,6 +69,10 @@ class DiffusionConfig:
     sampler: str = "heun"            # a core sampler name
     likelihood_steps: int = 40       # PF-ODE intervals for the held-out log-likelihood
     seed: int = 3
+
+    def __post_init__(self) -> None:
+        check_fields(self, steps="positive", lr="positive", batch_size="positive", sigma_min="positive",
+                     sigma_max="positive", sample_steps="positive", likelihood_steps="positive")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from genlowdim.config import check_fields
+
 SOLVERS = ("spectral", "trained", "random_start")   # the sweep's subspace solvers, in table/figure order
 
 
@@ -18,6 +20,10 @@ class DataConfig:
     noise_std: float = 0.0
     orthogonal: bool = True
 
+    def __post_init__(self) -> None:
+        check_fields(self, num_subspaces="positive", ambient_dim="positive", subspace_dim="positive",
+                     per_subspace="positive", noise_std="non_negative")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -31,6 +37,10 @@ class ModelConfig:
     depth: int = 3
     sigma_data: float = 1.0
     fourier_scale: float = 1.0  # std of the random Fourier frequencies of the noise embedding
+
+    def __post_init__(self) -> None:
+        check_fields(self, hidden="positive", depth="positive", sigma_data="positive",
+                     fourier_scale="non_negative")
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,10 @@ class TrainConfig:
     p_std: float = 1.2
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        check_fields(self, steps="non_negative", batch_size="positive", lr="positive", sigma_min="positive",
+                     sigma_max="positive", p_std="positive")
+
 
 @dataclass(frozen=True)
 class SampleConfig:
@@ -57,6 +71,9 @@ class SampleConfig:
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
+
+    def __post_init__(self) -> None:
+        check_fields(self, steps="positive", sigma_min="positive", sigma_max="positive", rho="positive")
 
 
 @dataclass(frozen=True)

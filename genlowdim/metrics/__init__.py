@@ -13,6 +13,15 @@ Crystal metrics follow CDVAE (Xie et al., ICLR 2022) exactly, with every paramet
 Plain-vector metrics live in ``vectors`` and ``subspace``. Nothing heavy is imported here: import the
 submodule you need (``from genlowdim.metrics.evaluate import evaluate_generation``).
 """
-from genlowdim.metrics.result import MetricResult
+from __future__ import annotations
+
+import importlib
 
 __all__ = ["MetricResult"]
+
+
+def __getattr__(name: str):
+    # lazy, so that importing genlowdim.metrics.cli to build the command line does not load numpy
+    if name == "MetricResult":
+        return importlib.import_module(".result", __name__).MetricResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -54,8 +54,12 @@ def _is_dataset_ref(spec: str) -> bool:
     return ":" in spec and not Path(spec).exists()
 
 
-def load_input(spec: str, data_dir: str | None = None) -> tuple[list[str], list]:
-    """(ids, structures) from a file, folder, sample directory or dataset split ``name:split``."""
+def load_input(spec: str, data_dir: str | None = None, skipped: list | None = None) -> tuple[list[str], list]:
+    """(ids, structures) from a file, folder, sample directory or dataset split ``name:split``.
+
+    Every file, row and frame is read: each one that cannot be used is named on stderr with its reason
+    (and appended to ``skipped`` as ``{"where", "reason", "message"}``) and the others are used; a
+    UsageError only when none can be."""
     from genlowdim.errors import UsageError
 
     if _is_dataset_ref(spec):
@@ -72,15 +76,31 @@ def load_input(spec: str, data_dir: str | None = None) -> tuple[list[str], list]
         path = path / "cif"  # a sample directory without its extxyz
     elif not path.exists():
         raise UsageError(f"{spec}: no such file or folder (nor a dataset split name:split)")
-    from genlowdim.structures.io import StructureReadError, read_structures
+    from genlowdim.structures.io import StructureReadError, read_each_structure
 
     try:
-        pairs = read_structures(path)
+        pairs, errors = read_each_structure(path)
     except StructureReadError as err:
         raise UsageError(str(err)) from err
     if not pairs:
-        raise UsageError(f"{path}: holds no structures")
+        raise UsageError(f"{path}: holds no usable structures" + (f" ({len(errors)} unusable; first: "
+                                                                  f"{errors[0]})" if errors else ""))
+    for err in errors:
+        print(f"genlowdim: skipped {err} [{err.reason}]", file=sys.stderr)
+        if skipped is not None:
+            skipped.append({"where": str(err).split(": ", 1)[0], "reason": err.reason, "message": str(err)})
     return [i for i, _ in pairs], [s for _, s in pairs]
+
+
+def _record_skipped(out: str, skipped: list[dict]) -> None:
+    """Add the inputs that could not be read to ``out/metrics.json``, beside the metrics they did not enter."""
+    import json
+
+    from genlowdim.runtime import write_json
+
+    path = Path(out) / "metrics.json"
+    if skipped and path.is_file():
+        write_json(path, {**json.loads(path.read_text()), "skipped_inputs": skipped})
 
 
 def pair_by_id(pred_ids, preds, truth_ids, truths, how: str = "auto") -> tuple[list, list[str]]:
@@ -135,8 +155,9 @@ def run(args: argparse.Namespace) -> int:
     from genlowdim.metrics.evaluate import (evaluate_generation, evaluate_reconstruction,
                                             evaluate_reconstruction_best_of, format_table)
 
-    ids, structures = load_input(args.samples, args.data_dir)
-    ref_ids, reference = load_input(args.reference, args.data_dir)
+    skipped: list[dict] = []
+    ids, structures = load_input(args.samples, args.data_dir, skipped)
+    ref_ids, reference = load_input(args.reference, args.data_dir, skipped)
     if args.mode == "reconstruction":
         if args.property_model:
             from genlowdim.errors import UsageError
@@ -153,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         dataset = args.dataset or (args.reference.split(":")[0] if _is_dataset_ref(args.reference) else None)
         cut = args.cutoffs or (None, None)
-        train = load_input(args.train, args.data_dir)[1] if args.train else None
+        train = load_input(args.train, args.data_dir, skipped)[1] if args.train else None
         property_fn = _property_fn(args)
         try:
             report = evaluate_generation(
@@ -167,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
             from genlowdim.errors import UsageError
 
             raise UsageError(str(err)) from err
+    _record_skipped(args.out, skipped)
     print(format_table(report))
+    if skipped:
+        print(f"{len(skipped)} input structures could not be read (named above and in metrics.json)",
+              file=sys.stderr)
     print(f"wrote {Path(args.out) / 'metrics.json'}", file=sys.stderr)
     return 0

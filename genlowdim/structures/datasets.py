@@ -24,7 +24,8 @@ import numpy as np
 from pymatgen.core import Element, Lattice, Structure
 
 from genlowdim.runtime import atomic_write_bytes, atomic_write_text, cache_dir, progress, usable_cpus
-from genlowdim.structures.io import Entry, StructureReadError, entry_to_structure, parse_p1_cif, read_entries
+from genlowdim.structures.io import (Entry, StructureReadError, check_finite, entry_to_structure, parse_p1_cif,
+                                    read_entries)
 from genlowdim.structures.registry import DATASETS, DatasetSpec, get_spec
 
 __all__ = ["CrystalRecord", "LoadReport", "DataError", "record_from_structure", "load_records",
@@ -86,6 +87,7 @@ def record_from_structure(structure, material_id: str, properties: dict | None =
     if not structure.is_ordered:
         raise StructureReadError(f"{source or material_id}: partial occupancies are not supported",
                                  "disordered site")
+    check_finite(structure.lattice.matrix, structure.frac_coords, source or str(material_id))
     _check_cell(structure.lattice, source or str(material_id))
     if niggli:
         structure = structure.get_reduced_structure()
@@ -100,6 +102,7 @@ def _fast_record(entry: Entry, niggli: bool) -> CrystalRecord | None:
     cell = parse_p1_cif(entry.payload)
     if cell is None:
         return None
+    check_finite(np.asarray(cell.params), cell.frac_coords, entry.source)
     elements = [Element(s) for s in cell.symbols]
     electroneg = [e.X for e in elements]  # CifParser sorts sites by (electronegativity, symbol)
     if any(math.isnan(x) for x in electroneg):
@@ -157,9 +160,11 @@ class LoadReport:
     examples: list = field(default_factory=list)
     notes: list = field(default_factory=list)
 
-    def add_skip(self, reason: str, where: str, message: str) -> None:
+    def add_skip(self, reason: str, where: str, message: str, every: bool = False) -> None:
+        """Count one skipped row; its message is kept among the first few of its reason, or always when
+        ``every`` (the files of a folder: each bad one is named)."""
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
-        if self.skipped[reason] <= MAX_EXAMPLES_PER_REASON:
+        if every or self.skipped[reason] <= MAX_EXAMPLES_PER_REASON:
             self.examples.append({"reason": reason, "where": where, "message": message})
 
     @property
@@ -173,7 +178,7 @@ class LoadReport:
     def summary(self) -> str:
         lines = [f"{self.source}: {self.loaded} of {self.total} rows loaded, {self.num_skipped} skipped"]
         lines += [f"  {count:6d}  {reason}" for reason, count in sorted(self.skipped.items())]
-        lines += [f"  e.g. {ex['message']}" for ex in self.examples]
+        lines += [f"  e.g. {ex['message']} [{ex['reason']}]" for ex in self.examples]
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -219,7 +224,8 @@ def resolve_dataset_path(name: str, split: str, data_dir: str | Path | None = No
 
 # ---------------------------------------------------------------- cache
 # 3: arrays (.npz, read with allow_pickle=False) + JSON; formats 1-2 were pickles and are never read.
-CACHE_FORMAT = 3
+# 4: rows with a non-finite lattice or coordinate are skipped (a format-3 entry may hold them).
+CACHE_FORMAT = 4
 
 
 def _content_hash(path: Path) -> str:
@@ -322,7 +328,7 @@ def _build(path: Path, options: tuple, workers: int) -> tuple[list[CrystalRecord
         if isinstance(result, CrystalRecord):
             records.append(result)
         else:
-            report.add_skip(*result)
+            report.add_skip(*result, every=path.is_dir())
     report.loaded = len(records)
     return records, report
 

@@ -1,4 +1,4 @@
-"""Structure I/O: folders of CIFs, single/multi-block CIF, extxyz (ASE), CDVAE-style CSV, genlowdim JSON.
+"""Structure input: folders of CIFs, single/multi-block CIF, extxyz (ASE), CDVAE-style CSV, genlowdim JSON.
 
 Readers accept ``.gz`` transparently. They first list *entries* (one per CSV row, CIF block, extxyz frame
 or JSON item, with an id and a ``"file:index"`` source), then turn entries into pymatgen ``Structure``s,
@@ -6,7 +6,8 @@ so a loader can parse in parallel and report bad rows by file and row (``genlowd
 Failures raise ``StructureReadError`` naming the file and the row/block/frame. Plain P1 CIFs (all CDVAE
 data) take a fast path that builds the ``Structure`` ``CifParser`` would (coordinates wrapped into [0, 1),
 sites sorted by electronegativity; checked against it in the tests); anything else (symmetry operations,
-partial occupancy, oxidation states, uncertainties, quoting) goes through ``CifParser``.
+partial occupancy, oxidation states, uncertainties, quoting) goes through ``CifParser``. The writers
+live in :mod:`genlowdim.structures.writers` and are importable from here as well.
 """
 from __future__ import annotations
 
@@ -18,18 +19,17 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from pymatgen.core import Element, Lattice, Structure
 
-from genlowdim.runtime import atomic_write_bytes
+from genlowdim.structures.writers import JSON_FORMAT, write_cif, write_extxyz, write_json
 
 __all__ = ["StructureReadError", "Entry", "read_entries", "entry_to_structure", "read_structures",
-           "parse_cif", "parse_p1_cif", "P1Cell", "split_cif_blocks", "write_cif", "write_extxyz", "write_json", "read_json",
-           "JSON_FORMAT"]
+           "read_each_structure", "check_finite", "parse_cif", "parse_p1_cif", "P1Cell", "split_cif_blocks",
+           "write_cif", "write_extxyz", "write_json", "read_json", "JSON_FORMAT"]
 
-JSON_FORMAT = "genlowdim.structures"
 CIF_SUFFIXES = (".cif", ".mcif")
 EXTXYZ_SUFFIXES = (".extxyz", ".xyz")
 # CSV columns that are bookkeeping, not material properties
@@ -187,6 +187,7 @@ def parse_cif(text: str, where: str = "<string>") -> Structure:
     """One CIF block -> ``Structure`` (fast P1 path, else pymatgen ``CifParser``; see module docstring)."""
     cell = parse_p1_cif(text)
     if cell is not None:  # built as CifParser builds it: sites sorted by electronegativity
+        check_finite(np.asarray(cell.params), cell.frac_coords, where)
         return Structure(Lattice.from_parameters(*cell.params), cell.symbols, cell.frac_coords,
                          labels=cell.labels).get_sorted_structure()
     from pymatgen.io.cif import CifParser
@@ -236,7 +237,6 @@ def _as_float(value: Any) -> float | None:
 # ---------------------------------------------------------------- extxyz
 def _extxyz_entries(path: Path) -> list[Entry]:
     import ase.io   # only extxyz needs ASE, whose import takes ~0.5 s
-    from pymatgen.io.ase import AseAtomsAdaptor
 
     try:
         frames = ase.io.read(io.StringIO(_read_text(path)), index=":", format="extxyz")
@@ -244,20 +244,29 @@ def _extxyz_entries(path: Path) -> list[Entry]:
         raise StructureReadError(f"{path}: unreadable extxyz ({type(err).__name__}: {err})") from err
     entries = []
     for k, atoms in enumerate(frames):
-        where = f"{path}:{k}"
-        if not atoms.pbc.all() or abs(atoms.cell.volume) < 1e-8:
-            raise StructureReadError(f"{where}: frame {k} is not a periodic crystal (pbc {atoms.pbc.tolist()}, "
-                                     f"cell volume {atoms.cell.volume:.3g} Å³)")
-        info = dict(atoms.info)
-        if atoms.calc is not None:  # ASE moves energy/stress/... of a frame into a calculator
-            info.update(atoms.calc.results)
-        material_id = str(info.pop("material_id", f"{_stem(path)}:{k}"))
-        properties = {key: float(v) for key, v in info.items()
-                      if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
-        atoms.info, atoms.calc = {}, None
-        structure = AseAtomsAdaptor.get_structure(atoms)
-        entries.append(Entry(material_id, where, "structure", structure, properties))
+        try:
+            entries.append(_frame_entry(atoms, path, k))
+        except StructureReadError as err:   # this frame only: the file's other frames are still read
+            entries.append(Entry(f"{_stem(path)}:{k}", f"{path}:{k}", "error", err, {}))
     return entries
+
+
+def _frame_entry(atoms, path: Path, k: int) -> Entry:
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    where = f"{path}:{k}"
+    check_finite(atoms.cell.array, atoms.positions, f"{where}: frame {k}")
+    if not atoms.pbc.all() or abs(atoms.cell.volume) < 1e-8:
+        raise StructureReadError(f"{where}: frame {k} is not a periodic crystal (pbc {atoms.pbc.tolist()}, "
+                                 f"cell volume {atoms.cell.volume:.3g} Å³)")
+    info = dict(atoms.info)
+    if atoms.calc is not None:  # ASE moves energy/stress/... of a frame into a calculator
+        info.update(atoms.calc.results)
+    material_id = str(info.pop("material_id", f"{_stem(path)}:{k}"))
+    properties = {key: float(v) for key, v in info.items()
+                  if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+    atoms.info, atoms.calc = {}, None
+    return Entry(material_id, where, "structure", AseAtomsAdaptor.get_structure(atoms), properties)
 
 
 # ---------------------------------------------------------------- JSON
@@ -273,14 +282,25 @@ def _json_entries(path: Path) -> list[Entry]:
                   dict(item.get("properties") or {})) for k, item in enumerate(data.get("structures", []))]
 
 
+def _folder_file_entries(path: Path) -> list[Entry]:
+    """One CIF file of a folder; a file that cannot be read becomes one ``"error"`` entry carrying its
+    error, so that it is reported by name and reason and the folder's other files are still read."""
+    try:
+        return _cif_entries(path)
+    except StructureReadError as err:
+        return [Entry(_stem(path), str(path), "error", err, {})]
+
+
 def read_entries(path: str | Path) -> list[Entry]:
-    """List the entries of a structure file or of a folder of CIF files (sorted by file name)."""
+    """List the entries of a structure file or of a folder of CIF files (sorted by file name). A folder's
+    unreadable file, or an extxyz frame that is no usable crystal, is an entry of kind ``"error"`` whose
+    conversion raises its error (:func:`entry_to_structure`), so that the others are still read."""
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if _base_suffix(p) in CIF_SUFFIXES)
         if not files:
             raise StructureReadError(f"{path}: folder holds no .cif or .cif.gz files")
-        return [entry for f in files for entry in _cif_entries(f)]
+        return [entry for f in files for entry in _folder_file_entries(f)]
     if not path.exists():
         raise StructureReadError(f"{path}: no such file or folder")
     suffix = _base_suffix(path)
@@ -295,7 +315,10 @@ def read_entries(path: str | Path) -> list[Entry]:
 
 def entry_to_structure(entry: Entry) -> Structure:
     """Turn one entry into a ``Structure``; raises ``StructureReadError`` naming ``entry.source``
-    (also for species that are no chemical element, e.g. a CIF's unknown symbol "Xx")."""
+    (also for species that are no chemical element, e.g. a CIF's unknown symbol "Xx", and for non-finite
+    lattice or coordinate values)."""
+    if entry.kind == "error":   # a folder's file, or an extxyz frame, that could not be read
+        raise entry.payload
     if entry.kind == "structure":
         structure = entry.payload
     elif entry.kind == "cif":
@@ -309,7 +332,22 @@ def entry_to_structure(entry: Entry) -> Structure:
             raise StructureReadError(f"{entry.source}: not a pymatgen structure dict "
                                      f"({type(err).__name__}: {err})") from err
     _check_elements(structure, entry.source)
+    check_finite(structure.lattice.matrix, structure.frac_coords, entry.source)
     return structure
+
+
+def check_finite(lattice: np.ndarray, coords: np.ndarray, where: str) -> None:
+    """StructureReadError ("non-finite value") naming the first NaN/inf of a lattice (3x3 matrix, or the six
+    parameters a, b, c, alpha, beta, gamma) or of a site's coordinates ``coords: (N, 3)``."""
+    lattice, coords = np.asarray(lattice, dtype=float), np.asarray(coords, dtype=float).reshape(-1, 3)
+    if not np.isfinite(lattice).all():
+        what = (f"lattice parameters {np.round(lattice, 4).tolist()}" if lattice.shape == (6,)
+                else f"lattice vectors {np.round(lattice, 4).tolist()}")
+        raise StructureReadError(f"{where}: non-finite {what}", "non-finite value")
+    bad = np.nonzero(~np.isfinite(coords).all(axis=1))[0]
+    if len(bad):
+        raise StructureReadError(f"{where}: site {bad[0]} has non-finite coordinates {coords[bad[0]].tolist()}"
+                                 f"{f' ({len(bad)} sites in all)' if len(bad) > 1 else ''}", "non-finite value")
 
 
 def _check_elements(structure: Structure, where: str) -> None:
@@ -327,77 +365,19 @@ def read_structures(path: str | Path) -> list[tuple[str, Structure]]:
     return [(entry.material_id, entry_to_structure(entry)) for entry in read_entries(path)]
 
 
+def read_each_structure(path: str | Path) -> tuple[list[tuple[str, Structure]], list[StructureReadError]]:
+    """Like :func:`read_structures`, but every file, row, block and frame is read: returns the good ones as
+    ``(id, Structure)`` and each bad one's error (its message names the file and row, ``reason`` says why).
+    A path that cannot be listed at all (missing, unknown format, an unreadable single file) still raises."""
+    good, bad = [], []
+    for entry in read_entries(path):
+        try:
+            good.append((entry.material_id, entry_to_structure(entry)))
+        except StructureReadError as err:
+            bad.append(err)
+    return good, bad
+
+
 def read_json(path: str | Path) -> list[tuple[str, Structure]]:
     """Structures from a file written by :func:`write_json` (``read_structures`` reads it too)."""
     return [(e.material_id, entry_to_structure(e)) for e in _json_entries(Path(path))]
-
-
-# ---------------------------------------------------------------- writers
-def _write(path: Path, text: str) -> None:
-    data = text.encode("utf-8")
-    atomic_write_bytes(path, gzip.compress(data, mtime=0) if path.name.lower().endswith(".gz") else data)
-
-
-def _ids(structures: Sequence[Structure], ids: Sequence[str] | None) -> list[str]:
-    if ids is None:
-        return [f"structure_{k}" for k in range(len(structures))]
-    if len(ids) != len(structures):
-        raise ValueError(f"got {len(ids)} ids for {len(structures)} structures")
-    return [str(i) for i in ids]
-
-
-def _cif_text(structure: Structure, name: str) -> str:
-    from pymatgen.io.cif import CifWriter
-
-    text = str(CifWriter(structure))
-    # the block name becomes the id on reading; keep it free of whitespace
-    block = "data_" + re.sub(r"\s+", "_", name)
-    return re.sub(r"^data_.*$", lambda _: block, text, count=1, flags=re.MULTILINE)
-
-
-def write_cif(structures: Sequence[Structure], path: str | Path, ids: Sequence[str] | None = None,
-              multiblock: bool = False) -> list[Path]:
-    """Write P1 CIFs: one file ``<path>/<id>.cif`` per structure, or one multi-block file at ``path``
-    (block names = ids). Returns the written paths."""
-    path, names = Path(path), _ids(structures, ids)
-    if multiblock:
-        _write(path, "".join(_cif_text(s, n) for s, n in zip(structures, names)))
-        return [path]
-    path.mkdir(parents=True, exist_ok=True)
-    out = [path / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', name)}.cif" for name in names]
-    for structure, name, target in zip(structures, names, out):
-        _write(target, _cif_text(structure, name))
-    return out
-
-
-def write_extxyz(structures: Sequence[Structure], path: str | Path, ids: Sequence[str] | None = None,
-                 info: dict[str, Sequence[Any]] | None = None) -> Path:
-    """Write an extxyz file via ASE; ``info`` maps a key to one value per structure (stored per frame,
-    read back as properties when numeric); the id is stored as ``material_id``."""
-    import ase.io   # only extxyz needs ASE, whose import takes ~0.5 s
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    path, names, info = Path(path), _ids(structures, ids), dict(info or {})
-    for key, values in info.items():
-        if len(values) != len(structures):
-            raise ValueError(f"info[{key!r}] has {len(values)} values for {len(structures)} structures")
-    frames = [AseAtomsAdaptor.get_atoms(s) for s in structures]
-    for k, (atoms, name) in enumerate(zip(frames, names)):
-        atoms.info = {"material_id": name, **{key: values[k] for key, values in info.items()}}
-    buffer = io.StringIO()
-    ase.io.write(buffer, frames, format="extxyz")
-    _write(path, buffer.getvalue())
-    return path
-
-
-def write_json(structures: Sequence[Structure], path: str | Path, ids: Sequence[str] | None = None,
-               properties: Sequence[dict] | None = None) -> Path:
-    """Write structures (pymatgen ``as_dict``) with ids and optional per-structure property dicts."""
-    path, names = Path(path), _ids(structures, ids)
-    if properties is not None and len(properties) != len(structures):
-        raise ValueError(f"got {len(properties)} property dicts for {len(structures)} structures")
-    items = [{"material_id": n, "structure": s.as_dict(),
-              "properties": dict(properties[k]) if properties is not None else {}}
-             for k, (s, n) in enumerate(zip(structures, names))]
-    _write(path, json.dumps({"format": JSON_FORMAT, "version": 1, "structures": items}))
-    return path

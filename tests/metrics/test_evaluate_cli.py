@@ -142,3 +142,24 @@ def test_no_generated_fingerprint_means_nothing_is_covered(tmp_path, monkeypatch
     assert m["struct_valid"] == 0.0 and m["valid"] == 0.0
     assert m["cov_recall"] == 0.0 and m["cov_precision"] == 0.0 and m["amsd_recall"] is None
     assert report["params"]["struct_valid"]["invalid_reasons"]["construction_failed"] == 2
+
+
+def test_a_folder_with_unreadable_files_is_evaluated_on_its_good_ones(files, capsys):
+    """One bad file never stops a folder: each is named with its reason (stderr and metrics.json), the
+    others are evaluated."""
+    tmp, ss, ids = files
+    folder = tmp / "cifs"
+    write_cif(ss, folder, ids=ids)
+    (folder / "binary.cif").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff" * 10)
+    (folder / "unknown.cif").write_text((folder / "p0.cif").read_text().replace("data_p0", "data_x")
+                                        .replace(f" {ss[0][0].specie.symbol} ", " Xx ", 1))
+    out = tmp / "eval_folder"
+    assert main(["evaluate", str(folder), "--reference", str(tmp / "ref.extxyz"), "--dataset", "perov_5",
+                 "--out", str(out), "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "binary.cif: cannot read file" in err and "[unreadable file]" in err
+    assert "unknown.cif" in err
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["metrics"]["cov_recall"] == 1.0   # the five good crystals against themselves
+    assert sorted(s["where"].rsplit("/", 1)[-1].split(":")[0] for s in report["skipped_inputs"]) == \
+        ["binary.cif", "unknown.cif"]

@@ -12,8 +12,8 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifParser, CifWriter
 
-from genlowdim.structures.io import (StructureReadError, parse_cif, parse_p1_cif, read_entries, read_json,
-                                  read_structures, write_cif, write_extxyz, write_json)
+from genlowdim.structures.io import (StructureReadError, parse_cif, parse_p1_cif, read_each_structure, read_entries,
+                                    read_json, read_structures, write_cif, write_extxyz, write_json)
 
 PEROV_TEST = Path(__file__).resolve().parents[2] / "datasets" / "perov_5" / "test.csv.gz"
 
@@ -164,7 +164,7 @@ def test_errors_name_file_and_row(tmp_path, small_structures):
     molecule = tmp_path / "mol.xyz"
     molecule.write_text("2\nProperties=species:S:1:pos:R:3\nH 0 0 0\nH 0 0 0.74\n")
     with pytest.raises(StructureReadError, match=r"mol\.xyz:0: frame 0 is not a periodic crystal"):
-        read_entries(molecule)
+        read_structures(molecule)   # listed as an entry that carries the error, raised on conversion
     truncated = tmp_path / "cut.cif.gz"
     truncated.write_bytes(gzip.compress(good.encode())[:40])
     with pytest.raises(StructureReadError, match=r"cut\.cif\.gz: cannot read file"):
@@ -177,3 +177,28 @@ def test_writers_check_lengths(tmp_path, small_structures):
         write_cif(structures, tmp_path / "x", ids=["a", "b"])
     with pytest.raises(ValueError, match=r"info\['e'\] has 1 values"):
         write_extxyz(structures, tmp_path / "x.extxyz", info={"e": [1.0]})
+
+
+@pytest.mark.parametrize("tag, value, message", [
+    ("_cell_length_a", "nan", "non-finite lattice parameters"),
+    ("_cell_angle_beta", "inf", "non-finite lattice parameters"),
+    (None, "nan", "site 0 has non-finite coordinates"),
+])
+def test_non_finite_cif_values_are_rejected_by_name(tmp_path, tag, value, message):
+    """Both record builders (the fast P1 path and pymatgen's) and read_structures refuse NaN/inf."""
+    from genlowdim.structures.datasets import load_records
+
+    text = str(CifWriter(Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [.5, .5, .5]])))
+    lines = text.splitlines()
+    if tag is not None:
+        lines = [f"{tag}   {value}" if line.startswith(tag) else line for line in lines]
+    else:
+        row = next(k for k, line in enumerate(lines) if line.split()[:1] == ["Na"])
+        words = lines[row].split()
+        lines[row] = "  ".join(words[:3] + [value] + words[4:])
+    (tmp_path / "x.cif").write_text("\n".join(lines) + "\n")
+    records, report, _, _ = load_records(tmp_path / "x.cif", cache=False, workers=1)
+    assert not records and report.skipped == {"non-finite value": 1}
+    assert message in report.examples[0]["message"]
+    good, bad = read_each_structure(tmp_path)   # the folder: read, the bad file named
+    assert not good and message in str(bad[0]) and "x.cif" in str(bad[0])

@@ -68,10 +68,9 @@ def train_and_judge(cfg, n: int, steps: int, out_dir: Path, *, num: int, sampler
 
 
 def _records(cfg, n: int):
-    from genlowdim.crystal.data import load_dataset
-    from genlowdim.crystal.cdvae.training import resolve_max_atoms
+    from genlowdim.crystal.cdvae.training import load_split_dataset
 
-    ds = load_dataset(cfg.data.dataset, "train", niggli=cfg.data.niggli, max_atoms=resolve_max_atoms(cfg))
+    ds = load_split_dataset(cfg, "train")
     return ds.records[:n]
 
 

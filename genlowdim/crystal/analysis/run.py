@@ -41,10 +41,9 @@ def quick_settings() -> AnalysisSettings:
 
 def load_with_records(cfg, split: str, limit: int | None):
     """(records, PyG items) of one split of the checkpoint's dataset."""
-    from genlowdim.crystal.data import load_dataset
-    from genlowdim.crystal.cdvae.training import resolve_max_atoms
+    from genlowdim.crystal.cdvae.training import load_split_dataset
 
-    ds = load_dataset(cfg.data.dataset, split, niggli=cfg.data.niggli, max_atoms=resolve_max_atoms(cfg))
+    ds = load_split_dataset(cfg, split)
     n = len(ds) if limit is None else min(limit, len(ds))
     return ds.records[:n], [ds[i] for i in range(n)]
 

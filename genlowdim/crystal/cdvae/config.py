@@ -11,19 +11,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from genlowdim.config import apply_overrides, from_dict, load_yaml, to_dict
+from genlowdim.config import apply_overrides, check_fields, from_dict, load_yaml, to_dict
 from genlowdim.crystal.geometry.settings import GraphNetConfig
-from genlowdim.train import TrainSettings
+from genlowdim.train_settings import TrainSettings
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """``dataset``: a registered name (``perov_5``) or a directory of CDVAE-format ``{train,val,test}.csv[.gz]``."""
+    """``dataset``: a registered name (``perov_5``), a directory of CDVAE-format ``{train,val,test}.csv[.gz]``
+    or the name of such a directory under ``data_dir`` (``genlowdim data import`` writes them)."""
     dataset: str = "perov_5"
-    max_atoms: int | None = None         # None: the dataset's registered maximum
+    data_dir: str | None = None          # where datasets are looked up (also --data-dir of genlowdim train)
+    max_atoms: int | None = None         # None: the largest cell of a dataset folder, or the registered maximum
     niggli: bool = True
     train_limit: int | None = None       # first N training crystals (quick tests)
     val_limit: int | None = None         # first N validation crystals used by the val loss
+
+    def __post_init__(self) -> None:
+        check_fields(self, max_atoms="positive", train_limit="positive", val_limit="positive")
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,14 @@ class ModelConfig:
     cost_composition: float = 1.0
     cost_property: float = 1.0
 
+    def __post_init__(self) -> None:
+        check_fields(self, latent_dim="positive", head_hidden="positive", sigma_begin="positive",
+                     sigma_end="positive", num_noise_levels="positive", type_sigma_begin="positive",
+                     type_sigma_end="positive", num_type_noise_levels="positive",
+                     teacher_forcing_max_epoch="non_negative",
+                     **{f"cost_{k}": "non_negative" for k in ("natom", "lattice", "coord", "type", "kld",
+                                                              "composition", "property")})
+
 
 @dataclass(frozen=True)
 class SamplerSpec:
@@ -60,6 +73,9 @@ class SamplerSpec:
     steps_each: int = 100
     step_lr: float = 1e-4
     steps: int = 50
+
+    def __post_init__(self) -> None:
+        check_fields(self, steps_each="positive", step_lr="positive", steps="positive")
 
 
 def default_samplers() -> dict[str, SamplerSpec]:

@@ -18,6 +18,7 @@ from genlowdim.crystal.cdvae.config import CrystalConfig
 from genlowdim.crystal.data import load_dataset
 from genlowdim.crystal.cdvae.model import CDVAE, scaled_lattice_target
 from genlowdim.crystal.cdvae.property import PropertyPredictor
+from genlowdim.structures.folders import find_dataset_folder, folder_max_atoms, folder_property, split_files
 from genlowdim.structures.registry import get_spec
 from genlowdim.train import fit, plot_losses
 
@@ -25,25 +26,32 @@ FAMILY = "crystal"
 
 
 def resolve_max_atoms(cfg: CrystalConfig) -> int:
-    """The config's ``data.max_atoms`` or the dataset's registered maximum."""
+    """The config's ``data.max_atoms``, else a dataset folder's largest cell, else the registered maximum."""
     if cfg.data.max_atoms is not None:
         return int(cfg.data.max_atoms)
-    if Path(cfg.data.dataset).is_dir():
-        raise ValueError(f"data.dataset {cfg.data.dataset!r} is a folder: set data.max_atoms in the config")
+    folder = find_dataset_folder(cfg.data.dataset, cfg.data.data_dir)
+    if folder is not None:
+        return folder_max_atoms(folder, cfg.data.niggli)
     return int(get_spec(cfg.data.dataset).max_atoms)
+
+
+def load_split_dataset(cfg: CrystalConfig, split: str):
+    """The ``CrystalDataset`` of one split of the config's dataset: a registered name, a folder, or a folder
+    ``NAME`` under ``data.data_dir`` (whose imported property column becomes ``y``)."""
+    name, split_arg, prop = cfg.data.dataset, split, None
+    folder = find_dataset_folder(cfg.data.dataset, cfg.data.data_dir)
+    if folder is not None:   # a folder of CDVAE-format split files (genlowdim data import writes them)
+        files = split_files(folder)
+        if split not in files:
+            raise FileNotFoundError(f"{folder}: no {split}.csv or {split}.csv.gz")
+        name, split_arg, prop = str(files[split]), None, folder_property(folder)
+    return load_dataset(name, split_arg, niggli=cfg.data.niggli, max_atoms=resolve_max_atoms(cfg),
+                        data_dir=cfg.data.data_dir, property=prop)
 
 
 def load_split(cfg: CrystalConfig, split: str, limit: int | None = None):
     """Items (PyG ``Data``) of one split, at most ``limit``; raises ValueError if none are usable."""
-    source, name = Path(cfg.data.dataset), cfg.data.dataset
-    if source.is_dir():   # a folder of CDVAE-format split files
-        found = [source / f"{split}{ext}" for ext in (".csv", ".csv.gz") if (source / f"{split}{ext}").is_file()]
-        if not found:
-            raise FileNotFoundError(f"{source}: no {split}.csv or {split}.csv.gz")
-        name, split_arg = str(found[0]), None
-    else:
-        split_arg = split
-    ds = load_dataset(name, split_arg, niggli=cfg.data.niggli, max_atoms=resolve_max_atoms(cfg))
+    ds = load_split_dataset(cfg, split)
     items = [ds[i] for i in range(len(ds) if limit is None else min(limit, len(ds)))]
     if not items:
         raise ValueError(f"dataset {cfg.data.dataset!r} split {split!r}: no usable crystals "
@@ -68,6 +76,16 @@ def fit_scalers(model, items) -> None:
         model.lattice_scaler.fit(scaled_lattice_target(lengths, angles, num_atoms))
     if y is not None and torch.isfinite(y).all():
         model.property_scaler.fit(y)
+
+
+def check_property(cfg: CrystalConfig, items) -> None:
+    """ConfigError when the config asks for a property head and the training data has no finite property."""
+    from genlowdim.config import ConfigError
+
+    if getattr(cfg.model, "predict_property", False) and not all(torch.isfinite(d.y).all() for d in items):
+        raise ConfigError(f"model.predict_property is true but dataset {cfg.data.dataset!r} has no finite "
+                          f"property for every training crystal: import it with --property COLUMN, or "
+                          f"--set model.predict_property=false")
 
 
 def make_loss_fn(cfg: CrystalConfig):
@@ -112,6 +130,7 @@ def train_cdvae(cfg: CrystalConfig, out_dir: str | Path, *, resume: bool = False
     with torch.random.fork_rng(devices=[]):   # seeded initial weights, global RNG left untouched
         torch.manual_seed(cfg.train.seed)
         model = build_model(cfg, max_atoms)
+    check_property(cfg, train_items)
     fit_scalers(model, train_items)
     if hasattr(model, "encoder"):   # the training cells never change: build the encoder's edges once
         model.encoder.attach_edges(train_items)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from genlowdim.config import check_fields
+
 
 @dataclass(frozen=True)
 class GraphNetConfig:
@@ -19,3 +21,9 @@ class GraphNetConfig:
     radial_hidden: int = 64
     avg_num_neighbors: float = 12.0
     readout_dim: int | None = None       # encoder only: per-atom readout width before pooling (None: num_scalars)
+
+    def __post_init__(self) -> None:
+        check_fields(self, num_layers="positive", num_scalars="positive", num_vectors="non_negative",
+                     num_l2="non_negative", lmax_sh="positive", cutoff="positive", max_neighbors="positive",
+                     num_basis="positive", radial_hidden="positive", avg_num_neighbors="positive",
+                     readout_dim="positive")
