@@ -103,6 +103,15 @@ def write_reconstructions(crystals: CrystalModel, items: list, split: str, out_d
     return summary
 
 
+def _data_record(cfg: CrystalConfig) -> dict:
+    """The data section as reconstruction settings record it: ``data_dir`` only when one is given, so that
+    folders written before the field existed still resume."""
+    data = to_dict(cfg.data)
+    if data.get("data_dir") is None:
+        data.pop("data_dir", None)
+    return data
+
+
 def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *, batch_size: int = 500,
                     seed: int = 0, sampler: str | None = None, steps: int | None = None,
                     checkpoint: str | None = None, overwrite: bool = False, protocol: dict | None = None,
@@ -134,7 +143,7 @@ def reconstruct(model, cfg: CrystalConfig, split: str, out_dir: str | Path, *, n
     crystals = CDVAECrystals(model, cfg.sampling, sampler=sampler, steps=steps, latent=latent)
     return write_reconstructions(
         crystals, load_split(cfg, split, num), split, out_dir, batch_size=batch_size, seed=seed,
-        overwrite=overwrite, settings={"data": to_dict(cfg.data), "latent": latent, "protocol": protocol},
+        overwrite=overwrite, settings={"data": _data_record(cfg), "latent": latent, "protocol": protocol},
         manifest={"sampler": crystals.sampler_name, "steps": steps, "protocol": protocol,
                   "dataset": cfg.data.dataset,
                   "latent": "posterior mean (mu)" if latent == "mean" else "posterior sample (mu + sigma * eps)"})
