@@ -90,8 +90,8 @@ def main() -> None:
     print(f"property head on the {err['num']} val crystals' μ: error std {err['std']:.3f}, MAE {err['mae']:.3f} "
           f"(the --target-margin rule: one std)", flush=True)
     target = PropertyTarget(name, high=threshold)
-    print(f"target {target} (train p{args.percentile:g}; head screen {target.shrunk(args.margin)}); sampler {record['sampler']}, types "
-          f"{record['type_update']}", flush=True)
+    print(f"target {target} (train p{args.percentile:g}; head screen {target.shrunk(args.margin)}); sampler {record.sampler}, types "
+          f"{record.type_update}", flush=True)
     rows = []
     from genlowdim.crystal.latents import draw_latents, encode_pool
 

@@ -123,7 +123,7 @@ def reconstruction_table(model, cfg, rows: Rows, args) -> list[dict]:
             preds, calls = _batched(
                 lambda k, n, g: reconstruct_batch(
                     model, Batch.from_data_list(items[k * args.batch_size:k * args.batch_size + n]),
-                    used.sampling, generator=g, sample_latent=record["latent"] == "sample"),
+                    used.sampling, generator=g, sample_latent=record.latent == "sample"),
                 len(items), args.batch_size, args.seed)
             report = evaluate_reconstruction(preds, truths)
             row = rows.add({"table": "reconstruction", "name": name, "seconds": time.perf_counter() - t0,

@@ -117,8 +117,8 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     aimed = "" if target is None else (f"; aimed at {target}: {manifest['head_accepted']} of {manifest['count']} "
                                        f"passed the property head's screen {manifest['head_screen']} "
                                        f"(margin {manifest['target_margin']:g}; {manifest['draws']} latents drawn)")
-    print(f"wrote {manifest['count']} crystals to {args.out} ({record['protocol']} protocol, sampler "
-          f"{record['sampler']}){aimed}")
+    print(f"wrote {manifest['count']} crystals to {args.out} ({record.protocol} protocol, sampler "
+          f"{record.sampler}){aimed}")
     return 0
 
 
@@ -200,7 +200,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     result = optimize_property(model, cfg, args.out, property_name=args.property, split=args.split,
                                num=args.num, steps=args.opt_steps, decode_every=args.decode_every, lr=args.lr,
                                seed=args.seed, property_model=prop_model, protocol=record)
-    print({k: result[k] for k in ("SR5", "SR10", "SR15")}, f"({record['protocol']} protocol)")
+    print({k: result[k] for k in ("SR5", "SR10", "SR15")}, f"({record.protocol} protocol)")
     return 0
 
 

@@ -90,9 +90,16 @@ def _decode_worker(rank, world, port, out):
     model, cfg = _tiny_model()
     sample_crystals(model, cfg, 5, os.path.join(out, "samples"), batch_size=2, seed=4, sampler="ald_fast")
     reconstruct(model, cfg, "val", os.path.join(out, "recon"), num=5, batch_size=2, seed=4, sampler="ald_fast",
-                protocol={"latent": "sample"})
+                protocol=_posterior_samples(cfg))
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
+
+
+def _posterior_samples(cfg):
+    """Decode settings that reconstruct from posterior samples (z = μ + σ·ε: noise drawn per batch)."""
+    from genlowdim.crystal.cdvae.protocols import resolve
+
+    return resolve("genlowdim", "reconstruct", cfg, sampler="ald_fast", latent="sample")[1]
 
 
 def test_sampling_and_reconstruction_shared_by_two_processes_equal_one_process(tmp_path, monkeypatch):
@@ -110,7 +117,7 @@ def test_sampling_and_reconstruction_shared_by_two_processes_equal_one_process(t
         one = tmp_path / "one"
         sample_crystals(model, cfg, 5, one / "samples", batch_size=2, seed=4, sampler="ald_fast")
         reconstruct(model, cfg, "val", one / "recon", num=5, batch_size=2, seed=4, sampler="ald_fast",
-                    protocol={"latent": "sample"})
+                    protocol=_posterior_samples(cfg))
     finally:
         torch.set_num_threads(before)
     for name in ("samples/samples.extxyz", "recon/predictions.extxyz", "recon/truth.extxyz"):

@@ -94,9 +94,12 @@ def run_csp(model, cfg, formulas: list[torch.Tensor], ids: list[str], out_dir, *
             settings: CSPSettings = CSPSettings(), pool_size: int = 2000, extra_settings: dict | None = None,
             **kw) -> dict:
     """:func:`write_candidates` of a CDVAE proposing latents by ``settings`` (the ``posterior*`` and ``*_opt``
-    methods encode the first ``pool_size`` training crystals, once a batch is left to run)."""
+    methods encode the first ``pool_size`` training crystals, once a batch is left to run); ``protocol`` (in
+    ``kw``): the :class:`~genlowdim.crystal.cdvae.protocols.DecodeSettings` it was resolved from."""
     crystals = CDVAECrystals(model, cfg.sampling, csp=settings,
                              pool_loader=lambda: load_pool(model, cfg, settings, pool_size))
+    if kw.get("protocol") is not None:
+        kw["protocol"] = kw["protocol"].to_dict()
     return write_candidates(crystals, formulas, ids, out_dir, samples=samples,
                             settings={"csp": to_dict(settings), "pool_size": pool_size if needs_pool(settings) else None},
                             describe={"method": settings.method, "csp": to_dict(settings),

@@ -4,9 +4,8 @@
 :func:`sample_crystals` and :func:`reconstruct` are their CDVAE entry points (a model, its config and the
 user's sampler choice). All run on :class:`~genlowdim.crystal.runs.BatchRun`: resumable into the same folder,
 only with the same settings (weights, seed, sampler and its spec, counts, type update, device), and shared
-between ``torchrun`` processes with the output of one. ``protocol``: the record of
-:func:`genlowdim.crystal.cdvae.protocols.resolve`, kept in the manifest and in the settings that a resumed run
-must match.
+between ``torchrun`` processes with the output of one. ``protocol``: the record
+(``DecodeSettings.to_dict()``) kept in the manifest and in the settings that a resumed run must match.
 """
 from __future__ import annotations
 
@@ -114,9 +113,10 @@ def _data_record(cfg: CrystalConfig) -> dict:
 
 def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *, batch_size: int = 500,
                     seed: int = 0, sampler: str | None = None, steps: int | None = None,
-                    checkpoint: str | None = None, overwrite: bool = False, protocol: dict | None = None,
+                    checkpoint: str | None = None, overwrite: bool = False, protocol=None,
                     target=None, max_draws: int = 1000, target_pool=None, target_margin: float = 0.0) -> dict:
-    """:func:`write_samples` of a CDVAE with ``cfg.sampling`` (``sampler``/``steps`` override it).
+    """:func:`write_samples` of a CDVAE with ``cfg.sampling`` (``sampler``/``steps`` override it); ``protocol``:
+    the :class:`~genlowdim.crystal.cdvae.protocols.DecodeSettings` it was resolved from (recorded).
 
     ``target`` (:class:`~genlowdim.crystal.tasks.targeted.PropertyTarget`): decode only prior draws whose property
     head meets it (rejection, at most ``max_draws`` head evaluations per crystal; see
@@ -124,26 +124,28 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
     ``target_pool`` (a :class:`~genlowdim.crystal.latents.LatentPool`): draw from it instead of N(0, I);
     ``target_margin``: the head screens ``target`` moved this far inwards (property units)."""
     crystals = CDVAECrystals(model, cfg.sampling, sampler=sampler, steps=steps)
+    record = protocol.to_dict() if protocol is not None else None
     aim = None if target is None else Aim(target, max_draws=max_draws, pool=target_pool, margin=target_margin)
     return write_samples(crystals, num, out_dir, batch_size=batch_size, seed=seed, overwrite=overwrite,
-                         protocol=protocol, aim=aim,
-                         manifest={"sampler": crystals.sampler_name, "steps": steps, "protocol": protocol,
+                         protocol=record, aim=aim,
+                         manifest={"sampler": crystals.sampler_name, "steps": steps, "protocol": record,
                                    "checkpoint": str(checkpoint) if checkpoint else None,
                                    "sampling_config": to_dict(cfg.sampling)})
 
 
 def reconstruct(model, cfg: CrystalConfig, split: str, out_dir: str | Path, *, num: int | None = None,
                 batch_size: int = 500, seed: int = 0, sampler: str | None = None,
-                steps: int | None = None, overwrite: bool = False, protocol: dict | None = None) -> dict:
+                steps: int | None = None, overwrite: bool = False, protocol=None) -> dict:
     """:func:`write_reconstructions` of a CDVAE on the first ``num`` crystals of ``split`` of its dataset.
 
-    The latent is z = μ unless ``protocol["latent"] == "sample"`` (z = μ + σ·ε from batch k's generator,
-    as CDVAE's ``model.encode`` reparameterises)."""
-    latent = (protocol or {}).get("latent", "mean")
+    The latent is z = μ unless ``protocol.latent == "sample"`` (z = μ + σ·ε from batch k's generator,
+    as CDVAE's ``model.encode`` reparameterises); ``protocol``: :class:`~genlowdim.crystal.cdvae.protocols.DecodeSettings`."""
+    latent = protocol.latent if protocol is not None else "mean"
+    record = protocol.to_dict() if protocol is not None else None
     crystals = CDVAECrystals(model, cfg.sampling, sampler=sampler, steps=steps, latent=latent)
     return write_reconstructions(
         crystals, load_split(cfg, split, num), split, out_dir, batch_size=batch_size, seed=seed,
-        overwrite=overwrite, settings={"data": _data_record(cfg), "latent": latent, "protocol": protocol},
-        manifest={"sampler": crystals.sampler_name, "steps": steps, "protocol": protocol,
+        overwrite=overwrite, settings={"data": _data_record(cfg), "latent": latent, "protocol": record},
+        manifest={"sampler": crystals.sampler_name, "steps": steps, "protocol": record,
                   "dataset": cfg.data.dataset,
                   "latent": "posterior mean (mu)" if latent == "mean" else "posterior sample (mu + sigma * eps)"})

@@ -14,6 +14,7 @@ from torch_geometric.data import Batch
 
 from genlowdim.config import to_dict
 from genlowdim.crystal.cdvae.config import CrystalConfig
+from genlowdim.crystal.cdvae.protocols import DecodeSettings
 from genlowdim.crystal.geometry.lattice import lattice_from_params
 from genlowdim.crystal.cdvae.sampling import decode_latents
 from genlowdim.crystal.cdvae.training import load_split
@@ -99,24 +100,26 @@ def check_property_name(cfg: CrystalConfig, name: str | None) -> None:
 
 def optimize_property(model, cfg: CrystalConfig, out_dir: str | Path, *, property_name: str | None = None,
                       split: str = "test", num: int = 100, steps: int = 5000, decode_every: int = 555,
-                      lr: float = 1e-3, seed: int = 0, property_model=None, protocol: dict | None = None,
+                      lr: float = 1e-3, seed: int = 0, property_model=None, protocol: DecodeSettings | None = None,
                       radius_quantile: float = RADIUS_QUANTILE) -> dict:
     """Latent optimisation from the first ``num`` crystals of ``split``; SR5/SR10/SR15 -> ``results.json``.
 
-    Decodes use ``cfg.sampling`` (its default sampler and ``type_update``). ``protocol`` (the record of
-    :func:`genlowdim.crystal.cdvae.protocols.resolve`) decides the starting latents (``cdvae``: posterior samples,
-    as CDVAE's ``model.encode``; otherwise μ) and the constraint (``ball``: see :func:`latent_radius`). A
+    Decodes use ``cfg.sampling`` (its default sampler and ``type_update``). ``protocol``
+    (:class:`~genlowdim.crystal.cdvae.protocols.DecodeSettings`; default: CDVAE's choices on ``cfg.sampling``)
+    decides the starting latents (``latent``: ``sample``, posterior samples as CDVAE's ``model.encode``, or
+    ``mean``) and the constraint (``ball``: see :func:`latent_radius`). A
     snapshot counts if it is structurally and compositionally valid; its property is predicted by
     ``property_model`` (else by re-encoding with CDVAE's own head). Each snapshot is written as extxyz."""
-    protocol = protocol or {"protocol": "cdvae", "constraint": "none"}
+    protocol = protocol or DecodeSettings("cdvae", "optimize", cfg.sampling.sampler, cfg.sampling.spec(),
+                                          cfg.sampling.type_update, latent="sample", constraint="none")
     thresholds = sr_thresholds(cfg.data.dataset)
     check_property_name(cfg, property_name)
     out = Path(out_dir)
     device = next(model.parameters()).device
     gen = torch.Generator(device).manual_seed(seed)
     batch = Batch.from_data_list(load_split(cfg, split, num)).to(device)
-    z0 = model.encode(batch, generator=gen, sample=protocol["protocol"] == "cdvae")[2].detach()
-    radius = latent_radius(model, cfg, radius_quantile) if protocol.get("constraint") == "ball" else None
+    z0 = model.encode(batch, generator=gen, sample=protocol.latent == "sample")[2].detach()
+    radius = latent_radius(model, cfg, radius_quantile) if protocol.constraint == "ball" else None
     best = torch.full((z0.shape[0],), float("nan"), dtype=torch.float64)
     snapshots = []
 
@@ -139,7 +142,7 @@ def optimize_property(model, cfg: CrystalConfig, out_dir: str | Path, *, propert
     result = success_rates(best, thresholds)
     result.update(num=int(z0.shape[0]), split=split, steps=steps, decode_every=decode_every, lr=lr,
                   radius=radius, radius_quantile=radius_quantile if radius is not None else None,
-                  protocol=protocol, sampler=cfg.sampling.sampler,
+                  protocol=protocol.to_dict(), sampler=cfg.sampling.sampler,
                   sampler_spec=to_dict(cfg.sampling.spec()), thresholds=thresholds, snapshots=snapshots,
                   scored_by="property model" if property_model is not None else "CDVAE property head")
     write_json(out / "results.json", result)
