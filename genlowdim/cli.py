@@ -123,16 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("sample", help="draw samples from a trained checkpoint (any family)")
-    from genlowdim.crystal.cli import add_model_flags, add_overwrite_flag, add_sampling_flags, add_target_flags
+    from genlowdim.crystal.cli import (add_device_flag, add_model_flags, add_overwrite_flag, add_sampling_flags,
+                                      add_target_flags, add_weights_flag)
 
     add_model_flags(p)
     p.add_argument("--num", type=int, default=1000, help="number of samples")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--weights", choices=["ema", "raw"], default="ema",
-                   help="EMA weights when the run kept them (default) or the optimiser's raw weights")
+    add_device_flag(p)
+    add_weights_flag(p)
     add_sampling_flags(p, "sample")   # --sampler and --steps for every family, the rest for crystals only
     add_target_flags(p)               # crystals only
     add_overwrite_flag(p)

@@ -13,7 +13,7 @@ from genlowdim.crystal import commands
 from genlowdim.crystal.commands import property_fn, sample, train
 
 __all__ = ["register", "train", "sample", "property_fn", "add_model_flags", "add_overwrite_flag",
-           "add_sampling_flags", "add_target_flags"]
+           "add_sampling_flags", "add_target_flags", "add_device_flag", "add_weights_flag"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,12 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num", type=int, default=None, help="first N crystals of the split (default: all)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--weights", choices=["ema", "raw"], default="ema",
-                   help="EMA weights when the run kept them (default) or the raw optimiser weights")
+    add_weights_flag(p)
     add_sampling_flags(p, "reconstruct")
     p.add_argument("--out", required=True)
     add_overwrite_flag(p)
-    p.add_argument("--device", default="auto")
+    add_device_flag(p)
     p.set_defaults(func=commands.cmd_reconstruct)
 
     p = subparsers.add_parser("optimize", help="CDVAE latent optimisation of a property (SR5/SR10/SR15)")
@@ -47,10 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--decode-every", type=int, default=555)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--weights", choices=["ema", "raw"], default="ema")
+    add_weights_flag(p)
     add_sampling_flags(p, "optimize")
     p.add_argument("--out", required=True)
-    p.add_argument("--device", default="auto")
+    add_device_flag(p)
     p.set_defaults(func=commands.cmd_optimize)
 
     p = subparsers.add_parser("csp", help="crystal structure prediction: candidate structures for a formula, "
@@ -70,11 +69,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="training crystals encoded for the posterior* methods and the *_opt radius")
     p.add_argument("--batch-size", type=int, default=500, help="candidates decoded together")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--weights", choices=["ema", "raw"], default="ema")
+    add_weights_flag(p)
     add_sampling_flags(p, "csp")
     p.add_argument("--out", required=True)
     add_overwrite_flag(p)
-    p.add_argument("--device", default="auto")
+    add_device_flag(p)
     p.set_defaults(func=commands.cmd_csp)
 
     p = subparsers.add_parser("analyse", help="low-dimensional structure of a CDVAE: latent union of subspaces, "
@@ -85,8 +84,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="first N crystals of each split (default: all)")
     p.add_argument("--digits", default=None,
                    help="digits.json of `genlowdim lowrank digits` to draw its Jacobian-rank profile alongside")
-    p.add_argument("--weights", choices=["ema", "raw"], default="ema")
-    p.add_argument("--device", default="cpu")
+    add_weights_flag(p)
+    add_device_flag(p, "cpu")
     p.set_defaults(func=commands.cmd_analyse)
 
     p = subparsers.add_parser("analyse-memorisation", help="train a crystal config on N training crystals for "
@@ -100,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="an intrinsic dimension to state N/d against (e.g. from analysis.json)")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    add_device_flag(p, "cpu")
     p.set_defaults(func=commands.cmd_analyse_memorisation)
 
     p = subparsers.add_parser("models", help="list the models shipped with the package and their measured figures")
@@ -122,8 +121,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="training budget in optimiser steps (default: the demo config's train.max_steps)")
     p.add_argument("--num", type=int, default=200, help="crystals to generate")
-    p.add_argument("--device", default="auto")
+    add_device_flag(p)
     p.set_defaults(func=commands.cmd_demo)
+
+
+def add_device_flag(p: argparse.ArgumentParser, default: str = "auto") -> None:
+    """``--device``: where the model runs."""
+    p.add_argument("--device", default=default, help=f"cpu, cuda, cuda:1 or auto (default: {default})")
+
+
+def add_weights_flag(p: argparse.ArgumentParser) -> None:
+    """``--weights``: which weights of a checkpoint are used."""
+    p.add_argument("--weights", choices=["ema", "raw"], default="ema",
+                   help="EMA weights when the run kept them (default) or the optimiser's raw weights")
 
 
 def add_overwrite_flag(p: argparse.ArgumentParser) -> None:
