@@ -1,4 +1,4 @@
-"""Crystal structure prediction: the latent sources of ``genlowdim.crystal.tasks.csp`` compared on a split.
+"""Crystal structure prediction: the latent sources of ``genlowdim.crystal.cdvae.csp`` compared on a split.
 
 For the first ``--num`` compositions of the split, each method proposes candidates, which are decoded with
 the formula's types (``type_update: composition``) and matched against the true structure with
