@@ -15,7 +15,7 @@ Inside ``crystal`` the shared layer stands under the model families and the task
     crystal.cdvae     (a model family)  <- the shared layer
     crystal.tasks     <- the shared layer and the families
     crystal.analysis  <- the shared layer and the families
-    crystal.{cli, commands, data_cli}  <- anything of crystal
+    crystal.{cli, commands, data_cli, families}  <- anything of crystal
 
 Modules loaded by ``importlib`` from a string (``"genlowdim.crystal.cli"``) count as imports, and the whole
 module graph, function-local imports included, has no cycle.

@@ -94,7 +94,12 @@ def _target(args: argparse.Namespace, cfg):
 
 
 def sample(args: argparse.Namespace, checkpoint: dict) -> int:
-    """``genlowdim sample`` for crystal checkpoints: CIFs + samples.extxyz + manifest.json in --out."""
+    """``genlowdim sample`` for crystal checkpoints: CIFs + samples.extxyz + manifest.json in --out. A CDVAE
+    takes its protocol and --target; another family's model is sampled through the contract."""
+    from genlowdim.crystal.families import model_kind
+
+    if model_kind(checkpoint) != "cdvae":
+        return _sample_family(args, checkpoint)
     from genlowdim.crystal.cdvae.checkpoints import load_model
     from genlowdim.crystal.cdvae.config import config_from_dict
     from genlowdim.crystal.tasks.generate import sample_crystals
@@ -119,6 +124,23 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
                                        f"(margin {manifest['target_margin']:g}; {manifest['draws']} latents drawn)")
     print(f"wrote {manifest['count']} crystals to {args.out} ({record.protocol} protocol, sampler "
           f"{record.sampler}){aimed}")
+    return 0
+
+
+def _sample_family(args: argparse.Namespace, checkpoint: dict) -> int:
+    """``genlowdim sample`` of any crystal model family (:mod:`genlowdim.crystal.families`)."""
+    from genlowdim.crystal.families import crystal_model
+    from genlowdim.crystal.tasks.generate import write_samples
+
+    cdvae_only = [flag for flag, value in (("--protocol", args.protocol), ("--sampler", args.sampler),
+                                           ("--steps", args.steps), ("--target", args.target)) if value is not None]
+    if cdvae_only:
+        raise UsageError(f"{' and '.join(cdvae_only)} apply to CDVAE checkpoints; {args.checkpoint} holds another "
+                         f"kind of crystal model")
+    crystals = crystal_model(checkpoint, args, args.checkpoint)
+    manifest = write_samples(crystals, args.num, args.out, batch_size=args.batch_size, seed=args.seed,
+                             overwrite=args.overwrite, manifest={"checkpoint": args.checkpoint})
+    print(f"wrote {manifest['count']} crystals to {args.out}")
     return 0
 
 

@@ -1,8 +1,16 @@
 """The contract between the crystal tasks and a model family is enough: a test double that implements it
-(and nothing of CDVAE) runs through generation, reconstruction and CSP, resumably; the CDVAE wrapper meets
-the contract with its latent hooks."""
+(and nothing of CDVAE) runs through generation, reconstruction and CSP, resumably, through ``genlowdim
+sample`` once its family is registered, and ships like the pretrained models; the CDVAE wrapper meets the
+contract with its latent hooks."""
+import json
+
 import pytest
 import torch
+
+from genlowdim.cli import main
+from genlowdim.crystal import families
+from genlowdim.crystal.pretrained import available_models, resolve_model, sha256_of
+from genlowdim.runtime import save_checkpoint
 
 from genlowdim.crystal.cdvae.contract import CDVAECrystals
 from genlowdim.crystal.contract import CrystalModel, LatentCrystalModel
@@ -73,3 +81,37 @@ def test_reconstruction_and_csp_through_the_contract(tmp_path):
     assert summary["count"] == 2 and summary["formula"] == "SrTiO3"
     assert all(c.composition.reduced_formula == "SrTiO3" for c in candidates)
     assert sorted(p.name for p in (tmp_path / "c" / "cif").iterdir()) == ["SrTiO3_000.cif", "SrTiO3_001.cif"]
+
+
+def _cubic_checkpoint(path, edge: float = 4.0):
+    save_checkpoint(path, {"family": "crystal", "config": {"edge": edge}, "state_dict": {},
+                           "extra_state": {"task": "cubic"}})
+    return path
+
+
+def test_a_registered_family_samples_through_the_cli(tmp_path, monkeypatch):
+    monkeypatch.setitem(families.FAMILIES, "cubic", lambda payload, args: CubicCells(payload["config"]["edge"]))
+    ckpt = _cubic_checkpoint(tmp_path / "cubic.pt")
+    out = tmp_path / "s"
+    args = ["sample", "--checkpoint", str(ckpt), "--num", "3", "--batch-size", "2", "--out", str(out)]
+    assert main(args + ["--device", "cpu"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["count"] == 3 and manifest["settings"]["model"] == "cubic cells 4.0"
+    assert all(s.lattice.a == pytest.approx(4.0) for _, s in read_structures(out / "samples.extxyz"))
+    assert main(args + ["--target", "heat_ref<0.5", "--overwrite"]) == 2          # CDVAE's flags stay CDVAE's
+
+
+def test_an_unknown_model_kind_is_a_one_line_error(tmp_path, capsys):
+    ckpt = _cubic_checkpoint(tmp_path / "cubic.pt")
+    assert main(["sample", "--checkpoint", str(ckpt), "--num", "1", "--out", str(tmp_path / "s")]) == 2
+    assert "'cubic' model" in capsys.readouterr().err
+
+
+def test_a_family_ships_through_the_pretrained_registry(tmp_path):
+    folder = tmp_path / "cubic_4"
+    folder.mkdir()
+    ckpt = _cubic_checkpoint(folder / "cubic.pt")
+    (folder / "manifest.json").write_text(json.dumps(
+        {"files": {"cubic": {"file": "cubic.pt", "sha256": sha256_of(ckpt)}}}))
+    assert list(available_models(tmp_path)) == ["cubic_4"]
+    assert resolve_model("cubic_4", "cubic", root=tmp_path) == ckpt
