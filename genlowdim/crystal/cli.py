@@ -175,7 +175,8 @@ def add_sampling_flags(p: argparse.ArgumentParser, task: str = "sample") -> None
 
 
 def add_target_flags(p: argparse.ArgumentParser) -> None:
-    """``sample --target`` and its settings (generation aimed at a property, :mod:`genlowdim.crystal.tasks.targeted`)."""
+    """``sample --target`` and its settings (generation aimed at a property,
+    :mod:`genlowdim.crystal.tasks.targeted`)."""
     p.add_argument("--target", default=None,
                    help="crystals only: aim at a property, e.g. 'heat_ref<0.5', 'heat_ref>1.2', '0.2<heat_ref<0.5' "
                    "(rejection on the CDVAE property head over z ~ N(0, I); docs/csp.md)")

@@ -13,7 +13,8 @@ __all__ = ["DecodedCrystals", "batch_to_decoded"]
 class DecodedCrystals:
     """A batch of decoded crystals: frac_coords (N,3) in [0,1), atom_types (N,) atomic numbers,
     lengths (B,3) Å, angles (B,3) degrees, num_atoms (B,), decoder_calls (per batch), lattice_clamped (B,)
-    bool: the predicted lattice needed the decoder's clamp (e.g. :meth:`~genlowdim.crystal.cdvae.model.CDVAE.lattice_clamped`)."""
+    bool: the predicted lattice needed the decoder's clamp (e.g.
+    :meth:`~genlowdim.crystal.cdvae.model.CDVAE.lattice_clamped`)."""
     frac_coords: torch.Tensor
     atom_types: torch.Tensor
     lengths: torch.Tensor

@@ -1,5 +1,6 @@
 """``genlowdim analyse``: Q1 (latent union of subspaces), Q2 (Jacobian ranks) and Q4 (editing) on one trained
-CDVAE, written to ``analysis.json`` (after every part) and PNGs. Q3 is :mod:`genlowdim.crystal.analysis.memorisation`."""
+CDVAE, written to ``analysis.json`` (after every part) and PNGs. Q3 is
+:mod:`genlowdim.crystal.analysis.memorisation`."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from genlowdim.crystal.analysis.subspaces import LatentSettings, intrinsic_dimension, label_alignment, union_of_subspaces
+from genlowdim.crystal.analysis.subspaces import (LatentSettings, intrinsic_dimension, label_alignment,
+                                                  union_of_subspaces)
 from genlowdim.crystal.analysis.editing import EditSettings, edit_along_subspace, gallery_structures
 from genlowdim.crystal.analysis.jacobians import JacobianSettings, jacobian_ranks
 from genlowdim.crystal.analysis.labels import crystal_labels

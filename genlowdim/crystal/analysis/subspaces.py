@@ -5,7 +5,8 @@ Q1 (latent union of subspaces): the posterior means μ of a dataset's crystals, 
 (spectral clustering of ``|Ẑ Ẑᵀ|^p`` on a seeded subsample, per-cluster PCA, K-subspaces on all points; Ẑ =
 centred μ scaled to unit norm) and how its clusters align with the crystals' labels, against K-means and a
 Gaussian mixture on the same (centred) latents.
-Q2 (low-rank denoising): :mod:`genlowdim.crystal.analysis.jacobians`. Q4 (editing): :mod:`genlowdim.crystal.analysis.editing`.
+Q2 (low-rank denoising): :mod:`genlowdim.crystal.analysis.jacobians`. Q4 (editing):
+:mod:`genlowdim.crystal.analysis.editing`.
 Q3 (memorisation): :mod:`genlowdim.crystal.analysis.memorisation`. Figures: :mod:`genlowdim.crystal.analysis.plots`.
 """
 from __future__ import annotations

@@ -20,7 +20,8 @@ from genlowdim.core.schedules import sigmas_geometric
 from genlowdim.crystal.cdvae.config import ModelConfig
 from genlowdim.crystal.cdvae.decoder import CrystalDecoder
 from genlowdim.crystal.geometry.encoder import MAX_ATOMIC_NUM, CrystalEncoder
-from genlowdim.crystal.geometry.lattice import cart_to_frac, frac_to_cart, lattice_from_params, min_image_cart_displacement
+from genlowdim.crystal.geometry.lattice import (cart_to_frac, frac_to_cart, lattice_from_params,
+                                                min_image_cart_displacement)
 
 
 MIN_SCALED_LENGTH = 0.5       # Å, lower bound of a decoded length·N^(-1/3)

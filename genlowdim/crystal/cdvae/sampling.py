@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from genlowdim.core.samplers import CountingDenoiser, get_sampler, sample_ald
 from genlowdim.core.schedules import sigmas_karras
-from genlowdim.crystal.decoded import DecodedCrystals, batch_to_decoded
+from genlowdim.crystal.decoded import DecodedCrystals
 from genlowdim.crystal.geometry.encoder import MAX_ATOMIC_NUM
 from genlowdim.crystal.geometry.lattice import cart_to_frac, frac_to_cart, lattice_from_params
 

@@ -101,7 +101,8 @@ def run_csp(model, cfg, formulas: list[torch.Tensor], ids: list[str], out_dir, *
     if kw.get("protocol") is not None:
         kw["protocol"] = kw["protocol"].to_dict()
     return write_candidates(crystals, formulas, ids, out_dir, samples=samples,
-                            settings={"csp": to_dict(settings), "pool_size": pool_size if needs_pool(settings) else None},
+                            settings={"csp": to_dict(settings),
+                                      "pool_size": pool_size if needs_pool(settings) else None},
                             describe={"method": settings.method, "csp": to_dict(settings),
                                       "sampler": crystals.sampler_name},
                             extra=extra_settings, **kw)

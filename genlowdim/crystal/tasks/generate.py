@@ -139,7 +139,8 @@ def reconstruct(model, cfg: CrystalConfig, split: str, out_dir: str | Path, *, n
     """:func:`write_reconstructions` of a CDVAE on the first ``num`` crystals of ``split`` of its dataset.
 
     The latent is z = μ unless ``protocol.latent == "sample"`` (z = μ + σ·ε from batch k's generator,
-    as CDVAE's ``model.encode`` reparameterises); ``protocol``: :class:`~genlowdim.crystal.cdvae.protocols.DecodeSettings`."""
+    as CDVAE's ``model.encode`` reparameterises); ``protocol``:
+    :class:`~genlowdim.crystal.cdvae.protocols.DecodeSettings`."""
     latent = protocol.latent if protocol is not None else "mean"
     record = protocol.to_dict() if protocol is not None else None
     crystals = CDVAECrystals(model, cfg.sampling, sampler=sampler, steps=steps, latent=latent)
