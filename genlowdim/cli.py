@@ -23,8 +23,8 @@ FAMILIES = {
     "likelihood": "genlowdim.likelihood.cli",
 }
 # modules that add command groups of their own
-REGISTRARS = ["genlowdim.crystal.cli", "genlowdim.metrics.cli", "genlowdim.lowrank.cli",
-              "genlowdim.likelihood.cli"]
+REGISTRARS = ["genlowdim.crystal.cli", "genlowdim.metrics.cli", "genlowdim.physics.cli",
+              "genlowdim.lowrank.cli", "genlowdim.likelihood.cli"]
 
 
 class _Parser(argparse.ArgumentParser):

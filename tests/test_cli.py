@@ -43,7 +43,7 @@ def test_sample_with_foreign_checkpoint(tmp_path, capsys):
 
 
 COMMANDS = {"train", "sample", "data", "reconstruct", "optimize", "models", "demo", "evaluate", "lowrank",
-            "likelihood", "analyse", "analyse-memorisation", "csp"}
+            "likelihood", "analyse", "analyse-memorisation", "csp", "relax"}
 
 
 def _subcommands(parser):

@@ -5,8 +5,10 @@ and function-local alike), read with ``ast`` so that nothing is imported.
     errors      <- nothing of genlowdim (the error classes and exit codes)
     runtime, config, train (the engine), train_settings, resume  <- each other and errors only
     structures  <- runtime, config
-    metrics     <- structures, runtime, config
-    families (crystal, lowrank, likelihood) <- core, structures, metrics, runtime, config, train, own family
+    physics     <- structures, runtime, config
+    metrics     <- structures, physics, runtime, config
+    families (crystal, lowrank, likelihood) <- core, structures, physics, metrics, runtime, config, train, own
+                                               family
     ``genlowdim.cli``, ``__main__`` and ``genlowdim.testing`` (tools over the families) import anything.
 
 Inside ``crystal`` the shared layer stands under the model families and the tasks over them:
@@ -34,8 +36,9 @@ ALLOWED = {
     "core": set(),
     "errors": set(), "runtime": BASE, "config": BASE, "train": BASE, "train_settings": BASE, "resume": BASE,
     "structures": BASE - {"train", "train_settings", "resume"},
-    "metrics": (BASE - {"train", "train_settings", "resume"}) | {"structures"},
-    **{family: BASE | {"core", "structures", "metrics"} for family in FAMILIES},
+    "physics": (BASE - {"train", "train_settings", "resume"}) | {"structures"},
+    "metrics": (BASE - {"train", "train_settings", "resume"}) | {"structures", "physics"},
+    **{family: BASE | {"core", "structures", "physics", "metrics"} for family in FAMILIES},
 }
 # one family builds on another, said here so that it stays a decision: the likelihood experiments use the
 # mixture of low-rank Gaussians as one of their toy distributions

@@ -1,0 +1,203 @@
+"""Relax many crystals at once: ASE optimisers in lockstep over one batched potential call per step.
+
+Each structure gets its own ASE optimiser (FIRE or BFGS) on a ``FrechetCellFilter`` (cell and positions
+relax together; the filter turns the stress into forces on the cell). Instead of letting each optimiser
+call the potential for itself, :func:`relax_structures` evaluates every still-running structure in one
+batched CHGNet call, hands each its result (an ASE ``SinglePointCalculator``) and then lets each optimiser
+take its step. Every structure so follows the trajectory a one-at-a-time ``optimizer.run(fmax, steps)``
+would (same convergence test before each step, same step cap), while the potential's cost per step is
+shared by the batch.
+
+Convergence: the largest force on the filter's degrees of freedom (atoms and cell, eV/Å) ≤ ``fmax``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+__all__ = ["RelaxSettings", "RelaxResult", "relax_structures", "rmsd_to_relaxed", "OPTIMIZERS"]
+
+OPTIMIZERS = ("FIRE", "BFGS")
+# a cell whose volume grows or shrinks beyond this factor has left physics: stop and record it
+MAX_VOLUME_RATIO = 8.0
+
+
+@dataclass(frozen=True)
+class RelaxSettings:
+    """optimizer: 'FIRE' or 'BFGS' (ASE); fmax: convergence threshold, eV/Å; steps: at most this many
+    optimiser steps; batch_size: structures relaxed in lockstep; stol/ltol/angle_tol: StructureMatcher
+    tolerances of the RMSD to the relaxed structure (angle_tol in degrees)."""
+
+    optimizer: str = "FIRE"
+    fmax: float = 0.05
+    steps: int = 500
+    batch_size: int = 64
+    stol: float = 0.5
+    ltol: float = 0.3
+    angle_tol: float = 10.0
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer {self.optimizer!r}: expected one of {OPTIMIZERS}")
+        if self.fmax <= 0 or self.steps < 0 or self.batch_size < 1:
+            raise ValueError(f"fmax must be > 0, steps >= 0 and batch_size >= 1 (got {self.fmax}, "
+                             f"{self.steps}, {self.batch_size})")
+
+    def to_dict(self) -> dict:
+        """The record of the settings (what decides the result; ``batch_size`` only changes speed)."""
+        out = asdict(self)
+        out.pop("batch_size")
+        out.update(cell_filter="ase.filters.FrechetCellFilter", fmax_unit="eV/Å",
+                   rmsd=rmsd_description(self))
+        return out
+
+
+@dataclass
+class RelaxResult:
+    """One structure's relaxation. Energies in eV/atom; ``rmsd``: Å (None when the matcher finds no
+    mapping); ``volume_change``: relaxed / initial volume - 1; ``error``: why it failed (None if not)."""
+
+    relaxed: Any = None
+    energy_initial: float | None = None
+    energy_final: float | None = None
+    rmsd: float | None = None
+    volume_change: float | None = None
+    steps: int = 0
+    converged: bool = False
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_record(self) -> dict:
+        """JSON-ready record (without the structure)."""
+        return {"energy_per_atom_initial": self.energy_initial, "energy_per_atom_final": self.energy_final,
+                "rmsd_angstrom": self.rmsd, "volume_change": self.volume_change, "steps": self.steps,
+                "converged": self.converged, "error": self.error, **self.extra}
+
+
+class _Run:
+    """One structure's optimiser state inside the lockstep loop."""
+
+    def __init__(self, structure, settings: RelaxSettings):
+        from ase.filters import FrechetCellFilter
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        import ase.optimize
+
+        self.structure, self.result = structure, RelaxResult()
+        self.atoms = AseAtomsAdaptor.get_atoms(structure)
+        self.atoms.info, self.volume0 = {}, float(self.atoms.get_volume())
+        self.filter = FrechetCellFilter(self.atoms)
+        self.optimizer = getattr(ase.optimize, settings.optimizer)(self.filter, logfile=None)
+        self.optimizer.fmax = settings.fmax
+        self.done = False
+
+    def set_calc(self, values: dict) -> None:
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        self.atoms.calc = SinglePointCalculator(self.atoms, energy=values["energy"], free_energy=values["energy"],
+                                                forces=values["forces"], stress=values["stress"])
+        if self.result.energy_initial is None:
+            self.result.energy_initial = values["energy_per_atom"]
+        self.result.energy_final = values["energy_per_atom"]
+
+    def fail(self, reason: str) -> None:
+        self.result.error, self.done = reason, True
+
+    def advance(self, max_steps: int) -> None:
+        """Convergence test on the current forces, then one optimiser step unless done."""
+        gradient = self.optimizer.optimizable.get_gradient()
+        if self.optimizer.optimizable.converged(gradient, self.optimizer.fmax):
+            self.result.converged, self.done = True, True
+        elif self.optimizer.nsteps >= max_steps:
+            self.done = True
+        else:
+            self.optimizer.step()
+            self.optimizer.nsteps += 1
+            ratio = self.atoms.get_volume() / self.volume0
+            if not (1 / MAX_VOLUME_RATIO < ratio < MAX_VOLUME_RATIO):
+                self.fail(f"cell volume changed by a factor {ratio:.3g} (limit {MAX_VOLUME_RATIO:g}): "
+                          f"relaxation diverged")
+
+
+def _step_all(runs: list[_Run], potential, max_steps: int) -> None:
+    """One lockstep step: a batched potential call for every running structure, then each optimiser."""
+    from genlowdim.physics.potential import atoms_to_structure
+
+    active = [r for r in runs if not r.done]
+    values = potential.evaluate([atoms_to_structure(r.atoms) for r in active])
+    for run, value in zip(active, values):
+        if isinstance(value, Exception):
+            run.fail(f"potential failed at step {run.optimizer.nsteps}: {type(value).__name__}: {value}")
+            continue
+        run.set_calc(value)
+        try:
+            run.advance(max_steps)
+        except Exception as err:  # noqa: BLE001 - one structure's numerical failure is its own
+            run.fail(f"optimiser failed at step {run.optimizer.nsteps}: {type(err).__name__}: {err}")
+
+
+def _finish(run: _Run, settings: RelaxSettings) -> RelaxResult:
+    from genlowdim.physics.potential import atoms_to_structure
+
+    result = run.result
+    result.steps = int(run.optimizer.nsteps)
+    if result.error is None:
+        result.relaxed = atoms_to_structure(run.atoms)
+        result.volume_change = float(run.atoms.get_volume() / run.volume0 - 1.0)
+        result.rmsd = rmsd_to_relaxed(run.structure, result.relaxed, settings)
+    return result
+
+
+def relax_structures(structures: Sequence, settings: RelaxSettings | None = None, potential=None,
+                     on_batch: Callable[[int], None] | None = None) -> list[RelaxResult]:
+    """Relax cell and positions of each structure (pymatgen ``Structure``s), ``settings.batch_size`` at a
+    time in lockstep. A structure that fails (unbuildable graph, non-finite output, diverging cell) gets
+    its ``error`` and never stops the others. ``on_batch(n)`` is called after each batch of n structures."""
+    from genlowdim.physics.potential import load_potential
+
+    settings = settings or RelaxSettings()
+    potential = potential or load_potential()
+    results: list[RelaxResult] = []
+    for start in range(0, len(structures), settings.batch_size):
+        chunk = structures[start:start + settings.batch_size]
+        runs = []
+        for s in chunk:
+            try:
+                runs.append(_Run(s, settings))
+            except Exception as err:  # noqa: BLE001
+                runs.append(RelaxResult(error=f"cannot set up the optimiser: {type(err).__name__}: {err}"))
+        live = [r for r in runs if isinstance(r, _Run)]
+        while any(not r.done for r in live):
+            _step_all(live, potential, settings.steps)
+        results.extend(_finish(r, settings) if isinstance(r, _Run) else r for r in runs)
+        if on_batch is not None:
+            on_batch(len(chunk))
+    return results
+
+
+def rmsd_description(settings: RelaxSettings) -> str:
+    return (f"pymatgen StructureMatcher(stol={settings.stol}, ltol={settings.ltol}, "
+            f"angle_tol={settings.angle_tol}, scale=False).get_rms_dist(relaxed, initial)[0] times "
+            f"(mean volume per atom)^(1/3): RMS atomic displacement in Å, in the two cells' average lattice "
+            f"(a uniform strain of the cell adds nothing; see volume_change)")
+
+
+def rmsd_to_relaxed(initial, relaxed, settings: RelaxSettings | None = None) -> float | None:
+    """RMS displacement (Å) between a structure and its relaxed form after the best mapping of
+    pymatgen's StructureMatcher (no volume scaling); None when no mapping is found within tolerances.
+
+    pymatgen normalises its RMS by (volume per site)^(1/3) of the two cells' average lattice; this
+    multiplies that back with the mean of the two volumes per atom."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    settings = settings or RelaxSettings()
+    matcher = StructureMatcher(stol=settings.stol, ltol=settings.ltol, angle_tol=settings.angle_tol,
+                               scale=False)
+    try:
+        rms = matcher.get_rms_dist(relaxed, initial)
+    except Exception:  # noqa: BLE001 - a matcher failure is "no mapping"
+        return None
+    if rms is None:
+        return None
+    per_atom = 0.5 * (initial.volume / len(initial) + relaxed.volume / len(relaxed))
+    return float(rms[0] * per_atom ** (1.0 / 3.0))
