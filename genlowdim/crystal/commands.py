@@ -9,7 +9,8 @@ from genlowdim.errors import CheckpointError, UsageError, require_positive
 
 
 def protocol_config(cfg, args: argparse.Namespace):
-    """(config, record of the settings used) for this command's protocol and overriding flags."""
+    """(config, :class:`~genlowdim.crystal.cdvae.protocols.DecodeSettings`) for this command's protocol and
+    overriding flags."""
     from genlowdim.crystal.cdvae.protocols import DEFAULT_PROTOCOL, resolve
 
     try:

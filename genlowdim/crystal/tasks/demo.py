@@ -43,7 +43,7 @@ def _sample_and_evaluate(checkpoint, out: Path, num: int, reference, device) -> 
     report = evaluate_generation(structures, reference, dataset="perov_5", seed=0, out_dir=out / "eval")
     draw_cells(structures, path=out / "cells.png")
     return {"checkpoint": str(checkpoint), "num_generated": manifest["count"], "sample_seconds": seconds,
-            "protocol": record, "decoder_calls": manifest["decoder_calls"], "metrics": _headline(report),
+            "protocol": record.to_dict(), "decoder_calls": manifest["decoder_calls"], "metrics": _headline(report),
             "files": {"cells": str(out / "cells.png"), "samples": str(out / "samples"),
                       "evaluation": str(out / "eval")}}
 
