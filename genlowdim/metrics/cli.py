@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, help="processes (default: all usable cores)")
     p.add_argument("--data-dir", default=None, help="folder holding the datasets (for name:split)")
     p.add_argument("--no-unique", action="store_true",
-                   help="skip uniqueness (slow for single-element sets such as carbon_24)")
+                   help="skip uniqueness (null in metrics.json)")
     p.add_argument("--pair-by", choices=("auto", "order", "id"), default="auto",
                    help="reconstruction: pair predictions with truths by id or by order (auto: id "
                    "when every truth id has a prediction)")

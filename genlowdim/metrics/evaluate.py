@@ -14,7 +14,8 @@ Euclidean distance of the (normalised) composition / structure fingerprints over
 subsample of valid crystals as the property statistics. The params of each Wasserstein distance also hold
 its value on all valid crystals and its spread over ``num_wdist_seeds`` other subsample seeds. Reconstruction computes struct_valid, comp_valid, valid, match_rate,
 rms_dist. ``out_dir`` also gets ``structures.csv`` (per-structure flags, reasons and distances) and, in
-generation mode, PNG histograms of density / number of elements / property against the reference.
+generation mode, PNG histograms of density / number of elements / property against the reference and
+``timings.json`` (wall seconds of each stage).
 """
 from __future__ import annotations
 
@@ -29,10 +30,11 @@ from genlowdim.metrics.composition import compositional_validity
 from genlowdim.metrics.coverage import coverage
 from genlowdim.metrics.fingerprints import cached_fingerprints
 from genlowdim.runtime import usable_cpus
-from genlowdim.metrics.matching import ANGLE_TOL, LTOL, STOL, novelty, reconstruction, uniqueness
-from genlowdim.metrics.properties import property_statistics, seeded_subsample
+from genlowdim.metrics.matching import (ANGLE_TOL, LTOL, STOL, matching_candidates, novelty, reconstruction,
+                                        reduce_for_matching, uniqueness)
+from genlowdim.metrics.properties import crystal_quantities, property_statistics, seeded_subsample
 from genlowdim.metrics.result import MetricResult, versions
-from genlowdim.metrics.structure import densities, num_elements, structural_validity
+from genlowdim.metrics.structure import structural_validity
 from genlowdim.structures.registry import get_spec
 
 METRIC_NAMES = ("struct_valid", "comp_valid", "valid", "cov_recall", "cov_precision", "amsd_recall",
@@ -88,8 +90,8 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
     fingerprint fails invalid). Fingerprints of both sets are cached on disk (``cache_dir``, default
     ``$GENLOWDIM_CACHE_DIR`` or ``~/.cache/genlowdim``) keyed on content (+ ``reference_cache_key``), so
     a re-run after a crash or with other thresholds does not recompute them.
-    compute_unique: uniqueness needs O(N * distinct) matcher calls inside one reduced formula, which is
-    slow for single-element sets such as carbon_24; ``False`` skips it (``unique`` is then null).
+    compute_unique: ``False`` skips uniqueness (``unique`` is then null). Uniqueness and novelty reduce each
+    crystal once and match only pairs that can match, on ``workers`` processes (docs/metrics.md).
     fingerprints: ``"fast"`` (vectorised CrystalNN, equal to matminer within 1e-6) or ``"reference"``
     (matminer on every site, CDVAE's code path).
     num_wdist_seeds: extra subsample seeds (seed+1 ...) whose Wasserstein distances are reported as a
@@ -97,13 +99,17 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
     """
     s_cut, c_cut, cut_source = resolve_cutoffs(dataset, struct_cutoff, comp_cutoff)
     workers = usable_cpus() if workers is None else workers
+    clock = StageClock()
     sv, cv = _validity(structures)
+    clock.mark("validity")
     fps, gen_cache = cached_fingerprints(structures, "generated", cache_dir, workers=workers,
                                          show_progress=show_progress, desc="generated fingerprints",
                                          method=fingerprints)
+    clock.mark("generated fingerprints")
     ref_fps, cache_info = cached_fingerprints(reference_structures, reference_cache_key, cache_dir,
                                               workers=workers, show_progress=show_progress,
                                               desc="reference fingerprints", method=fingerprints)
+    clock.mark("reference fingerprints")
     ok, ref_ok = fps.ok, ref_fps.ok
     if not ref_ok.any():
         raise ValueError(f"none of the {len(reference_structures)} reference crystals has fingerprints")
@@ -118,24 +124,65 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
         res.params.update(cutoff_source=cut_source, reference_fingerprint_failures=int((~ref_ok).sum()),
                           reference_cache=cache_info, generated_cache=gen_cache)
     results.update(cov)
+    clock.mark("coverage")
+    # per-crystal quantities, once for the property statistics, their extra subsamples and the plots
+    q, ref_q = crystal_quantities(structures, np.flatnonzero(valid)), crystal_quantities(reference_structures)
     results.update(property_statistics(structures, valid, reference_structures, property_fn,
-                                       reference_properties, num_property_samples, seed))
-    _wdist_spread(results, structures, valid, reference_structures, property_fn, reference_properties,
-                  num_property_samples, seed, num_wdist_seeds)
+                                       reference_properties, num_property_samples, seed, q, ref_q))
+    _wdist_spread(results, structures, valid, reference_structures, num_property_samples, seed,
+                  num_wdist_seeds, q, ref_q)
     results.update(diversity(fps, valid, num_property_samples, seed))
-    if compute_unique:
-        results["unique"] = uniqueness(structures, valid)
-    if train_structures is not None:
-        results["novel"] = novelty(structures, train_structures, valid)
+    clock.mark("property statistics and diversity")
+    results.update(_matching(structures, valid, train_structures, compute_unique, workers))
+    clock.mark("uniqueness and novelty")
     report = _pack("generation", results, {"seed": seed, "workers": workers, "fingerprints": fingerprints,
                                            "num_generated": len(structures),
                                            "num_reference": len(reference_structures)})
     if out_dir is not None:
         rows = _generation_rows(structures, ids, results, ok, fps.errors, valid, num_property_samples, seed)
         _write_outputs(Path(out_dir), report, rows)
-        _plot_histograms(Path(out_dir), structures, valid, reference_structures, num_property_samples, seed,
-                         results["wdist_prop"].per_item)
+        clock.mark("metrics.json and structures.csv")
+        _plot_histograms(Path(out_dir), valid, num_property_samples, seed, results["wdist_prop"].per_item,
+                         q, ref_q)
+        clock.mark("plots")
+        clock.write(Path(out_dir) / "timings.json")
     return report
+
+
+class StageClock:
+    """Wall seconds per stage of one evaluation (``timings.json`` next to metrics.json, which stays free of
+    run-to-run noise)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._now, self._last, self.seconds = time.perf_counter, time.perf_counter(), {}
+
+    def mark(self, stage: str) -> None:
+        now = self._now()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
+        self._last = now
+
+    def write(self, path: Path) -> None:
+        from genlowdim.runtime import write_json
+
+        write_json(path, {"stage_seconds": self.seconds})
+
+
+def _matching(structures, valid, train_structures, compute_unique: bool, workers: int) -> dict:
+    """``unique`` and ``novel`` (when asked / when training crystals are given), sharing one reduction of
+    the valid crystals."""
+    out: dict[str, MetricResult] = {}
+    if not compute_unique and train_structures is None:
+        return out
+    paired, in_train, _ = matching_candidates(structures, valid, train_structures)
+    needed = np.union1d(paired if compute_unique else [], in_train).astype(int)
+    reduced = reduce_for_matching(structures, needed, workers=workers)
+    if compute_unique:
+        out["unique"] = uniqueness(structures, valid, workers=workers, reduced=reduced)
+    if train_structures is not None:
+        out["novel"] = novelty(structures, train_structures, valid, workers=workers, reduced=reduced)
+    return out
 
 
 def diversity(fps, valid: np.ndarray, num_samples: int, seed: int) -> dict[str, MetricResult]:
@@ -155,8 +202,8 @@ def diversity(fps, valid: np.ndarray, num_samples: int, seed: int) -> dict[str, 
     return out
 
 
-def _wdist_spread(results, structures, valid, reference, property_fn, reference_properties, num_samples,
-                  seed, num_seeds) -> None:
+def _wdist_spread(results, structures, valid, reference, num_samples, seed, num_seeds, quantities,
+                  reference_quantities) -> None:
     """Adds to the density and element-count Wasserstein distances' params their value on all valid
     crystals and their values, mean and standard deviation over ``num_seeds`` further subsample seeds
     (the 1,000-crystal draw is noisy)."""
@@ -166,8 +213,9 @@ def _wdist_spread(results, structures, valid, reference, property_fn, reference_
         for n in names:
             results[n].params["all_valid"] = results[n].value
         return
-    everything = property_statistics(structures, valid, reference, None, None, int(np.sum(valid)), seed)
-    others = [property_statistics(structures, valid, reference, None, None, num_samples, seed + 1 + k)
+    q = (quantities, reference_quantities)
+    everything = property_statistics(structures, valid, reference, None, None, int(np.sum(valid)), seed, *q)
+    others = [property_statistics(structures, valid, reference, None, None, num_samples, seed + 1 + k, *q)
               for k in range(num_seeds)]
     for n in names:
         vals = [o[n].value for o in others]
@@ -307,16 +355,19 @@ def _write_outputs(out_dir: Path, report: dict, rows: list[dict]) -> None:
     atomic_write_text(out_dir / "structures.csv", buf.getvalue())
 
 
-def _plot_histograms(out_dir: Path, structures, valid, reference, num_samples, seed, prop_items) -> None:
-    """hist_density.png, hist_num_elements.png and (with a predictor) hist_property.png."""
+def _plot_histograms(out_dir: Path, valid, num_samples, seed, prop_items, quantities, reference_quantities
+                     ) -> None:
+    """hist_density.png, hist_num_elements.png and (with a predictor) hist_property.png, from the
+    per-crystal quantities already computed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sample = [structures[i] for i in seeded_subsample(valid, num_samples, seed)]
-    panels = [("density", densities(reference), densities(sample), "density (g/cm³)"),
-              ("num_elements", num_elements(reference), num_elements(sample), "number of distinct elements")]
+    idx = seeded_subsample(valid, num_samples, seed)
+    gen, ref = quantities, reference_quantities
+    panels = [("density", ref["density"], gen["density"][idx], "density (g/cm³)"),
+              ("num_elements", ref["num_elems"], gen["num_elems"][idx], "number of distinct elements")]
     if "generated" in prop_items:
         panels.append(("property", prop_items["reference"], prop_items["generated"], "predicted property"))
     for name, ref_v, gen_v, label in panels:

@@ -90,13 +90,82 @@ def _by_formula(structures: Sequence, indices) -> dict[str, list[int]]:
     return groups
 
 
+def reduce_for_matching(structures: Sequence, indices, stol: float = STOL, angle_tol: float = ANGLE_TOL,
+                        ltol: float = LTOL, workers: int = 1) -> dict:
+    """index -> (key, reduced crystal) for ``structures[indices]``, the reduction ``fit`` applies, done once;
+    pass it to :func:`uniqueness` / :func:`novelty` (``reduced=``, ``train_reduced=``) to share it."""
+    from genlowdim.metrics.dedup import _pool, prepare
+
+    pool = _pool(workers)
+    try:
+        return prepare(structures, indices, (stol, angle_tol, ltol), pool, workers)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def matching_candidates(structures: Sequence, valid: np.ndarray, train_structures: Sequence | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The crystals that need matching at all: (valid crystals sharing their reduced formula with another
+    valid one, valid crystals whose formula a training crystal has, training crystals whose formula a
+    valid crystal has); the last two are empty without ``train_structures``."""
+    idx = np.flatnonzero(valid)
+    formulas = [structures[i].composition.reduced_formula for i in idx]
+    counts = defaultdict(int)
+    for f in formulas:
+        counts[f] += 1
+    paired = np.array([i for i, f in zip(idx, formulas) if counts[f] > 1], dtype=int)
+    if train_structures is None:
+        return paired, np.array([], int), np.array([], int)
+    train_formulas = [s.composition.reduced_formula for s in train_structures]
+    seen = set(train_formulas)
+    in_train = np.array([i for i, f in zip(idx, formulas) if f in seen], dtype=int)
+    train_idx = np.array([j for j, f in enumerate(train_formulas) if f in counts], dtype=int)
+    return paired, in_train, train_idx
+
+
+def _method_params(method: str, workers: int) -> dict:
+    if method == "pairwise":
+        return {"method": "pairwise StructureMatcher.fit inside each reduced formula"}
+    return {"method": "reduce once; fit only within (reduced formula, reduced site count) and when the "
+                      "matcher's lattice step can succeed (docs/metrics.md); first-come representatives",
+            "workers": workers}
+
+
 def uniqueness(structures: Sequence, valid_mask: np.ndarray | None = None, stol: float = STOL,
-               angle_tol: float = ANGLE_TOL, ltol: float = LTOL) -> MetricResult:
-    """Fraction of distinct structures among the valid ones; per_item ``duplicate_of: (N,)`` (-1 = first)."""
+               angle_tol: float = ANGLE_TOL, ltol: float = LTOL, workers: int = 1, method: str = "pruned",
+               reduced: dict | None = None) -> MetricResult:
+    """Fraction of distinct structures among the valid ones; per_item ``duplicate_of: (N,)`` (-1 = first).
+
+    A valid crystal is a duplicate of the first earlier distinct crystal it fits (``fit(earlier, it)``).
+    method: ``"pruned"`` (reduce once, screen, ``workers`` processes) or ``"pairwise"`` (every ``fit`` in
+    one process, the original path); both give the same duplicate_of. reduced: from
+    :func:`reduce_for_matching` on the valid indices (computed when not given)."""
     valid = np.ones(len(structures), bool) if valid_mask is None else np.asarray(valid_mask, bool)
-    m = matcher(stol, angle_tol, ltol)
+    tol = (stol, angle_tol, ltol)
+    if method == "pairwise":
+        duplicate_of = _pairwise_duplicates(structures, valid, tol)
+    elif method == "pruned":
+        from genlowdim.metrics.dedup import first_come_duplicates
+
+        paired = matching_candidates(structures, valid)[0]   # a crystal alone in its formula is distinct
+        if reduced is None:
+            reduced = reduce_for_matching(structures, paired, *tol, workers=workers)
+        duplicate_of = first_come_duplicates({i: reduced[i] for i in paired}, tol, workers, len(structures))
+    else:
+        raise ValueError(f"method {method!r}: use 'pruned' or 'pairwise'")
+    n_valid = int(valid.sum())
+    n_distinct = int(np.sum(valid & (duplicate_of < 0)))
+    params = dict(_tolerances(stol, angle_tol, ltol), num_valid=n_valid, num_distinct=n_distinct,
+                  **_method_params(method, workers))
+    return MetricResult("unique", n_distinct / n_valid if n_valid else None, params,
+                        {"duplicate_of": duplicate_of})
+
+
+def _pairwise_duplicates(structures: Sequence, valid: np.ndarray, tol: tuple) -> np.ndarray:
+    """The original path: every ``fit`` on the raw structures, one process."""
+    m = matcher(*tol)
     duplicate_of = np.full(len(structures), -1)
-    n_distinct = 0
     from genlowdim.runtime import progress
 
     groups = _by_formula(structures, np.flatnonzero(valid))
@@ -108,18 +177,44 @@ def uniqueness(structures: Sequence, valid_mask: np.ndarray | None = None, stol:
                 representatives.append(i)
             else:
                 duplicate_of[i] = hit
-        n_distinct += len(representatives)
-    n_valid = int(valid.sum())
-    params = dict(_tolerances(stol, angle_tol, ltol), num_valid=n_valid, num_distinct=n_distinct)
-    return MetricResult("unique", n_distinct / n_valid if n_valid else None, params,
-                        {"duplicate_of": duplicate_of})
+    return duplicate_of
 
 
 def novelty(structures: Sequence, train_structures: Sequence, valid_mask: np.ndarray | None = None,
-            stol: float = STOL, angle_tol: float = ANGLE_TOL, ltol: float = LTOL) -> MetricResult:
-    """Fraction of valid structures that match no training structure; per_item ``novel: (N,) bool``."""
+            stol: float = STOL, angle_tol: float = ANGLE_TOL, ltol: float = LTOL, workers: int = 1,
+            method: str = "pruned", reduced: dict | None = None, train_reduced: dict | None = None
+            ) -> MetricResult:
+    """Fraction of valid structures that match no training structure (``fit(structure, training)``);
+    per_item ``novel: (N,) bool``. method, reduced: as in :func:`uniqueness`; train_reduced: from
+    :func:`reduce_for_matching` on every training index."""
     valid = np.ones(len(structures), bool) if valid_mask is None else np.asarray(valid_mask, bool)
-    m = matcher(stol, angle_tol, ltol)
+    tol = (stol, angle_tol, ltol)
+    if method == "pairwise":
+        novel = _pairwise_novel(structures, train_structures, valid, tol)
+    elif method == "pruned":
+        from genlowdim.metrics.dedup import novel_flags
+
+        _, idx, train_idx = matching_candidates(structures, valid, train_structures)
+        if reduced is None:
+            reduced = reduce_for_matching(structures, idx, *tol, workers=workers)
+        if train_reduced is None:
+            train_reduced = reduce_for_matching(train_structures, train_idx, *tol, workers=workers)
+        # a valid crystal whose formula no training crystal has is novel without matching
+        novel = valid.copy()
+        novel[idx] = novel_flags({i: reduced[i] for i in idx}, {j: train_reduced[j] for j in train_idx}, tol,
+                                 workers, len(structures))[idx]
+    else:
+        raise ValueError(f"method {method!r}: use 'pruned' or 'pairwise'")
+    n_valid = int(valid.sum())
+    params = dict(_tolerances(stol, angle_tol, ltol), num_valid=n_valid, num_train=len(train_structures),
+                  num_novel=int(novel.sum()), **_method_params(method, workers))
+    return MetricResult("novel", float(novel.sum() / n_valid) if n_valid else None, params, {"novel": novel})
+
+
+def _pairwise_novel(structures: Sequence, train_structures: Sequence, valid: np.ndarray, tol: tuple
+                    ) -> np.ndarray:
+    """The original path: ``fit`` against every training structure of the same formula, one process."""
+    m = matcher(*tol)
     train_groups = _by_formula(train_structures, range(len(train_structures)))
     novel = np.zeros(len(structures), bool)
     from genlowdim.runtime import progress
@@ -127,7 +222,4 @@ def novelty(structures: Sequence, train_structures: Sequence, valid_mask: np.nda
     for i in progress(np.flatnonzero(valid), desc="novelty"):
         same = train_groups.get(structures[i].composition.reduced_formula, [])
         novel[i] = not any(m.fit(structures[i], train_structures[j]) for j in same)
-    n_valid = int(valid.sum())
-    params = dict(_tolerances(stol, angle_tol, ltol), num_valid=n_valid, num_train=len(train_structures),
-                  num_novel=int(novel.sum()))
-    return MetricResult("novel", float(novel.sum() / n_valid) if n_valid else None, params, {"novel": novel})
+    return novel

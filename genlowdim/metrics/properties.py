@@ -28,6 +28,17 @@ def seeded_subsample(valid_mask: np.ndarray, num: int, seed: int) -> np.ndarray:
     return np.sort(valid_idx[pick])
 
 
+def crystal_quantities(structures: Sequence, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``density`` (g/cm³) and ``num_elems`` (distinct species), each (N,); with ``rows`` only those rows
+    are computed and the others are NaN (e.g. the valid ones: an invalid entry may be ``None``)."""
+    rows = np.arange(len(structures)) if rows is None else np.asarray(rows, int)
+    out = {"density": np.full(len(structures), np.nan), "num_elems": np.full(len(structures), np.nan)}
+    chosen = [structures[i] for i in rows]
+    out["density"][rows] = densities(chosen)
+    out["num_elems"][rows] = num_elements(chosen)
+    return out
+
+
 def _w1(name: str, gen_values: np.ndarray, ref_values: np.ndarray, params: dict) -> MetricResult:
     if len(gen_values) == 0 or len(ref_values) == 0:
         return MetricResult(name, None, dict(params, note="no values to compare"))
@@ -38,23 +49,26 @@ def _w1(name: str, gen_values: np.ndarray, ref_values: np.ndarray, params: dict)
 def property_statistics(structures: Sequence, valid_mask: np.ndarray, reference_structures: Sequence,
                         property_fn: Callable[[list], Sequence[float]] | None = None,
                         reference_properties: Sequence[float] | None = None,
-                        num_samples: int = 1000, seed: int = 0) -> dict[str, MetricResult]:
+                        num_samples: int = 1000, seed: int = 0, quantities: dict | None = None,
+                        reference_quantities: dict | None = None) -> dict[str, MetricResult]:
     """``wdist_density``, ``wdist_num_elems`` and ``wdist_prop`` (None without ``property_fn``).
 
     structures: N generated crystals, valid_mask: (N,) bool; reference_structures: M crystals.
     property_fn: list of structures -> (len,) predicted property; it is applied to the subsample and,
     unless ``reference_properties`` (M,) is given, to the reference set too (CDVAE's choice).
+    quantities / reference_quantities: :func:`crystal_quantities` of the generated (at least on the valid
+    rows) / reference crystals, when already computed (several subsamples share them).
     """
     idx = seeded_subsample(valid_mask, num_samples, seed)
     sample = [structures[i] for i in idx]
+    gen_q = crystal_quantities(sample) if quantities is None else {k: v[idx] for k, v in quantities.items()}
+    ref_q = crystal_quantities(reference_structures) if reference_quantities is None else reference_quantities
     params = {"num_samples_requested": num_samples, "num_samples_used": len(idx),
               "num_valid": int(np.sum(valid_mask)), "num_reference": len(reference_structures),
               "seed": seed, "sampler": "torch.randperm(torch.Generator().manual_seed(seed))",
               "distance": "scipy.stats.wasserstein_distance (W1, uniform weights)"}
-    out = {"wdist_density": _w1("wdist_density", densities(sample), densities(reference_structures),
-                                dict(params, unit="g/cm^3")),
-           "wdist_num_elems": _w1("wdist_num_elems", num_elements(sample),
-                                  num_elements(reference_structures), params)}
+    out = {"wdist_density": _w1("wdist_density", gen_q["density"], ref_q["density"], dict(params, unit="g/cm^3")),
+           "wdist_num_elems": _w1("wdist_num_elems", gen_q["num_elems"], ref_q["num_elems"], params)}
     if property_fn is None:
         out["wdist_prop"] = MetricResult("wdist_prop", None, dict(params, note="no property predictor"))
         return out

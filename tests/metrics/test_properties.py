@@ -32,3 +32,14 @@ def test_distances_against_itself_are_zero_and_property_fn_is_used():
     assert res["wdist_prop"].params["reference_property_source"] == "given"
     res = property_statistics(ss, valid, ss, num_samples=5, seed=3)
     assert res["wdist_density"].params["num_samples_used"] == 5 and res["wdist_density"].params["seed"] == 3
+
+
+def test_densities_equal_pymatgen_bit_for_bit():
+    """``densities`` reuses the unit factors but must give exactly ``Structure.density``."""
+    import numpy as np
+
+    from genlowdim.metrics.structure import densities
+    from tests.metrics._data import carbon_structures, perov_structures
+
+    ss = list(perov_structures(200)) + list(carbon_structures("val", 200))
+    assert np.array_equal(densities(ss), np.array([s.density for s in ss]))
