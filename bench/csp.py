@@ -1,4 +1,4 @@
-"""Crystal structure prediction: the latent sources of ``genlowdim.crystal.csp`` compared on a split.
+"""Crystal structure prediction: the latent sources of ``genlowdim.crystal.cdvae.csp`` compared on a split.
 
 For the first ``--num`` compositions of the split, each method proposes candidates, which are decoded with
 the formula's types (``type_update: composition``) and matched against the true structure with
@@ -42,8 +42,8 @@ def score_candidates(decoded, truths, samples: int) -> dict:
 
 
 def run_method(model, cfg, items, method: str, samples: int, args, pool) -> dict:
-    from genlowdim.crystal.csp import CSPSettings, predict_structures
-    from genlowdim.crystal.sampling import batch_to_decoded
+    from genlowdim.crystal.cdvae.csp import CSPSettings, predict_structures
+    from genlowdim.crystal.decoded import batch_to_decoded
     from torch_geometric.data import Batch
 
     settings = CSPSettings(method=method, draws=args.draws, opt_steps=args.opt_steps, opt_lr=args.opt_lr)
@@ -76,9 +76,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    from genlowdim.crystal.checkpoints import load_model
-    from genlowdim.crystal.csp import encode_pool
-    from genlowdim.crystal.training import load_split
+    from genlowdim.crystal.cdvae.checkpoints import load_model
+    from genlowdim.crystal.latents import encode_pool
+    from genlowdim.crystal.cdvae.training import load_split
 
     model, cfg = load_model(args.checkpoint)
     pool = encode_pool(model, load_split(cfg, "train", args.pool_size))

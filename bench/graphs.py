@@ -1,6 +1,6 @@
 """Benchmark: periodic radius graph (cutoff 7 Å, 20 nearest neighbours) over all perov_5 test crystals.
 
-* ours     — ``genlowdim.crystal.graph.periodic_radius_graph``, batched (512 crystals per call, and the
+* ours     — ``genlowdim.crystal.geometry.graph.periodic_radius_graph``, batched (512 crystals per call, and the
              whole split in one call), float32 and float64;
 * pymatgen — ``Structure.get_neighbor_list(7.0)`` per structure, then a sort that keeps each centre's 20
              nearest (what a CDVAE-style data pipeline does per crystal).
@@ -37,7 +37,7 @@ def _tensors(records, dtype, device):
 def run_ours(records, dtype, device, chunk):
     import torch
 
-    from genlowdim.crystal.graph import periodic_radius_graph
+    from genlowdim.crystal.geometry.graph import periodic_radius_graph
 
     parts = [_tensors(records[k:k + chunk], dtype, device) for k in range(0, len(records), chunk)]
     start = time.perf_counter()
@@ -64,7 +64,7 @@ def run_pymatgen(structures):
 def _memory_child(records, dtype_name, device, queue):
     import torch
 
-    from genlowdim.crystal.graph import periodic_radius_graph
+    from genlowdim.crystal.geometry.graph import periodic_radius_graph
 
     pos, lattice, batch = _tensors(records[:BATCH], getattr(torch, dtype_name), device)
     if device.startswith("cuda"):

@@ -23,11 +23,12 @@ from torch_geometric.data import Batch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from genlowdim.crystal.checkpoints import load_model  # noqa: E402
+from genlowdim.crystal.cdvae.checkpoints import load_model  # noqa: E402
 from genlowdim.crystal.pretrained import checkpoint_path  # noqa: E402
-from genlowdim.crystal.protocols import resolve  # noqa: E402
-from genlowdim.crystal.sampling import batch_to_decoded, generate, reconstruct_batch  # noqa: E402
-from genlowdim.crystal.training import load_split  # noqa: E402
+from genlowdim.crystal.cdvae.protocols import resolve  # noqa: E402
+from genlowdim.crystal.cdvae.sampling import generate, reconstruct_batch  # noqa: E402
+from genlowdim.crystal.decoded import batch_to_decoded  # noqa: E402
+from genlowdim.crystal.cdvae.training import load_split  # noqa: E402
 from genlowdim.metrics.evaluate import evaluate_generation, evaluate_reconstruction  # noqa: E402
 from genlowdim.runtime import load_checkpoint  # noqa: E402
 

@@ -24,8 +24,8 @@ def train_width(cfg, width: int, train, val_batch, steps: int, lr: float, seed: 
     import torch
     from torch_geometric.data import Batch
 
-    from genlowdim.crystal.training import build_model
-    from genlowdim.crystal.model import composition_loss, kl_to_prior
+    from genlowdim.crystal.cdvae.training import build_model
+    from genlowdim.crystal.cdvae.model import composition_loss, kl_to_prior
 
     enc_cfg = replace(cfg.model.encoder, readout_dim=width or None)
     cfg = replace(cfg, model=replace(cfg.model, encoder=enc_cfg))
@@ -59,8 +59,8 @@ def main() -> None:
     from torch_geometric.data import Batch
     from torch_geometric.utils import scatter
 
-    from genlowdim.crystal.training import load_split
-    from genlowdim.crystal.config import load_crystal_config
+    from genlowdim.crystal.cdvae.training import load_split
+    from genlowdim.crystal.cdvae.config import load_crystal_config
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=300)

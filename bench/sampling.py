@@ -40,9 +40,9 @@ def main() -> None:
     import json
     from pathlib import Path
 
-    from genlowdim.crystal.checkpoints import load_model
+    from genlowdim.crystal.cdvae.checkpoints import load_model
     from genlowdim.crystal.pretrained import checkpoint_path
-    from genlowdim.crystal.sampling import generate
+    from genlowdim.crystal.cdvae.sampling import generate
     from genlowdim.metrics.evaluate import evaluate_generation
     from genlowdim.structures.datasets import load_structures
 

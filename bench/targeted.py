@@ -2,7 +2,7 @@
 
 The target is the training split's ``--percentile`` (default 10th) of the dataset's property: ``prop <
 p10``. Unconditional: z ~ N(0, I), decoded. Targeted: rejection on the CDVAE property head
-(``genlowdim.crystal.targeted``), decoded with the same sampler and the same number of crystals, hence the
+(``genlowdim.crystal.tasks.targeted``), decoded with the same sampler and the same number of crystals, hence the
 same decoder calls. Each decoded crystal is judged by the *separate* property predictor; the table gives
 validity (structural and compositional), the fraction of all / of valid crystals meeting the target,
 uniqueness of the valid ones (StructureMatcher, CDVAE tolerances) and the head's acceptance rate.
@@ -21,7 +21,7 @@ import torch
 
 
 def train_percentile(cfg, percentile: float) -> float:
-    from genlowdim.crystal.training import load_split
+    from genlowdim.crystal.cdvae.training import load_split
 
     values = torch.cat([d.y.view(-1) for d in load_split(cfg, "train")]).double()
     return float(torch.quantile(values, percentile / 100))
@@ -72,11 +72,11 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    from genlowdim.crystal.checkpoints import load_model, property_fn_from_checkpoint
-    from genlowdim.crystal.protocols import resolve
-    from genlowdim.crystal.sampling import decode_latents
-    from genlowdim.crystal.targeted import PropertyTarget, targeted_latents
-    from genlowdim.crystal.training import load_split
+    from genlowdim.crystal.cdvae.checkpoints import load_model, property_fn_from_checkpoint
+    from genlowdim.crystal.cdvae.protocols import resolve
+    from genlowdim.crystal.cdvae.sampling import decode_latents
+    from genlowdim.crystal.tasks.targeted import PropertyTarget, targeted_latents
+    from genlowdim.crystal.cdvae.training import load_split
     from genlowdim.structures.registry import get_spec
 
     model, cfg = load_model(args.checkpoint)
@@ -84,16 +84,16 @@ def main() -> None:
     property_fn = property_fn_from_checkpoint(args.property_model)
     name = get_spec(cfg.data.dataset).property
     threshold = train_percentile(cfg, args.percentile)
-    from genlowdim.crystal.targeted import head_error
+    from genlowdim.crystal.tasks.targeted import head_error
 
     err = head_error(model, load_split(cfg, "val"))
     print(f"property head on the {err['num']} val crystals' μ: error std {err['std']:.3f}, MAE {err['mae']:.3f} "
           f"(the --target-margin rule: one std)", flush=True)
     target = PropertyTarget(name, high=threshold)
-    print(f"target {target} (train p{args.percentile:g}; head screen {target.shrunk(args.margin)}); sampler {record['sampler']}, types "
-          f"{record['type_update']}", flush=True)
+    print(f"target {target} (train p{args.percentile:g}; head screen {target.shrunk(args.margin)}); sampler {record.sampler}, types "
+          f"{record.type_update}", flush=True)
     rows = []
-    from genlowdim.crystal.csp import draw_latents, encode_pool
+    from genlowdim.crystal.latents import draw_latents, encode_pool
 
     pool = encode_pool(model, load_split(cfg, "train", args.pool_size)) if "posterior" in args.methods else None
     train = None

@@ -31,8 +31,8 @@ def measure(name: str, steps: int, threads: int, batch_size: int) -> dict:
     import torch
     from torch_geometric.data import Batch
 
-    from genlowdim.crystal.training import build_model, fit_scalers, load_split
-    from genlowdim.crystal.config import load_crystal_config
+    from genlowdim.crystal.cdvae.training import build_model, fit_scalers, load_split
+    from genlowdim.crystal.cdvae.config import load_crystal_config
 
     torch.set_num_threads(threads)
     overrides = []
@@ -81,8 +81,8 @@ def _visit_rank(rank: int, world: int, variant: str, steps: int, batch_size: int
     from torch_geometric.data import Batch
 
     from genlowdim.crystal import layers
-    from genlowdim.crystal.config import load_crystal_config
-    from genlowdim.crystal.training import build_model, fit_scalers, load_split
+    from genlowdim.crystal.cdvae.config import load_crystal_config
+    from genlowdim.crystal.cdvae.training import build_model, fit_scalers, load_split
 
     fused, compiled, _, threads = VARIANTS[variant]
     torch.set_num_threads(threads)
@@ -126,8 +126,8 @@ def profile_stages(steps: int, batch_size: int) -> None:
     from torch_geometric.data import Batch
 
     from genlowdim.crystal import decoder as dec_mod, encoder as enc_mod, layers
-    from genlowdim.crystal.config import load_crystal_config
-    from genlowdim.crystal.training import build_model, fit_scalers, load_split
+    from genlowdim.crystal.cdvae.config import load_crystal_config
+    from genlowdim.crystal.cdvae.training import build_model, fit_scalers, load_split
 
     torch.set_num_threads(1)
     clock = {}

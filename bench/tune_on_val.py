@@ -27,13 +27,14 @@ from torch_geometric.data import Batch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from genlowdim.crystal.checkpoints import load_model  # noqa: E402
-from genlowdim.crystal.config import SamplerSpec  # noqa: E402
-from genlowdim.crystal.optimize import optimize_property  # noqa: E402
+from genlowdim.crystal.cdvae.checkpoints import load_model  # noqa: E402
+from genlowdim.crystal.cdvae.config import SamplerSpec  # noqa: E402
+from genlowdim.crystal.tasks.optimize import optimize_property  # noqa: E402
 from genlowdim.crystal.pretrained import checkpoint_path  # noqa: E402
-from genlowdim.crystal.protocols import resolve  # noqa: E402
-from genlowdim.crystal.sampling import batch_to_decoded, generate, reconstruct_batch  # noqa: E402
-from genlowdim.crystal.training import load_split  # noqa: E402
+from genlowdim.crystal.cdvae.protocols import resolve  # noqa: E402
+from genlowdim.crystal.cdvae.sampling import generate, reconstruct_batch  # noqa: E402
+from genlowdim.crystal.decoded import batch_to_decoded  # noqa: E402
+from genlowdim.crystal.cdvae.training import load_split  # noqa: E402
 from genlowdim.metrics.evaluate import evaluate_generation, evaluate_reconstruction  # noqa: E402
 
 SIGMA_MIN = 0.01   # Å, the smallest noise level of the CDVAE configs: r = step_lr / σ_min²
@@ -122,7 +123,7 @@ def reconstruction_table(model, cfg, rows: Rows, args) -> list[dict]:
             preds, calls = _batched(
                 lambda k, n, g: reconstruct_batch(
                     model, Batch.from_data_list(items[k * args.batch_size:k * args.batch_size + n]),
-                    used.sampling, generator=g, sample_latent=record["latent"] == "sample"),
+                    used.sampling, generator=g, sample_latent=record.latent == "sample"),
                 len(items), args.batch_size, args.seed)
             report = evaluate_reconstruction(preds, truths)
             row = rows.add({"table": "reconstruction", "name": name, "seconds": time.perf_counter() - t0,

@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from genlowdim.errors import EXIT_INTERRUPTED, EXIT_USAGE, CheckpointError, UsageError
+from genlowdim.errors import EXIT_INTERRUPTED, EXIT_USAGE, CheckpointError, UsageError, require_positive
 
 __all__ = ["UsageError", "build_parser", "main", "require_positive"]
 
@@ -34,14 +34,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def require_positive(args: argparse.Namespace, *names: str) -> None:
-    """UsageError unless each named integer option (``batch_size`` for ``--batch-size``) is absent or >= 1."""
-    for name in names:
-        value = getattr(args, name, None)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} {value}: must be at least 1")
-
-
 def shipped_model_file(name: str, kind: str = "cdvae"):
     """Path of a shipped model's file when ``name`` is one (its hash checked), else None."""
     from genlowdim.crystal.pretrained import available_models, resolve_model
@@ -53,6 +45,30 @@ def _family_module(family: str, where: str):
     if family not in FAMILIES:
         raise UsageError(f"{where}: unknown family {family!r}; expected one of {sorted(FAMILIES)}")
     return importlib.import_module(FAMILIES[family])
+
+
+def load_property_fn(checkpoint: str):
+    """``--property-model``: the evaluation's ``property_fn`` from a property-predictor checkpoint or the name
+    of a shipped model (clear errors otherwise). The checkpoint's family builds it (its CLI module's
+    ``property_fn(payload)``), as ``sample`` dispatches, so that the metrics stay free of any model family."""
+    from pathlib import Path
+
+    from genlowdim.runtime import load_checkpoint
+
+    if not Path(checkpoint).is_file():
+        shipped = shipped_model_file(checkpoint, "property")
+        if shipped is None:
+            raise UsageError(f"--property-model {checkpoint}: no such checkpoint file or shipped model")
+        checkpoint = str(shipped)
+    try:
+        payload = load_checkpoint(checkpoint)
+        build = getattr(_family_module(payload.get("family"), checkpoint), "property_fn", None)
+        if build is None:
+            raise UsageError(f"--property-model {checkpoint}: a {payload.get('family')!r} checkpoint does not "
+                             f"predict crystal properties")
+        return build(payload)
+    except CheckpointError as err:
+        raise UsageError(f"--property-model {checkpoint}: {err}") from err
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -107,34 +123,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("sample", help="draw samples from a trained checkpoint (any family)")
-    from genlowdim.crystal.cli import add_model_flags, add_overwrite_flag, add_sampling_flags
+    from genlowdim.crystal.cli import (add_device_flag, add_model_flags, add_overwrite_flag, add_sampling_flags,
+                                      add_target_flags, add_weights_flag)
 
     add_model_flags(p)
     p.add_argument("--num", type=int, default=1000, help="number of samples")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--weights", choices=["ema", "raw"], default="ema",
-                   help="EMA weights when the run kept them (default) or the optimiser's raw weights")
+    add_device_flag(p)
+    add_weights_flag(p)
     add_sampling_flags(p, "sample")   # --sampler and --steps for every family, the rest for crystals only
-    p.add_argument("--target", default=None,
-                   help="crystals only: aim at a property, e.g. 'heat_ref<0.5', 'heat_ref>1.2', '0.2<heat_ref<0.5' "
-                   "(rejection on the CDVAE property head over z ~ N(0, I); docs/csp.md)")
-    p.add_argument("--target-draws", type=int, default=None,
-                   help="with --target: at most this many latents drawn per crystal (default 1000)")
-    p.add_argument("--target-margin", type=float, default=None,
-                   help="with --target: the property head screens the target moved this far inwards, in the "
-                   "property's units (default: a shipped model's own, one val std of its head's error, 0.107 "
-                   "for perov_5; 0 for --checkpoint; docs/csp.md)")
-    p.add_argument("--target-source", choices=["prior", "posterior"], default=None,
-                   help="with --target: screen z ~ N(0, I) ('prior', the default) or draws around encoded training "
-                   "crystals ('posterior'; docs/csp.md compares them)")
+    add_target_flags(p)               # crystals only
     add_overwrite_flag(p)
     p.set_defaults(func=_cmd_sample)
 
     for name in REGISTRARS:
         importlib.import_module(name).register(sub)
+    parser.set_defaults(load_property_fn=load_property_fn)   # for commands that score with --property-model
     return parser
 
 

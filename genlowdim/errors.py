@@ -17,3 +17,12 @@ class UsageError(ValueError):
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be used: unreadable, of another family, or of an incompatible format (exit 2)."""
+
+
+def require_positive(args, *names: str) -> None:
+    """UsageError unless each named integer option (``batch_size`` for ``--batch-size``) of the parsed
+    ``args`` is absent or >= 1."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} {value}: must be at least 1")

@@ -137,7 +137,7 @@ def random_crystals(num_atoms: list[int], *, generator: torch.Generator | None =
     neighbour distances), random lattices and atomic numbers 1..100 — test input for the checkers."""
     from torch_geometric.data import Batch, Data
 
-    from genlowdim.crystal.lattice import lattice_from_params
+    from genlowdim.crystal.geometry.lattice import lattice_from_params
 
     items = []
     for n in num_atoms:

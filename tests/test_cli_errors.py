@@ -27,8 +27,8 @@ def _crystal_checkpoint(path: Path, *overrides: str) -> Path:
     import torch
 
     from genlowdim.config import to_dict
-    from genlowdim.crystal.training import build_model
-    from genlowdim.crystal.config import load_crystal_config
+    from genlowdim.crystal.cdvae.training import build_model
+    from genlowdim.crystal.cdvae.config import load_crystal_config
     from genlowdim.runtime import save_checkpoint
 
     cfg = load_crystal_config(TINY, list(overrides))
@@ -202,7 +202,7 @@ CASES = [
 @pytest.mark.parametrize("name, argv, code, words, may_load_data",
                          [pytest.param(*c, id=c[0]) if type(c) is tuple else c for c in CASES])
 def test_error_case(name, argv, code, words, may_load_data, files, monkeypatch, capsys):
-    import genlowdim.crystal.training as training
+    import genlowdim.crystal.cdvae.training as training
 
     monkeypatch.setenv("GENLOWDIM_QUIET", "1")
     if not may_load_data:   # checked first: the dataset is never read

@@ -117,7 +117,7 @@ def test_an_override_that_is_not_yaml_names_the_key():
 def test_every_shipped_config_passes_its_checks():
     from pathlib import Path
 
-    from genlowdim.crystal.config import load_crystal_config
+    from genlowdim.crystal.cdvae.config import load_crystal_config
     from genlowdim.likelihood import config as likelihood_config
     from genlowdim.lowrank import config as lowrank_config
 

@@ -1,8 +1,8 @@
 """The symmetry checkers pass models symmetric by construction and catch models that are not."""
 import torch
 
-from genlowdim.crystal.graph import periodic_radius_graph
-from genlowdim.crystal.lattice import frac_to_cart
+from genlowdim.crystal.geometry.graph import periodic_radius_graph
+from genlowdim.crystal.geometry.lattice import frac_to_cart
 from genlowdim.testing import (change_cell, check_invariance, check_vector_equivariance, random_crystals,
                                supercell)
 

@@ -1,15 +1,19 @@
-"""Command-line handlers of the crystal family.
+"""The crystal layer's commands and flags.
 
 ``genlowdim train --config configs/crystal/X.yaml --out D`` and ``genlowdim sample --checkpoint C ...`` are
-dispatched here by the top-level CLI; this module adds ``reconstruct``, ``optimize``, ``demo``, ``analyse``
-and ``analyse-memorisation``.
+dispatched here by the top-level CLI (:func:`train`, :func:`sample`, :func:`property_fn`); this module adds
+``data``, ``reconstruct``, ``optimize``, ``csp``, ``analyse``, ``analyse-memorisation``, ``models`` and ``demo``,
+each with the flags it owns. The handlers are :mod:`genlowdim.crystal.commands`.
 """
 from __future__ import annotations
 
 import argparse
 
-from genlowdim.cli import require_positive
-from genlowdim.errors import CheckpointError, UsageError
+from genlowdim.crystal import commands
+from genlowdim.crystal.commands import property_fn, sample, train
+
+__all__ = ["register", "train", "sample", "property_fn", "add_model_flags", "add_overwrite_flag",
+           "add_sampling_flags", "add_target_flags", "add_device_flag", "add_weights_flag"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,13 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num", type=int, default=None, help="first N crystals of the split (default: all)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--weights", choices=["ema", "raw"], default="ema",
-                   help="EMA weights when the run kept them (default) or the raw optimiser weights")
+    add_weights_flag(p)
     add_sampling_flags(p, "reconstruct")
     p.add_argument("--out", required=True)
     add_overwrite_flag(p)
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=_cmd_reconstruct)
+    add_device_flag(p)
+    p.set_defaults(func=commands.cmd_reconstruct)
 
     p = subparsers.add_parser("optimize", help="CDVAE latent optimisation of a property (SR5/SR10/SR15)")
     add_model_flags(p, "CDVAE checkpoint trained with a property head")
@@ -43,11 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--decode-every", type=int, default=555)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--weights", choices=["ema", "raw"], default="ema")
+    add_weights_flag(p)
     add_sampling_flags(p, "optimize")
     p.add_argument("--out", required=True)
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=_cmd_optimize)
+    add_device_flag(p)
+    p.set_defaults(func=commands.cmd_optimize)
 
     p = subparsers.add_parser("csp", help="crystal structure prediction: candidate structures for a formula, "
                               "or the benchmark over a split's compositions")
@@ -66,12 +69,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="training crystals encoded for the posterior* methods and the *_opt radius")
     p.add_argument("--batch-size", type=int, default=500, help="candidates decoded together")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--weights", choices=["ema", "raw"], default="ema")
+    add_weights_flag(p)
     add_sampling_flags(p, "csp")
     p.add_argument("--out", required=True)
     add_overwrite_flag(p)
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=_cmd_csp)
+    add_device_flag(p)
+    p.set_defaults(func=commands.cmd_csp)
 
     p = subparsers.add_parser("analyse", help="low-dimensional structure of a CDVAE: latent union of subspaces, "
                               "denoiser Jacobian ranks, editing along subspace directions (analysis.json + PNGs)")
@@ -81,9 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="first N crystals of each split (default: all)")
     p.add_argument("--digits", default=None,
                    help="digits.json of `genlowdim lowrank digits` to draw its Jacobian-rank profile alongside")
-    p.add_argument("--weights", choices=["ema", "raw"], default="ema")
-    p.add_argument("--device", default="cpu")
-    p.set_defaults(func=_cmd_analyse)
+    add_weights_flag(p)
+    add_device_flag(p, "cpu")
+    p.set_defaults(func=commands.cmd_analyse)
 
     p = subparsers.add_parser("analyse-memorisation", help="train a crystal config on N training crystals for "
                               "each N (equal steps) and measure copies of training crystals vs valid novel ones")
@@ -96,12 +99,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="an intrinsic dimension to state N/d against (e.g. from analysis.json)")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.set_defaults(func=_cmd_analyse_memorisation)
+    add_device_flag(p, "cpu")
+    p.set_defaults(func=commands.cmd_analyse_memorisation)
 
     p = subparsers.add_parser("models", help="list the models shipped with the package and their measured figures")
     p.add_argument("--json", action="store_true", help="print the manifests as JSON")
-    p.set_defaults(func=_cmd_models)
+    p.set_defaults(func=commands.cmd_models)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     e = actions.add_parser("export", help="(maintainers) write a shipped model from training runs' checkpoints")
     e.add_argument("--name", required=True, help="the model's name, e.g. perov_5")
@@ -111,15 +114,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--property-command", default=None, help="the command that trained the predictor (recorded)")
     e.add_argument("--git-commit", default=None, help="the commit the runs were trained at (default: HEAD)")
     e.add_argument("--root", default=None, help="folder of shipped models (default: the package's)")
-    e.set_defaults(func=_cmd_models_export)
+    e.set_defaults(func=commands.cmd_models_export)
 
     p = subparsers.add_parser("demo", help="sample the shipped model, then train a small CDVAE, sample, evaluate")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--steps", type=int, default=None,
                    help="training budget in optimiser steps (default: the demo config's train.max_steps)")
     p.add_argument("--num", type=int, default=200, help="crystals to generate")
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=_cmd_demo)
+    add_device_flag(p)
+    p.set_defaults(func=commands.cmd_demo)
+
+
+def add_device_flag(p: argparse.ArgumentParser, default: str = "auto") -> None:
+    """``--device``: where the model runs."""
+    p.add_argument("--device", default=default, help=f"cpu, cuda, cuda:1 or auto (default: {default})")
+
+
+def add_weights_flag(p: argparse.ArgumentParser) -> None:
+    """``--weights``: which weights of a checkpoint are used."""
+    p.add_argument("--weights", choices=["ema", "raw"], default="ema",
+                   help="EMA weights when the run kept them (default) or the optimiser's raw weights")
 
 
 def add_overwrite_flag(p: argparse.ArgumentParser) -> None:
@@ -137,8 +151,8 @@ def add_model_flags(p: argparse.ArgumentParser, help_text: str = "trained checkp
 
 
 def add_sampling_flags(p: argparse.ArgumentParser, task: str = "sample") -> None:
-    """The protocol and the settings that override it for one command (see genlowdim.crystal.protocols)."""
-    from genlowdim.crystal.protocols import CONSTRAINTS, LATENTS, PROTOCOLS
+    """The protocol and the settings that override it for one command (see genlowdim.crystal.cdvae.protocols)."""
+    from genlowdim.crystal.cdvae.protocols import CONSTRAINTS, LATENTS, PROTOCOLS
 
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default=None,
                    help="settings as CDVAE's evaluate.py ('cdvae') or this package's defaults ('genlowdim', "
@@ -160,335 +174,18 @@ def add_sampling_flags(p: argparse.ArgumentParser, task: str = "sample") -> None
     p.set_defaults(task=task)
 
 
-def protocol_config(cfg, args: argparse.Namespace):
-    """(config, record of the settings used) for this command's protocol and overriding flags."""
-    from genlowdim.crystal.protocols import DEFAULT_PROTOCOL, resolve
-
-    try:
-        return resolve(args.protocol or DEFAULT_PROTOCOL, args.task, cfg, sampler=args.sampler,
-                       steps=args.steps, step_lr=args.step_lr, type_update=getattr(args, "type_update", None),
-                       latent=getattr(args, "latent", None), constraint=getattr(args, "constraint", None))
-    except ValueError as err:
-        raise UsageError(str(err)) from err
-
-
-def resolve_checkpoint(args: argparse.Namespace, kind: str = "cdvae") -> str:
-    """The checkpoint file behind ``--checkpoint`` or ``--model`` (also stored back in ``args.checkpoint``)."""
-    from genlowdim.crystal.pretrained import checkpoint_path
-
-    args.checkpoint = str(checkpoint_path(args.checkpoint, args.model, kind))
-    return args.checkpoint
-
-
-def train(args: argparse.Namespace) -> int:
-    """``genlowdim train`` for ``family: crystal`` configs."""
-    from dataclasses import replace
-    from pathlib import Path
-
-    from genlowdim.crystal.training import train_cdvae
-    from genlowdim.crystal.config import load_crystal_config
-    from genlowdim.runtime import resolve_device
-
-    last = Path(args.out) / "last.pt"
-    if last.exists() and not args.resume:   # checked before the dataset is loaded
-        raise UsageError(f"--out {args.out}: already holds a run ({last.name}); add --resume to continue it "
-                         f"or choose another --out")
-    cfg = load_crystal_config(args.config, args.overrides)
-    if getattr(args, "data_dir", None) is not None:
-        cfg = replace(cfg, data=replace(cfg.data, data_dir=args.data_dir))
-    if args.resume:   # also before the dataset is loaded: an intact last.pt written with these settings
-        from genlowdim.config import to_dict
-        from genlowdim.resume import check_resume
-
-        check_resume(args.out, to_dict(cfg), family="crystal")
-    result = train_cdvae(cfg, args.out, resume=args.resume, device=resolve_device(args.device))
-    print(f"trained {result.steps} steps ({result.stopped_because}); best val {result.best_val}; "
-          f"checkpoints in {result.out_dir}")
-    return 0
-
-
-TARGET_SOURCE = "prior"      # where --target screens latents by default (docs/csp.md)
-TARGET_POOL_SIZE = 2000      # training crystals encoded for --target-source posterior
-
-
-def target_margin(args: argparse.Namespace) -> float:
-    """``--target-margin``, else the shipped model's default (its manifest's ``defaults.target_margin``: one
-    val std of its property head's error), else 0."""
-    if getattr(args, "target_margin", None) is not None:
-        return float(args.target_margin)
-    if getattr(args, "model", None):
-        from genlowdim.crystal.pretrained import available_models
-
-        return float(available_models().get(args.model, {}).get("defaults", {}).get("target_margin", 0.0))
-    return 0.0
-
-
-def _target(args: argparse.Namespace, cfg):
-    """The parsed ``--target`` (None without one); UsageError when the model cannot aim at it."""
-    if getattr(args, "target", None) is None:
-        if any(getattr(args, k, None) is not None for k in ("target_source", "target_draws", "target_margin")):
-            raise UsageError("--target-source, --target-draws and --target-margin apply with --target")
-        return None
-    from genlowdim.crystal.targeted import parse_target
-    from genlowdim.structures.registry import DATASETS
-
-    require_positive(args, "target_draws")
-    spec = DATASETS.get(cfg.data.dataset)
-    target = parse_target(args.target, spec.property if spec is not None else None)
-    margin = target_margin(args)
-    if margin < 0:
-        raise UsageError(f"--target-margin must be >= 0, got {margin:g}")
-    target.shrunk(margin)   # UsageError when nothing of the target is left
-    if not cfg.model.predict_property:
-        raise UsageError(f"--target needs a CDVAE trained with a property head (model.predict_property: true); "
-                         f"{args.checkpoint} has none")
-    return target
-
-
-def sample(args: argparse.Namespace, checkpoint: dict) -> int:
-    """``genlowdim sample`` for crystal checkpoints: CIFs + samples.extxyz + manifest.json in --out."""
-    from genlowdim.crystal.checkpoints import load_model
-    from genlowdim.crystal.config import config_from_dict
-    from genlowdim.crystal.tasks import sample_crystals
-    from genlowdim.runtime import resolve_device
-
-    target = _target(args, config_from_dict(checkpoint["config"]))
-    model, cfg = load_model(checkpoint, resolve_device(args.device), use_ema=args.weights == "ema",
-                            task="cdvae")
-    cfg, record = protocol_config(cfg, args)
-    pool = None
-    if target is not None and (getattr(args, "target_source", None) or TARGET_SOURCE) == "posterior":
-        from genlowdim.crystal.csp import encode_pool
-        from genlowdim.crystal.training import load_split
-
-        pool = encode_pool(model, load_split(cfg, "train", TARGET_POOL_SIZE))
-    manifest = sample_crystals(model, cfg, args.num, args.out, batch_size=args.batch_size, seed=args.seed,
-                               checkpoint=args.checkpoint, overwrite=args.overwrite, protocol=record,
-                               target=target, max_draws=getattr(args, "target_draws", None) or 1000,
-                               target_pool=pool, target_margin=target_margin(args) if target is not None else 0.0)
-    aimed = "" if target is None else (f"; aimed at {target}: {manifest['head_accepted']} of {manifest['count']} "
-                                       f"passed the property head's screen {manifest['head_screen']} "
-                                       f"(margin {manifest['target_margin']:g}; {manifest['draws']} latents drawn)")
-    print(f"wrote {manifest['count']} crystals to {args.out} ({record['protocol']} protocol, sampler "
-          f"{record['sampler']}){aimed}")
-    return 0
-
-
-def _cdvae_checkpoint(path: str):
-    """(payload, config) of a CDVAE checkpoint, read before any model or data is built."""
-    from genlowdim.crystal.config import config_from_dict
-    from genlowdim.crystal.training import FAMILY
-    from genlowdim.runtime import load_checkpoint
-
-    payload = load_checkpoint(path, family=FAMILY)
-    cfg = config_from_dict(payload["config"])
-    if cfg.task != "cdvae":
-        raise CheckpointError(f"{path}: checkpoint holds a {cfg.task!r} model, this command needs a 'cdvae' "
-                              f"model (trained with task: cdvae)")
-    return payload, cfg
-
-
-def _check_split(split: str, cfg) -> None:
-    from genlowdim.structures.datasets import SPLITS
-
-    if split not in SPLITS:
-        raise UsageError(f"--split {split!r}: not a split of the checkpoint's dataset {cfg.data.dataset!r}; "
-                         f"use {', '.join(SPLITS[:-1])} or {SPLITS[-1]}")
-
-
-def _cmd_reconstruct(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.checkpoints import load_model
-    from genlowdim.crystal.tasks import reconstruct
-    from genlowdim.runtime import resolve_device
-
-    require_positive(args, "num", "batch_size", "steps")
-    payload, cfg = _cdvae_checkpoint(resolve_checkpoint(args))
-    _check_split(args.split, cfg)
-    model, cfg = load_model(payload, resolve_device(args.device), use_ema=args.weights == "ema", task="cdvae")
-    cfg, record = protocol_config(cfg, args)
-    summary = reconstruct(model, cfg, args.split, args.out, num=args.num, batch_size=args.batch_size,
-                          seed=args.seed, overwrite=args.overwrite, protocol=record)
-    print(f"wrote {summary['count']} predictions and truths to {args.out}; evaluate with\n  genlowdim evaluate "
-          f"{args.out}/predictions.extxyz --reference {args.out}/truth.extxyz --mode reconstruction "
-          f"--out {args.out}/eval")
-    return 0
-
-
-def _check_optimizable(path: str, cfg, property_name: str | None) -> None:
-    """What ``optimize`` needs of a checkpoint: a property head, known SR percentiles, the right property."""
-    from genlowdim.crystal.optimize import check_property_name, sr_thresholds
-
-    if not cfg.model.predict_property:
-        raise UsageError(f"{path}: this CDVAE has no property head (model.predict_property: false); optimize "
-                         f"needs one: train with --set model.predict_property=true")
-    try:
-        sr_thresholds(cfg.data.dataset)
-    except ValueError as err:
-        raise UsageError(f"{path}: {err}") from err
-    try:
-        check_property_name(cfg, property_name)
-    except ValueError as err:
-        raise UsageError(f"{err}; leave --property out or give that name") from err
-
-
-def _cmd_optimize(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.checkpoints import load_model
-    from genlowdim.crystal.optimize import optimize_property
-    from genlowdim.runtime import resolve_device
-
-    require_positive(args, "num", "opt_steps", "decode_every", "steps")
-    if args.lr <= 0:
-        raise UsageError(f"--lr {args.lr}: must be positive")
-    payload, cfg = _cdvae_checkpoint(resolve_checkpoint(args))
-    _check_optimizable(args.checkpoint, cfg, args.property)
-    _check_split(args.split, cfg)
-    property_path = args.property_model
-    if property_path is None and args.model is not None:
-        property_path = str(resolve_checkpoint(argparse.Namespace(checkpoint=None, model=args.model), "property"))
-    device = resolve_device(args.device)
-    model, cfg = load_model(payload, device, use_ema=args.weights == "ema", task="cdvae")
-    cfg, record = protocol_config(cfg, args)
-    prop_model = load_model(property_path, device, task="property")[0] if property_path else None
-    result = optimize_property(model, cfg, args.out, property_name=args.property, split=args.split,
-                               num=args.num, steps=args.opt_steps, decode_every=args.decode_every, lr=args.lr,
-                               seed=args.seed, property_model=prop_model, protocol=record)
-    print({k: result[k] for k in ("SR5", "SR10", "SR15")}, f"({record['protocol']} protocol)")
-    return 0
-
-
-def _csp_settings(args: argparse.Namespace):
-    from genlowdim.crystal.csp import METHODS, CSPSettings
-
-    require_positive(args, "num", "samples", "draws", "batch_size", "pool_size", "steps")
-    if args.opt_steps is not None and args.opt_steps < 0:
-        raise UsageError(f"--opt-steps {args.opt_steps}: must be at least 0")
-    if args.method is not None and args.method not in METHODS:
-        raise UsageError(f"--method {args.method!r}: choose one of {', '.join(METHODS)}")
-    if args.formula is not None and args.num is not None:
-        raise UsageError("--num counts compositions of a --split; with --formula use --samples")
-    given = {k: v for k, v in (("method", args.method), ("draws", args.draws), ("opt_steps", args.opt_steps))
-             if v is not None}
-    return CSPSettings(**given)
-
-
-def _cmd_csp(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.checkpoints import load_model
-    from genlowdim.crystal.csp import csp_formula, csp_split, parse_formula
-    from genlowdim.runtime import resolve_device
-
-    settings = _csp_settings(args)
-    payload, cfg = _cdvae_checkpoint(resolve_checkpoint(args))
-    if args.split is not None:
-        _check_split(args.split, cfg)
-    else:
-        parse_formula(args.formula, int(payload["extra_state"]["max_atoms"]))   # fail before building the model
-    model, cfg = load_model(payload, resolve_device(args.device), use_ema=args.weights == "ema", task="cdvae")
-    cfg, record = protocol_config(cfg, args)
-    kw = dict(settings=settings, pool_size=args.pool_size, batch_size=args.batch_size, seed=args.seed,
-              overwrite=args.overwrite, protocol=record)
-    if args.formula is not None:
-        summary = csp_formula(model, cfg, args.formula, args.out, samples=args.samples or 20, **kw)
-        print(f"wrote {summary['count']} candidates for {args.formula} to {args.out} (cif/, candidates.extxyz; "
-              f"ranked best first by the heads' formula likelihood, method {settings.method})")
-        return 0
-    summary = csp_split(model, cfg, args.split, args.out, num=args.num, samples=args.samples or 1, **kw)
-    print(f"wrote {summary['count']} predictions for {summary['compositions']} compositions and their truths to "
-          f"{args.out}; evaluate with\n  genlowdim evaluate {args.out}/predictions.extxyz --reference "
-          f"{args.out}/truth.extxyz --mode reconstruction --out {args.out}/eval")
-    return 0
-
-
-def _cmd_models(args: argparse.Namespace) -> int:
-    import json
-
-    from genlowdim.crystal.pretrained import available_models
-
-    models = available_models()
-    if args.json:
-        print(json.dumps(models, indent=1))
-        return 0
-    if not models:
-        print("no models are shipped with this installation")
-    for name, manifest in models.items():
-        cdvae = manifest["files"].get("cdvae", {})
-        print(f"{name}: CDVAE {cdvae.get('steps')} steps ({cdvae.get('config', {}).get('name')}), "
-              f"files {', '.join(sorted(manifest['files']))}; use --model {name}")
-        for key, figures in manifest.get("metrics", {}).items():
-            shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                              for k, v in figures.items() if not isinstance(v, (dict, list)))
-            print(f"  {key}: {shown}")
-    return 0
-
-
-def _cmd_models_export(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.pretrained import PRETRAINED_DIR, export_model
-
-    commands = {"cdvae": args.cdvae_command, "property": args.property_command}
-    manifest = export_model(args.name, args.cdvae, args.property, commands=commands, git_commit=args.git_commit,
-                            root=args.root or PRETRAINED_DIR)
-    sizes = ", ".join(f"{kind} {entry['bytes'] / 1e6:.2f} MB" for kind, entry in manifest["files"].items())
-    print(f"exported {args.name} to {args.root or PRETRAINED_DIR}/{args.name} ({sizes})")
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.demo import run_demo
-    from genlowdim.runtime import resolve_device
-
-    require_positive(args, "steps", "num")
-    run_demo(args.out, steps=args.steps, num=args.num, device=resolve_device(args.device))
-    return 0
-
-
-def _cmd_analyse(args: argparse.Namespace) -> int:
-    import json
-    from dataclasses import replace
-    from pathlib import Path
-
-    import torch
-
-    from genlowdim.crystal.analysis_run import AnalysisSettings, quick_settings, run_analysis
-    from genlowdim.crystal.checkpoints import load_model
-
-    require_positive(args, "limit")
-    payload, _ = _cdvae_checkpoint(resolve_checkpoint(args))
-    digits = None
-    if args.digits:
-        if not Path(args.digits).is_file():
-            raise UsageError(f"--digits {args.digits}: no such file (write it with `genlowdim lowrank digits`)")
-        digits = json.loads(Path(args.digits).read_text()).get("jacobian_rank")
-    model, cfg = load_model(payload, args.device, use_ema=args.weights == "ema", task="cdvae")
-    settings = quick_settings() if args.quick else AnalysisSettings()
-    if args.limit is not None:
-        settings = replace(settings, limit_per_split=args.limit)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # small linear algebra and 5-atom graphs: one thread is fastest on a busy CPU
-    try:
-        run_analysis(model, cfg, args.out, settings, checkpoint=args.checkpoint, digits=digits)
-    finally:
-        torch.set_num_threads(threads)
-    print(f"wrote {args.out}/analysis.json and its figures")
-    return 0
-
-
-def _cmd_analyse_memorisation(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.memorisation import run_memorisation
-
-    require_positive(args, "steps", "num", "sampler_steps")
-    try:
-        sizes = sorted({int(v) for v in args.sizes.split(",") if v.strip()})
-    except ValueError as err:
-        raise UsageError(f"--sizes {args.sizes!r}: give comma-separated integers, e.g. 32,64,128") from err
-    if not sizes or min(sizes) < 1:
-        raise UsageError(f"--sizes {args.sizes!r}: give positive training-set sizes")
-    run_memorisation(args.config, sizes, args.steps, args.out, num=args.num, sampler_steps=args.sampler_steps,
-                     intrinsic_dim=args.intrinsic_dim, seed=args.seed, device=args.device)
-    return 0
-
-
-def property_fn(checkpoint: dict):
-    """``genlowdim evaluate --property-model``: the evaluation's ``property_fn`` of a property-predictor
-    checkpoint payload (CheckpointError when it holds another kind of model)."""
-    from genlowdim.crystal.checkpoints import property_fn_from_checkpoint
-
-    return property_fn_from_checkpoint(checkpoint)
+def add_target_flags(p: argparse.ArgumentParser) -> None:
+    """``sample --target`` and its settings (generation aimed at a property,
+    :mod:`genlowdim.crystal.tasks.targeted`)."""
+    p.add_argument("--target", default=None,
+                   help="crystals only: aim at a property, e.g. 'heat_ref<0.5', 'heat_ref>1.2', '0.2<heat_ref<0.5' "
+                   "(rejection on the CDVAE property head over z ~ N(0, I); docs/csp.md)")
+    p.add_argument("--target-draws", type=int, default=None,
+                   help="with --target: at most this many latents drawn per crystal (default 1000)")
+    p.add_argument("--target-margin", type=float, default=None,
+                   help="with --target: the property head screens the target moved this far inwards, in the "
+                   "property's units (default: a shipped model's own, one val std of its head's error, 0.107 "
+                   "for perov_5; 0 for --checkpoint; docs/csp.md)")
+    p.add_argument("--target-source", choices=["prior", "posterior"], default=None,
+                   help="with --target: screen z ~ N(0, I) ('prior', the default) or draws around encoded training "
+                   "crystals ('posterior'; docs/csp.md compares them)")

@@ -24,7 +24,7 @@ from .config import SOLVERS, SweepConfig, TrainConfig
 from .model import LowRankDenoiser
 from .plots import plot_memorisation, plot_phase_transition
 from .synthetic import SyntheticSet, make_synthetic
-from .train import NoiseDistribution, train_lowrank
+from .train import NoiseDistribution, build_model, train_lowrank, train_mlp
 
 
 
@@ -276,7 +276,6 @@ def recovery_metrics(bases: torch.Tensor, data: SyntheticSet, assign_sigma: floa
 def memorisation_cell(cfg, d: int, ratio: float) -> dict:
     """Train the MLP denoiser on N_k = round(ratio·d) points per subspace and judge its samples."""
     from .model import mlp_denoiser
-    from .train import train_mlp
 
     per = max(1, round(ratio * d))
     gen = torch.Generator().manual_seed(cfg.seed + 7919 * d + per)
@@ -337,3 +336,35 @@ def run_memorisation(cfg, out_dir: str | Path, log: Callable[[str], None] = prin
             f"{c['on_subspace_fraction']:.3f}        {c['generalised_fraction']:.3f}     | "
             f"{b['empirical']['copy_fraction']:.3f} / {b['exact']['copy_fraction']:.3f}")
     return results
+
+
+def run_training(cfg, device: torch.device | str = "cpu", log=print) -> tuple[torch.nn.Module, dict, dict]:
+    """Draw the data of ``cfg`` (a ``RunConfig``), fit the model, and measure subspace recovery.
+
+    Returns ``(model, metrics, extra_state)``; ``extra_state`` holds the true bases and training set so
+    that sampling can later be judged against them.
+    """
+    d = cfg.data
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    data = make_synthetic(d.num_subspaces, d.ambient_dim, d.subspace_dim, d.per_subspace,
+                          noise_std=d.noise_std, orthogonal=d.orthogonal, generator=gen)
+    init = None
+    if cfg.model.kind == "lowrank" and cfg.model.init == "spectral":
+        init = spectral_init(data.x, d.num_subspaces, d.subspace_dim, seed=cfg.train.seed, generator=gen).bases
+    model = build_model(cfg, gen, init).to(device)
+    x = data.x.to(device)
+    t = cfg.train
+    train_gen = torch.Generator(device=x.device).manual_seed(t.seed + 1)
+    kwargs = dict(steps=t.steps, batch_size=t.batch_size, lr=t.lr, noise=noise_distribution(t), desc="train",
+                  generator=train_gen)
+    fit = train_lowrank if isinstance(model, LowRankDenoiser) else train_mlp
+    history = fit(model, x, **kwargs)
+    model = model.cpu()
+    bases = learned_bases(model, cfg, gen)
+    metrics = recovery_metrics(bases, data, cfg.assign_sigma)
+    metrics.update(final_loss=history[-1] if history else None, train_steps=t.steps,
+                   init_subspace_error=None if init is None else recovery_metrics(init, data, cfg.assign_sigma)
+                   ["subspace_error"])
+    log(f"subspace_error={metrics['subspace_error']:.4f} max_principal_angle="
+        f"{metrics['max_principal_angle']:.4f} clustering_accuracy={metrics['clustering_accuracy']:.4f}")
+    return model, metrics, {"true_bases": data.bases, "train_x": data.x, "train_labels": data.labels}

@@ -66,7 +66,7 @@ def train(args: argparse.Namespace) -> int:
     from genlowdim.runtime import load_checkpoint, resolve_device, save_checkpoint, write_json
 
     from .config import RunConfig
-    from .train import run_training
+    from .analysis import run_training
 
     cfg = load_config(RunConfig, args.config, args.overrides)
     out = Path(args.out)

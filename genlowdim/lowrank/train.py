@@ -137,39 +137,3 @@ def build_model(cfg, generator: torch.Generator | None = None, init_bases: torch
         return LowRankDenoiser.from_bases(init_bases.to(torch.float32), mode=m.mode)
     return LowRankDenoiser(data.num_subspaces, data.ambient_dim, data.subspace_dim, mode=m.mode,
                            generator=generator)
-
-
-def run_training(cfg, device: torch.device | str = "cpu", log=print) -> tuple[nn.Module, dict, dict]:
-    """Draw the data of ``cfg`` (a ``RunConfig``), fit the model, and measure subspace recovery.
-
-    Returns ``(model, metrics, extra_state)``; ``extra_state`` holds the true bases and training set so
-    that sampling can later be judged against them.
-    """
-    from .analysis import learned_bases, noise_distribution, recovery_metrics
-    from .clustering import spectral_init
-    from .synthetic import make_synthetic
-
-    d = cfg.data
-    gen = torch.Generator().manual_seed(cfg.train.seed)
-    data = make_synthetic(d.num_subspaces, d.ambient_dim, d.subspace_dim, d.per_subspace,
-                          noise_std=d.noise_std, orthogonal=d.orthogonal, generator=gen)
-    init = None
-    if cfg.model.kind == "lowrank" and cfg.model.init == "spectral":
-        init = spectral_init(data.x, d.num_subspaces, d.subspace_dim, seed=cfg.train.seed, generator=gen).bases
-    model = build_model(cfg, gen, init).to(device)
-    x = data.x.to(device)
-    t = cfg.train
-    train_gen = torch.Generator(device=x.device).manual_seed(t.seed + 1)
-    kwargs = dict(steps=t.steps, batch_size=t.batch_size, lr=t.lr, noise=noise_distribution(t), desc="train",
-                  generator=train_gen)
-    fit = train_lowrank if isinstance(model, LowRankDenoiser) else train_mlp
-    history = fit(model, x, **kwargs)
-    model = model.cpu()
-    bases = learned_bases(model, cfg, gen)
-    metrics = recovery_metrics(bases, data, cfg.assign_sigma)
-    metrics.update(final_loss=history[-1] if history else None, train_steps=t.steps,
-                   init_subspace_error=None if init is None else recovery_metrics(init, data, cfg.assign_sigma)
-                   ["subspace_error"])
-    log(f"subspace_error={metrics['subspace_error']:.4f} max_principal_angle="
-        f"{metrics['max_principal_angle']:.4f} clustering_accuracy={metrics['clustering_accuracy']:.4f}")
-    return model, metrics, {"true_bases": data.bases, "train_x": data.x, "train_labels": data.labels}

@@ -138,29 +138,17 @@ def group_by_id(pred_ids, preds, truth_ids) -> list[list] | None:
     return [groups[t] for t in truth_ids]
 
 
-def _property_fn(checkpoint: str):
-    """The evaluation's ``property_fn`` from a property-predictor checkpoint or the name of a shipped model
-    (clear errors otherwise).
+def _property_fn(args: argparse.Namespace):
+    """The evaluation's ``property_fn`` for ``--property-model`` (None without one), built by the loader the
+    top-level command line hands down (``args.load_property_fn``): the metrics know no model family."""
+    if not args.property_model:
+        return None
+    load = getattr(args, "load_property_fn", None)
+    if load is None:
+        from genlowdim.errors import UsageError
 
-    The checkpoint's family builds it (its CLI module's ``property_fn(payload)``), as ``sample`` dispatches:
-    the metrics stay free of any model family."""
-    from genlowdim.cli import UsageError, _family_module, shipped_model_file
-    from genlowdim.runtime import CheckpointError, load_checkpoint
-
-    if not Path(checkpoint).is_file():
-        shipped = shipped_model_file(checkpoint, "property")
-        if shipped is None:
-            raise UsageError(f"--property-model {checkpoint}: no such checkpoint file or shipped model")
-        checkpoint = str(shipped)
-    try:
-        payload = load_checkpoint(checkpoint)
-        build = getattr(_family_module(payload.get("family"), checkpoint), "property_fn", None)
-        if build is None:
-            raise UsageError(f"--property-model {checkpoint}: a {payload.get('family')!r} checkpoint does not "
-                             f"predict crystal properties")
-        return build(payload)
-    except CheckpointError as err:
-        raise UsageError(f"--property-model {checkpoint}: {err}") from err
+        raise UsageError("--property-model needs the genlowdim command line (it loads the model's family)")
+    return load(args.property_model)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -187,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         dataset = args.dataset or (args.reference.split(":")[0] if _is_dataset_ref(args.reference) else None)
         cut = args.cutoffs or (None, None)
         train = load_input(args.train, args.data_dir, skipped)[1] if args.train else None
-        property_fn = _property_fn(args.property_model) if args.property_model else None
+        property_fn = _property_fn(args)
         try:
             report = evaluate_generation(
                 structures, reference, dataset=dataset, struct_cutoff=cut[0], comp_cutoff=cut[1],

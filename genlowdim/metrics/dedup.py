@@ -37,7 +37,7 @@ def _reduce_chunk(args: tuple) -> list:
     structures, tol = args
     from pymatgen.core import Structure
 
-    from genlowdim.metrics.matching import matcher
+    from genlowdim.metrics.matcher import matcher
 
     m = matcher(*tol)
     # the reduction fit() applies to each of its arguments (Niggli, then primitive cell)
@@ -90,7 +90,7 @@ def _fits(s1: int, s2: int) -> bool:
     shapes, reduced, (stol, angle_tol, ltol) = _STATE["shapes"], _STATE["reduced"], _STATE["tol"]
     if not may_match(shapes[s1], shapes[s2], ltol, angle_tol):
         return False
-    from genlowdim.metrics.matching import matcher
+    from genlowdim.metrics.matcher import matcher
 
     return bool(matcher(stol, angle_tol, ltol).fit(reduced[s1], reduced[s2], skip_structure_reduction=True))
 

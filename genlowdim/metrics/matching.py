@@ -14,21 +14,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 
+from genlowdim.metrics.matcher import ANGLE_TOL, LTOL, STOL, matcher
 from genlowdim.metrics.result import MetricResult, as_float
-
-STOL, ANGLE_TOL, LTOL = 0.5, 10.0, 0.3
-
-
-@lru_cache(maxsize=8)
-def matcher(stol: float = STOL, angle_tol: float = ANGLE_TOL, ltol: float = LTOL):
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-
-    return StructureMatcher(stol=stol, angle_tol=angle_tol, ltol=ltol)
 
 
 def _tolerances(stol, angle_tol, ltol) -> dict:

@@ -59,7 +59,7 @@ def load_input(spec: str, data_dir: str | None = None) -> tuple[list[str], list]
 
 
 def run(args: argparse.Namespace) -> int:
-    from genlowdim.cli import require_positive
+    from genlowdim.errors import require_positive
     from genlowdim.errors import UsageError
 
     require_positive(args, "batch_size", "threads")

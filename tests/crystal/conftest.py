@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from genlowdim.crystal.config import load_crystal_config
-from genlowdim.crystal.training import build_model, fit_scalers, load_split, resolve_max_atoms
+from genlowdim.crystal.cdvae.config import load_crystal_config
+from genlowdim.crystal.cdvae.training import build_model, fit_scalers, load_split, resolve_max_atoms
 
 TINY = "configs/crystal/tiny.yaml"
 

@@ -8,10 +8,10 @@ import torch
 from genlowdim.cli import main
 from genlowdim.core.jacobian import (exact_jacobian, numerical_rank, randomized_singular_values,
                                      sketched_numerical_rank)
-from genlowdim.crystal.analysis import LatentSettings, label_alignment, union_of_subspaces
-from genlowdim.crystal.editing import orthogonal_directions
-from genlowdim.crystal.jacobians import translation_projector
-from genlowdim.crystal.latents import CrystalLabels, anion_label, perovskite_sites
+from genlowdim.crystal.analysis.subspaces import LatentSettings, label_alignment, union_of_subspaces
+from genlowdim.crystal.analysis.editing import orthogonal_directions
+from genlowdim.crystal.analysis.jacobians import translation_projector
+from genlowdim.crystal.analysis.labels import CrystalLabels, anion_label, perovskite_sites
 from genlowdim.metrics.subspace import clustering_nmi, mle_dimension, pca_dimension, twonn_dimension
 
 TINY = "configs/crystal/tiny.yaml"
@@ -146,7 +146,7 @@ def test_analyse_memorisation_runs_and_counts_copies(tmp_path):
 
 
 def test_a_training_set_judged_against_itself_is_all_copies(small_structures):
-    from genlowdim.crystal.memorisation import judge_samples
+    from genlowdim.crystal.analysis.memorisation import judge_samples
 
     structures = [small_structures["SrTiO3"], small_structures["NaCl"]]
     row = judge_samples(structures, structures)

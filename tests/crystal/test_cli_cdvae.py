@@ -31,7 +31,7 @@ def trained(tmp_path_factory, one_thread):
 def test_train_sample_and_reconstruct(trained, tmp_path):
     import torch
 
-    from genlowdim.crystal.checkpoints import load_model
+    from genlowdim.crystal.cdvae.checkpoints import load_model
     from genlowdim.structures.io import read_structures
 
     assert (trained / "last.pt").is_file() and (trained / "best.pt").is_file()
@@ -72,11 +72,11 @@ def test_reconstruct_writes_the_split_and_decodes_its_latent_means(trained, tmp_
     from pymatgen.core import Structure
     from torch_geometric.data import Batch
 
-    from genlowdim.crystal.checkpoints import load_model
-    from genlowdim.crystal.training import load_split
+    from genlowdim.crystal.cdvae.checkpoints import load_model
+    from genlowdim.crystal.cdvae.training import load_split
     from genlowdim.structures.datasets import repo_datasets_dir
     from genlowdim.structures.io import read_structures
-    from genlowdim.crystal.sampling import sample_composition
+    from genlowdim.crystal.cdvae.sampling import sample_composition
 
     rec = tmp_path / "rec"
     assert main(["reconstruct", "--checkpoint", str(trained / "best.pt"), "--split", "test", "--num", "2",
@@ -160,8 +160,8 @@ def test_wrong_checkpoint_and_bad_config_are_clear_errors(tmp_path, capsys):
 def test_crystals_over_max_atoms_are_skipped_and_an_empty_set_is_an_error(tmp_path):
     import gzip
 
-    from genlowdim.crystal.training import load_split
-    from genlowdim.crystal.config import load_crystal_config
+    from genlowdim.crystal.cdvae.training import load_split
+    from genlowdim.crystal.cdvae.config import load_crystal_config
     from genlowdim.structures.datasets import repo_datasets_dir
 
     # a three-row CDVAE CSV cut from perov_5 (5 atoms per cell)

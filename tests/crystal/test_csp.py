@@ -9,10 +9,12 @@ import torch
 
 from genlowdim.cli import main
 from genlowdim.config import to_dict
-from genlowdim.crystal.csp import (CSPSettings, LatentPool, candidate_latents, formula_counts, formula_nll,
-                                   parse_formula, predict_structures, propose_latents, refine_latents)
-from genlowdim.crystal.targeted import PropertyTarget, parse_target, targeted_latents
-from genlowdim.crystal.training import resolve_max_atoms
+from genlowdim.crystal.latents import LatentPool
+from genlowdim.crystal.cdvae.csp import (CSPSettings, candidate_latents, formula_counts, formula_nll,
+                                         predict_structures, propose_latents, refine_latents)
+from genlowdim.crystal.tasks.csp import parse_formula
+from genlowdim.crystal.tasks.targeted import PropertyTarget, parse_target, targeted_latents
+from genlowdim.crystal.cdvae.training import resolve_max_atoms
 from genlowdim.errors import UsageError
 from genlowdim.runtime import save_checkpoint
 from genlowdim.structures.io import read_structures
@@ -119,7 +121,7 @@ def test_margin_moves_finite_bounds_inwards():
 def test_target_margin_defaults_to_the_shipped_models_own():
     import argparse
 
-    from genlowdim.crystal.cli import target_margin
+    from genlowdim.crystal.commands import target_margin
 
     assert target_margin(argparse.Namespace(target_margin=None, model="perov_5")) == pytest.approx(0.107)
     assert target_margin(argparse.Namespace(target_margin=0.0, model="perov_5")) == 0.0

@@ -20,8 +20,8 @@ def _worker(rank, world, port, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), GENLOWDIM_QUIET="1")
     torch.set_num_threads(1)
-    from genlowdim.crystal.training import train_cdvae
-    from genlowdim.crystal.config import load_crystal_config
+    from genlowdim.crystal.cdvae.training import train_cdvae
+    from genlowdim.crystal.cdvae.config import load_crystal_config
     from genlowdim.runtime import load_checkpoint
 
     train_cdvae(load_crystal_config(CONFIG, OVERRIDES), out)
@@ -34,8 +34,8 @@ def _worker(rank, world, port, out):
 def _expected_first_loss(world: int) -> float:
     from torch_geometric.data import Batch
 
-    from genlowdim.crystal.training import build_model, fit_scalers, load_split
-    from genlowdim.crystal.config import load_crystal_config
+    from genlowdim.crystal.cdvae.training import build_model, fit_scalers, load_split
+    from genlowdim.crystal.cdvae.config import load_crystal_config
     from genlowdim.train import epoch_order
 
     cfg = load_crystal_config(CONFIG, OVERRIDES)
@@ -71,8 +71,8 @@ def test_two_processes_stay_in_sync_and_average_the_shard_losses(tmp_path):
 
 
 def _tiny_model():
-    from genlowdim.crystal.config import load_crystal_config
-    from genlowdim.crystal.training import build_model, fit_scalers, load_split
+    from genlowdim.crystal.cdvae.config import load_crystal_config
+    from genlowdim.crystal.cdvae.training import build_model, fit_scalers, load_split
 
     cfg = load_crystal_config(CONFIG)
     torch.manual_seed(0)
@@ -85,20 +85,27 @@ def _decode_worker(rank, world, port, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), GENLOWDIM_QUIET="1")
     torch.set_num_threads(1)
-    from genlowdim.crystal.tasks import reconstruct, sample_crystals
+    from genlowdim.crystal.tasks.generate import reconstruct, sample_crystals
 
     model, cfg = _tiny_model()
     sample_crystals(model, cfg, 5, os.path.join(out, "samples"), batch_size=2, seed=4, sampler="ald_fast")
     reconstruct(model, cfg, "val", os.path.join(out, "recon"), num=5, batch_size=2, seed=4, sampler="ald_fast",
-                protocol={"latent": "sample"})
+                protocol=_posterior_samples(cfg))
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
+
+
+def _posterior_samples(cfg):
+    """Decode settings that reconstruct from posterior samples (z = μ + σ·ε: noise drawn per batch)."""
+    from genlowdim.crystal.cdvae.protocols import resolve
+
+    return resolve("genlowdim", "reconstruct", cfg, sampler="ald_fast", latent="sample")[1]
 
 
 def test_sampling_and_reconstruction_shared_by_two_processes_equal_one_process(tmp_path, monkeypatch):
     """Each process decodes the batches k ≡ rank (mod 2) with batch k's own generator; the merged files
     equal those of one process, byte for byte."""
-    from genlowdim.crystal.tasks import reconstruct, sample_crystals
+    from genlowdim.crystal.tasks.generate import reconstruct, sample_crystals
 
     monkeypatch.setenv("GENLOWDIM_QUIET", "1")
     shared = str(tmp_path / "two")
@@ -110,7 +117,7 @@ def test_sampling_and_reconstruction_shared_by_two_processes_equal_one_process(t
         one = tmp_path / "one"
         sample_crystals(model, cfg, 5, one / "samples", batch_size=2, seed=4, sampler="ald_fast")
         reconstruct(model, cfg, "val", one / "recon", num=5, batch_size=2, seed=4, sampler="ald_fast",
-                    protocol={"latent": "sample"})
+                    protocol=_posterior_samples(cfg))
     finally:
         torch.set_num_threads(before)
     for name in ("samples/samples.extxyz", "recon/predictions.extxyz", "recon/truth.extxyz"):

@@ -2,9 +2,9 @@
 (up to relabelling), cell choice and supercells (float64)."""
 import torch
 
-from genlowdim.crystal.config import GraphNetConfig
-from genlowdim.crystal.decoder import CrystalDecoder
-from genlowdim.crystal.lattice import frac_to_cart
+from genlowdim.crystal.cdvae.config import GraphNetConfig
+from genlowdim.crystal.cdvae.decoder import CrystalDecoder
+from genlowdim.crystal.geometry.lattice import frac_to_cart
 from genlowdim.testing import check_vector_equivariance, random_crystals
 
 SMALL = GraphNetConfig(num_layers=2, num_scalars=16, num_vectors=8, cutoff=5.0, max_neighbors=None,

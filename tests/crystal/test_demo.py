@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from genlowdim.crystal.demo import SHIPPED, run_demo
+from genlowdim.crystal.tasks.demo import SHIPPED, run_demo
 from genlowdim.crystal.pretrained import available_models
 
 

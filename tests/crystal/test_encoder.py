@@ -1,9 +1,9 @@
 """The e3nn encoder is invariant to rotation, translation, permutation, cell choice and supercell (float64)."""
 import torch
 
-from genlowdim.crystal.config import GraphNetConfig
-from genlowdim.crystal.encoder import CrystalEncoder
-from genlowdim.crystal.layers import RadialEmbedding, polynomial_cutoff
+from genlowdim.crystal.geometry.settings import GraphNetConfig
+from genlowdim.crystal.geometry.encoder import CrystalEncoder
+from genlowdim.crystal.geometry.layers import RadialEmbedding, polynomial_cutoff
 from genlowdim.testing import check_invariance, random_crystals
 
 SMALL = GraphNetConfig(num_layers=2, num_scalars=16, num_vectors=8, cutoff=5.0, max_neighbors=None,
@@ -38,8 +38,8 @@ def test_encoder_with_l2_features_is_invariant():
 def test_wide_readout_is_invariant_and_sets_the_pooled_width():
     from dataclasses import replace
 
-    from genlowdim.crystal.config import ModelConfig
-    from genlowdim.crystal.property import PropertyPredictor
+    from genlowdim.crystal.cdvae.config import ModelConfig
+    from genlowdim.crystal.cdvae.property import PropertyPredictor
 
     gen = torch.Generator().manual_seed(4)
     batch = random_crystals([3, 5], generator=gen)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-import genlowdim.crystal.graph as graph_module
-from genlowdim.crystal.graph import periodic_radius_graph
+import genlowdim.crystal.geometry.graph as graph_module
+from genlowdim.crystal.geometry.graph import periodic_radius_graph
 
 
 def batch_of(structures, dtype=torch.float64):

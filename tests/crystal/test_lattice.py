@@ -8,7 +8,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice
 
-from genlowdim.crystal.lattice import (cart_to_frac, expand_per_graph, frac_to_cart, lattice_from_params,
+from genlowdim.crystal.geometry.lattice import (cart_to_frac, expand_per_graph, frac_to_cart, lattice_from_params,
                                        lattice_heights, lattice_params, lattice_volume,
                                        min_image_cart_displacement, min_image_frac_displacement)
 

@@ -5,7 +5,7 @@ import torch
 from e3nn import o3
 from torch_geometric.utils import scatter
 
-from genlowdim.crystal import layers as L
+from genlowdim.crystal.geometry import layers as L
 
 
 def _block(irreps_in, irreps_out):
@@ -95,9 +95,9 @@ def test_uniform_degree_needs_sorted_equal_counts():
 def test_encoder_reads_attached_edges_as_if_it_built_them():
     from torch_geometric.data import Batch
 
-    from genlowdim.crystal.config import GraphNetConfig
+    from genlowdim.crystal.geometry.settings import GraphNetConfig
     from genlowdim.crystal.data import load_dataset
-    from genlowdim.crystal.encoder import CrystalEncoder
+    from genlowdim.crystal.geometry.encoder import CrystalEncoder
 
     items = [load_dataset("perov_5", "val", max_atoms=5)[i] for i in range(40)]
     torch.manual_seed(0)

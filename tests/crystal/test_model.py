@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from genlowdim.crystal.config import GraphNetConfig, ModelConfig
-from genlowdim.crystal.lattice import cart_to_frac, frac_to_cart, lattice_from_params
-from genlowdim.crystal.model import CDVAE, coord_loss, coord_score_target, scaled_lattice_target
+from genlowdim.crystal.cdvae.config import GraphNetConfig, ModelConfig
+from genlowdim.crystal.geometry.lattice import cart_to_frac, frac_to_cart, lattice_from_params
+from genlowdim.crystal.cdvae.model import CDVAE, coord_loss, coord_score_target, scaled_lattice_target
 from genlowdim.testing import random_crystals
 
 TINY = GraphNetConfig(num_layers=1, num_scalars=8, num_vectors=4, cutoff=5.0, max_neighbors=8,
@@ -85,7 +85,7 @@ def _atoms(types, crystal_of_atom):
 
 
 def test_cross_entropies_of_zero_logits_are_ln_100():
-    from genlowdim.crystal.model import composition_loss, type_loss
+    from genlowdim.crystal.cdvae.model import composition_loss, type_loss
 
     atoms = _atoms([8, 8, 22, 38, 1, 100], [0, 0, 0, 0, 1, 1])
     # uniform over the 100 elements: −ln(1/100) whatever the true type
@@ -103,7 +103,7 @@ def test_cross_entropies_of_zero_logits_are_ln_100():
 
 
 def test_kl_to_the_prior_matches_the_closed_form():
-    from genlowdim.crystal.model import kl_to_prior
+    from genlowdim.crystal.cdvae.model import kl_to_prior
 
     zero = torch.zeros(3, 4, dtype=torch.float64)
     assert float(kl_to_prior(zero, zero)) == 0.0

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from genlowdim.cli import main
-from genlowdim.crystal.optimize import optimize_latents, success_rates
+from genlowdim.crystal.tasks.optimize import optimize_latents, success_rates
 
 TINY = "configs/crystal/tiny.yaml"
 

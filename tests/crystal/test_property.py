@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from genlowdim.cli import main
-from genlowdim.crystal.config import GraphNetConfig, ModelConfig
-from genlowdim.crystal.property import PropertyPredictor
+from genlowdim.crystal.cdvae.config import GraphNetConfig, ModelConfig
+from genlowdim.crystal.cdvae.property import PropertyPredictor
 from genlowdim.testing import check_invariance, random_crystals
 
 TINY = GraphNetConfig(num_layers=1, num_scalars=8, num_vectors=4, cutoff=5.0, max_neighbors=None,
@@ -33,7 +33,7 @@ def test_property_config_trains_and_its_checkpoint_is_rejected_by_sample(tmp_pat
     out = tmp_path / "prop"
     assert main(["train", "--config", "configs/crystal/tiny.yaml", "--out", str(out), "--set", "task=property",
                  "--set", "train.max_steps=4", "--device", "cpu"]) == 0
-    from genlowdim.crystal.checkpoints import load_model
+    from genlowdim.crystal.cdvae.checkpoints import load_model
 
     model, cfg = load_model(out / "last.pt", task="property")
     assert cfg.task == "property" and isinstance(model, PropertyPredictor)

@@ -7,10 +7,10 @@ from torch import nn
 
 from genlowdim.core.samplers import CountingDenoiser
 
-from genlowdim.crystal.config import GraphNetConfig, ModelConfig, SamplerSpec, SamplingConfig
-from genlowdim.crystal.lattice import frac_to_cart, lattice_from_params, min_image_cart_displacement
-from genlowdim.crystal.model import CDVAE
-from genlowdim.crystal.sampling import (DecoderDenoiser, TypeState, assign_types, decode_latents, run_sampler,
+from genlowdim.crystal.cdvae.config import GraphNetConfig, ModelConfig, SamplerSpec, SamplingConfig
+from genlowdim.crystal.geometry.lattice import frac_to_cart, lattice_from_params, min_image_cart_displacement
+from genlowdim.crystal.cdvae.model import CDVAE
+from genlowdim.crystal.cdvae.sampling import (DecoderDenoiser, TypeState, assign_types, decode_latents, run_sampler,
                                        sample_composition)
 
 TINY = GraphNetConfig(num_layers=1, num_scalars=8, num_vectors=4, cutoff=5.0, max_neighbors=8,
@@ -25,7 +25,7 @@ class ExactDecoder(nn.Module):
         self.target_frac, self.lattice, self.batch = target_frac, lattice, batch
 
     def forward(self, pos, types, z, sigma, lattice, batch):
-        from genlowdim.crystal.lattice import cart_to_frac
+        from genlowdim.crystal.geometry.lattice import cart_to_frac
 
         frac = cart_to_frac(pos, lattice, batch)
         d = min_image_cart_displacement(self.target_frac, frac, lattice, batch)   # x* − x, nearest image
@@ -71,7 +71,7 @@ def test_ald_through_core_sampler_finds_the_exact_targets_and_wraps():
 
 
 def _frac(x, lattice, batch):
-    from genlowdim.crystal.lattice import cart_to_frac
+    from genlowdim.crystal.geometry.lattice import cart_to_frac
 
     return cart_to_frac(x, lattice, batch)
 
@@ -157,7 +157,7 @@ def test_type_update_modes_argmax_composition_fixed():
 def test_reconstruction_keeps_the_composition_heads_counts():
     from dataclasses import replace
 
-    from genlowdim.crystal.sampling import reconstruct_batch
+    from genlowdim.crystal.cdvae.sampling import reconstruct_batch
     from genlowdim.testing import random_crystals
 
     model = _random_model(4)

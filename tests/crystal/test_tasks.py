@@ -6,10 +6,11 @@ import torch
 
 from genlowdim.cli import main
 from genlowdim.config import to_dict
-from genlowdim.crystal.checkpoints import load_model, model_digest
-from genlowdim.crystal.config import SamplerSpec, config_from_dict, load_crystal_config
-from genlowdim.crystal.tasks import reconstruct, sample_crystals
-from genlowdim.crystal.training import build_model, resolve_max_atoms
+from genlowdim.crystal.cdvae.checkpoints import load_model
+from genlowdim.crystal.runs import model_digest
+from genlowdim.crystal.cdvae.config import SamplerSpec, config_from_dict, load_crystal_config
+from genlowdim.crystal.tasks.generate import reconstruct, sample_crystals
+from genlowdim.crystal.cdvae.training import build_model, resolve_max_atoms
 from genlowdim.runtime import save_checkpoint
 from genlowdim.structures.batches import OutputConflictError
 from genlowdim.structures.io import read_structures

@@ -127,8 +127,8 @@ def test_bad_settings_and_an_existing_dataset_are_refused(source, tmp_path):
 
 
 def test_cli_import_info_and_the_training_view(source, tmp_path, capsys):
-    from genlowdim.crystal.config import load_crystal_config
-    from genlowdim.crystal.training import load_split, resolve_max_atoms
+    from genlowdim.crystal.cdvae.config import load_crystal_config
+    from genlowdim.crystal.cdvae.training import load_split, resolve_max_atoms
 
     folder, good = source
     assert main(["data", "import", str(folder), "--name", "mine", "--out", str(tmp_path),
@@ -165,8 +165,8 @@ def test_data_dir_on_train_is_for_crystal_configs(tmp_path, capsys):
 
 
 def test_the_imported_property_is_the_training_target(tmp_path, monkeypatch):
-    from genlowdim.crystal.config import load_crystal_config
-    from genlowdim.crystal.training import check_property, load_split
+    from genlowdim.crystal.cdvae.config import load_crystal_config
+    from genlowdim.crystal.cdvae.training import check_property, load_split
 
     perov = dataset_rows("perov_5", "val", 3)
     _csv_source(tmp_path / "in.csv", [{"material_id": mid, "cif": str(CifWriter(s)), "energy": str(k + 0.5),

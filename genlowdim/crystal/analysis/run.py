@@ -1,5 +1,6 @@
 """``genlowdim analyse``: Q1 (latent union of subspaces), Q2 (Jacobian ranks) and Q4 (editing) on one trained
-CDVAE, written to ``analysis.json`` (after every part) and PNGs. Q3 is :mod:`genlowdim.crystal.memorisation`."""
+CDVAE, written to ``analysis.json`` (after every part) and PNGs. Q3 is
+:mod:`genlowdim.crystal.analysis.memorisation`."""
 from __future__ import annotations
 
 import json
@@ -11,10 +12,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from genlowdim.crystal.analysis import LatentSettings, intrinsic_dimension, label_alignment, union_of_subspaces
-from genlowdim.crystal.editing import EditSettings, edit_along_subspace, gallery_structures
-from genlowdim.crystal.jacobians import JacobianSettings, jacobian_ranks
-from genlowdim.crystal.latents import crystal_labels, encode_items
+from genlowdim.crystal.analysis.subspaces import (LatentSettings, intrinsic_dimension, label_alignment,
+                                                  union_of_subspaces)
+from genlowdim.crystal.analysis.editing import EditSettings, edit_along_subspace, gallery_structures
+from genlowdim.crystal.analysis.jacobians import JacobianSettings, jacobian_ranks
+from genlowdim.crystal.analysis.labels import crystal_labels
+from genlowdim.crystal.latents import encode_means
 from genlowdim.runtime import library_versions, write_json
 
 
@@ -40,7 +43,7 @@ def quick_settings() -> AnalysisSettings:
 
 def load_with_records(cfg, split: str, limit: int | None):
     """(records, PyG items) of one split of the checkpoint's dataset."""
-    from genlowdim.crystal.training import load_split_dataset
+    from genlowdim.crystal.cdvae.training import load_split_dataset
 
     ds = load_split_dataset(cfg, split)
     n = len(ds) if limit is None else min(limit, len(ds))
@@ -59,7 +62,7 @@ def other_datasets_note(max_atoms: int) -> dict:
 def run_analysis(model, cfg, out_dir: str | Path, settings: AnalysisSettings, *, checkpoint: str = "",
                  digits: list[dict] | None = None, log: Callable[[str], None] = print) -> dict:
     """All parts; returns the results dict (also ``analysis.json``) and writes the figures into ``out_dir``."""
-    from genlowdim.crystal import analysis_plots as plots
+    from genlowdim.crystal.analysis import plots
     from genlowdim.crystal.viz import draw_cells
 
     out = Path(out_dir)
@@ -74,7 +77,7 @@ def run_analysis(model, cfg, out_dir: str | Path, settings: AnalysisSettings, *,
         splits[split] = (len(items), len(items) + len(it))
         records += r
         items += it
-    z = encode_items(model, items)
+    z = encode_means(model, items)
     labels = crystal_labels(records)
     res.update(latents={"num": int(z.shape[0]), "latent_dim": int(z.shape[1]), "splits": splits},
                labels=labels.summary())

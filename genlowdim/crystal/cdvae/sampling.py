@@ -17,7 +17,7 @@ evaluation, PC's corrector steps) therefore never change the types the next eval
                    two elements between sites, but it cannot change the composition.
   ``fixed``        the initial types are kept (the atoms move to the sites that suit their types).
 
-Samplers (``sampler`` argument) are named specs of the config (:class:`~genlowdim.crystal.config.SamplerSpec`):
+Samplers (``sampler`` argument) are named specs of the config (:class:`~genlowdim.crystal.cdvae.config.SamplerSpec`):
   ``ald``       CDVAE's annealed Langevin, model's 50 σ levels x ``steps_each`` (default 100) steps.
   ``ald_fast``  the same levels with fewer steps each and a larger step_lr.
   ``pc``/``em``/``heun``/``euler``/``ddim``  core samplers on a Karras grid of ``steps`` levels
@@ -26,45 +26,16 @@ Samplers (``sampler`` argument) are named specs of the config (:class:`~genlowdi
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
 from genlowdim.core.samplers import CountingDenoiser, get_sampler, sample_ald
 from genlowdim.core.schedules import sigmas_karras
-from genlowdim.crystal.encoder import MAX_ATOMIC_NUM
-from genlowdim.crystal.lattice import cart_to_frac, frac_to_cart, lattice_from_params
-
-
-@dataclass
-class DecodedCrystals:
-    """A batch of decoded crystals: frac_coords (N,3) in [0,1), atom_types (N,) atomic numbers,
-    lengths (B,3) Å, angles (B,3) degrees, num_atoms (B,), decoder_calls (per batch), lattice_clamped (B,)
-    bool: the predicted lattice needed the decoder's clamp (:meth:`CDVAE.lattice_clamped`)."""
-    frac_coords: torch.Tensor
-    atom_types: torch.Tensor
-    lengths: torch.Tensor
-    angles: torch.Tensor
-    num_atoms: torch.Tensor
-    decoder_calls: int = 0
-    lattice_clamped: torch.Tensor | None = None
-
-    def __post_init__(self):
-        if self.lattice_clamped is None:
-            self.lattice_clamped = torch.zeros(len(self.num_atoms), dtype=torch.bool)
-
-    def to_structures(self):
-        """List of pymatgen ``Structure`` (P1)."""
-        from pymatgen.core import Lattice, Structure   # heavy (~1 s); only writers and metrics need it
-
-        out, start = [], 0
-        for b, n in enumerate(self.num_atoms.tolist()):
-            lat = Lattice.from_parameters(*self.lengths[b].tolist(), *self.angles[b].tolist())
-            out.append(Structure(lat, self.atom_types[start:start + n].tolist(),
-                                 self.frac_coords[start:start + n].tolist(), coords_are_cartesian=False))
-            start += n
-        return out
+from genlowdim.crystal.decoded import DecodedCrystals
+from genlowdim.crystal.geometry.encoder import MAX_ATOMIC_NUM
+from genlowdim.crystal.geometry.lattice import cart_to_frac, frac_to_cart, lattice_from_params
 
 
 def sample_composition(composition_probs, num_atoms, generator=None):
@@ -179,7 +150,7 @@ class DecoderDenoiser:
 
 def run_sampler(denoiser, x, model_sigmas, spec, *, steps: int | None = None, generator=None, wrap=None,
                 callback=None):
-    """Run the core sampler of ``spec`` (:class:`~genlowdim.crystal.config.SamplerSpec`) from x.
+    """Run the core sampler of ``spec`` (:class:`~genlowdim.crystal.cdvae.config.SamplerSpec`) from x.
 
     ALD runs on the model's σ levels (``model_sigmas``, descending), ``steps`` (or ``spec.steps_each``)
     steps each; the others on a Karras grid of ``steps`` (or ``spec.steps``) levels between the model's σ_max
@@ -226,12 +197,6 @@ def generate(model, num: int, sampling_cfg, *, sampler=None, steps=None, generat
     p = next(model.parameters())
     z = torch.randn((num, model.cfg.latent_dim), generator=generator, device=p.device, dtype=p.dtype)
     return decode_latents(model, z, sampling_cfg, sampler=sampler, steps=steps, generator=generator)
-
-
-def batch_to_decoded(batch) -> DecodedCrystals:
-    """The ground-truth crystals of a PyG batch in the same container (for writing truths)."""
-    return DecodedCrystals(batch.frac_coords, batch.atom_types, batch.lengths.view(-1, 3),
-                           batch.angles.view(-1, 3), batch.num_atoms)
 
 
 @torch.no_grad()

@@ -5,8 +5,9 @@ Q1 (latent union of subspaces): the posterior means μ of a dataset's crystals, 
 (spectral clustering of ``|Ẑ Ẑᵀ|^p`` on a seeded subsample, per-cluster PCA, K-subspaces on all points; Ẑ =
 centred μ scaled to unit norm) and how its clusters align with the crystals' labels, against K-means and a
 Gaussian mixture on the same (centred) latents.
-Q2 (low-rank denoising): :mod:`genlowdim.crystal.jacobians`. Q4 (editing): :mod:`genlowdim.crystal.editing`.
-Q3 (memorisation): :mod:`genlowdim.crystal.memorisation`. Figures: :mod:`genlowdim.crystal.analysis_plots`.
+Q2 (low-rank denoising): :mod:`genlowdim.crystal.analysis.jacobians`. Q4 (editing):
+:mod:`genlowdim.crystal.analysis.editing`.
+Q3 (memorisation): :mod:`genlowdim.crystal.analysis.memorisation`. Figures: :mod:`genlowdim.crystal.analysis.plots`.
 """
 from __future__ import annotations
 
@@ -142,7 +143,7 @@ def baseline_labels(zc: np.ndarray, k: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def label_alignment(z: torch.Tensor, labels, s: LatentSettings) -> dict:
-    """Per label of ``labels`` (:class:`~genlowdim.crystal.latents.CrystalLabels`): accuracy and NMI of the
+    """Per label of ``labels`` (:class:`~genlowdim.crystal.analysis.labels.CrystalLabels`): accuracy and NMI of the
     union-of-subspaces clusters and of the baselines, all with K = number of classes above
     ``min_class_share``, on the crystals of those classes."""
     out = {}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from genlowdim.config import apply_overrides, check_fields, from_dict, load_yaml, to_dict
+from genlowdim.crystal.geometry.settings import GraphNetConfig
 from genlowdim.train_settings import TrainSettings
 
 
@@ -28,28 +29,6 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, max_atoms="positive", train_limit="positive", val_limit="positive")
-
-
-@dataclass(frozen=True)
-class GraphNetConfig:
-    """An e3nn message-passing stack on the periodic radius graph (step times per size: docs/cdvae.md)."""
-    num_layers: int = 3
-    num_scalars: int = 64
-    num_vectors: int = 32
-    num_l2: int = 0                      # > 0 adds l = 2 hidden features (about 4x dearer)
-    lmax_sh: int = 1                     # spherical-harmonic degree of the edge directions
-    cutoff: float = 6.0                  # Å
-    max_neighbors: int | None = 12
-    num_basis: int = 8
-    radial_hidden: int = 64
-    avg_num_neighbors: float = 12.0
-    readout_dim: int | None = None       # encoder only: per-atom readout width before pooling (None: num_scalars)
-
-    def __post_init__(self) -> None:
-        check_fields(self, num_layers="positive", num_scalars="positive", num_vectors="non_negative",
-                     num_l2="non_negative", lmax_sh="positive", cutoff="positive", max_neighbors="positive",
-                     num_basis="positive", radial_hidden="positive", avg_num_neighbors="positive",
-                     readout_dim="positive")
 
 
 @dataclass(frozen=True)
@@ -114,7 +93,7 @@ class SamplingConfig:
     samplers: dict[str, SamplerSpec] = field(default_factory=default_samplers)
     # types after each accepted sampler step: "argmax" (CDVAE), "composition" (keep the composition head's
     # counts, the decoder assigns them to sites) or "fixed" (keep the initial types); see
-    # genlowdim.crystal.sampling. Generation (and optimisation decodes) use type_update, reconstruction
+    # genlowdim.crystal.cdvae.sampling. Generation (and optimisation decodes) use type_update, reconstruction
     # recon_type_update: decoding the posterior mean of a real crystal, the composition head is nearly exact
     # and argmax only loses it.
     type_update: Literal["argmax", "composition", "fixed"] = "argmax"

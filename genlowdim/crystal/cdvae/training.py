@@ -2,8 +2,8 @@
 functions for the shared engine (``genlowdim.train``).
 
 ``train_cdvae(cfg, out)`` trains CDVAE (or, with ``task: property``, the property predictor). Loading a
-trained model is :mod:`genlowdim.crystal.checkpoints`; generation, reconstruction and optimisation are
-:mod:`genlowdim.crystal.tasks` and :mod:`genlowdim.crystal.optimize`.
+trained model is :mod:`genlowdim.crystal.cdvae.checkpoints`; generation, reconstruction and optimisation are
+:mod:`genlowdim.crystal.tasks.generate` and :mod:`genlowdim.crystal.tasks.optimize`.
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import torch
 from torch_geometric.data import Batch
 
 from genlowdim.config import to_dict
-from genlowdim.crystal.config import CrystalConfig
+from genlowdim.crystal.cdvae.config import CrystalConfig
 from genlowdim.crystal.data import load_dataset
-from genlowdim.crystal.model import CDVAE, scaled_lattice_target
-from genlowdim.crystal.property import PropertyPredictor
+from genlowdim.crystal.cdvae.model import CDVAE, scaled_lattice_target
+from genlowdim.crystal.cdvae.property import PropertyPredictor
 from genlowdim.structures.folders import find_dataset_folder, folder_max_atoms, folder_property, split_files
 from genlowdim.structures.registry import get_spec
 from genlowdim.train import fit, plot_losses

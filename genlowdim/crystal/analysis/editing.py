@@ -1,7 +1,7 @@
 """Q4: editing a crystal by moving its latent along the leading directions of its cluster's subspace.
 
 For a crystal with posterior mean z in cluster k of the latent union of subspaces (bases U_k from
-:func:`genlowdim.crystal.analysis.union_of_subspaces`), z' = z + α·s·u with u the j-th column of U_k (the
+:func:`genlowdim.crystal.analysis.subspaces.union_of_subspaces`), z' = z + α·s·u with u the j-th column of U_k (the
 j-th principal direction of the cluster) and s the standard deviation of the cluster's centred latents along
 U_k's first column. As a control, the same steps go along random unit directions orthogonal to every
 subspace of the union (orthogonal to U_k alone when the union spans the whole latent space): MoLRG's
@@ -41,7 +41,7 @@ def head_formula(comp_probs: torch.Tensor, num_atoms: int) -> str:
 def decode_heads(model, z: torch.Tensor) -> list[dict]:
     """Deterministic decode of each row of z: (B, latent): num_atoms, volume per atom (Å³), lengths (Å),
     angles (degrees), formula of the composition head and the property head (None without one)."""
-    from genlowdim.crystal.lattice import lattice_from_params
+    from genlowdim.crystal.geometry.lattice import lattice_from_params
 
     natom_logits, lengths, angles, comp_logits = model.decode_stats(z)
     num_atoms = natom_logits.argmax(-1).clamp_min(1)
@@ -116,7 +116,7 @@ def edit_summary(rows: list[dict], steps) -> dict:
 def gallery_structures(model, cfg, z: torch.Tensor, direction: torch.Tensor, scale: float, steps,
                        s: EditSettings, generator=None) -> list:
     """pymatgen structures decoded (model sampler ``s.sampler``) from z + α·scale·direction, α in ``steps``."""
-    from genlowdim.crystal.sampling import decode_latents
+    from genlowdim.crystal.cdvae.sampling import decode_latents
 
     dtype = next(model.parameters()).dtype
     zs = torch.stack([z.double() + a * scale * direction.double() for a in steps]).to(dtype)

@@ -25,7 +25,7 @@ from torch_geometric.data import Batch
 
 from genlowdim.core.jacobian import (exact_jacobian, numerical_rank, randomized_singular_values,
                                      sketched_numerical_rank)
-from genlowdim.crystal.lattice import lattice_from_params
+from genlowdim.crystal.geometry.lattice import lattice_from_params
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlowdim.crystal.config import ModelConfig
-from genlowdim.crystal.encoder import CrystalEncoder
-from genlowdim.crystal.model import Standardiser, mlp_head
+from genlowdim.crystal.cdvae.config import ModelConfig
+from genlowdim.crystal.geometry.encoder import CrystalEncoder
+from genlowdim.crystal.cdvae.model import Standardiser, mlp_head
 
 
 class PropertyPredictor(nn.Module):

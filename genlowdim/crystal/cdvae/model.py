@@ -17,10 +17,11 @@ from torch_geometric.utils import scatter
 
 from genlowdim.core.losses import dsm_reduce
 from genlowdim.core.schedules import sigmas_geometric
-from genlowdim.crystal.config import ModelConfig
-from genlowdim.crystal.decoder import CrystalDecoder
-from genlowdim.crystal.encoder import MAX_ATOMIC_NUM, CrystalEncoder
-from genlowdim.crystal.lattice import cart_to_frac, frac_to_cart, lattice_from_params, min_image_cart_displacement
+from genlowdim.crystal.cdvae.config import ModelConfig
+from genlowdim.crystal.cdvae.decoder import CrystalDecoder
+from genlowdim.crystal.geometry.encoder import MAX_ATOMIC_NUM, CrystalEncoder
+from genlowdim.crystal.geometry.lattice import (cart_to_frac, frac_to_cart, lattice_from_params,
+                                                min_image_cart_displacement)
 
 
 MIN_SCALED_LENGTH = 0.5       # Å, lower bound of a decoded length·N^(-1/3)
@@ -109,11 +110,15 @@ class CDVAE(nn.Module):
     def compile_kernels(self) -> None:
         """Run the e3nn layers' fused message kernel through torch.compile, in this whole process
         (``train.compile_kernels``; bench/train_step.py --visits measures the gain)."""
-        from genlowdim.crystal.layers import use_compiled_kernels
+        from genlowdim.crystal.geometry.layers import use_compiled_kernels
 
         use_compiled_kernels(True)
 
     # ---- latent ------------------------------------------------------------------------------------
+    @property
+    def latent_dim(self) -> int:
+        return self.cfg.latent_dim
+
     def encode(self, batch, generator=None, sample: bool = True):
         """-> (mu, log_var, z), each (B, latent). ``sample=False`` returns z = μ (deterministic)."""
         mu, log_var = self.encoder(batch)

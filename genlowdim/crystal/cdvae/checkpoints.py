@@ -1,15 +1,13 @@
-"""Trained crystal models from checkpoints: ``load_model``, a digest of the weights (what a resumable output
-records of the model it came from) and the property predictor as the evaluation's ``property_fn``."""
+"""Trained crystal models from checkpoints: ``load_model`` and the property predictor as the evaluation's
+``property_fn`` (the digest of the weights that outputs record is :func:`genlowdim.crystal.runs.model_digest`)."""
 from __future__ import annotations
-
-import hashlib
 
 import torch
 from torch_geometric.data import Batch
 
-from genlowdim.crystal.config import config_from_dict
+from genlowdim.crystal.cdvae.config import config_from_dict
 from genlowdim.crystal.data import CrystalDataset
-from genlowdim.crystal.training import FAMILY, build_model
+from genlowdim.crystal.cdvae.training import FAMILY, build_model
 from genlowdim.runtime import CheckpointError, load_checkpoint
 from genlowdim.structures.datasets import LoadReport, record_from_structure
 
@@ -18,7 +16,7 @@ def load_model(checkpoint, device="cpu", use_ema: bool = True, task: str | None 
     """(model in eval mode, config) from a checkpoint path or an already loaded payload.
 
     Uses the EMA weights when the run kept them. ``task`` checks the kind of model stored. Configs written
-    before named sampler specs are translated (:func:`genlowdim.crystal.config.translate_old_keys`)."""
+    before named sampler specs are translated (:func:`genlowdim.crystal.cdvae.config.translate_old_keys`)."""
     payload = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, family=FAMILY)
     if payload.get("family") != FAMILY:
         raise CheckpointError(f"checkpoint is of the {payload.get('family')!r} family, expected 'crystal'")
@@ -29,17 +27,6 @@ def load_model(checkpoint, device="cpu", use_ema: bool = True, task: str | None 
     state = payload.get("ema_state_dict") if use_ema and payload.get("ema_state_dict") else payload["state_dict"]
     model.load_state_dict(state)
     return model.to(device).eval(), cfg
-
-
-def model_digest(model) -> str:
-    """sha256 of the model's parameters and buffers (names, dtypes, shapes, values): the same weights give
-    the same digest whichever file or device they came from."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
 
 
 def property_fn_from_model(property_model, batch_size: int = 256):

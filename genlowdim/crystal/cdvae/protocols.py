@@ -7,7 +7,7 @@
                step that does not overshoot), argmax types for generation, the composition head's counts
                kept and assigned to sites by the decoder for reconstruction from z = μ, and latent
                optimisation kept inside the ball that holds the encoded training crystals (the one change
-               to CDVAE's optimisation; see :mod:`genlowdim.crystal.optimize`).
+               to CDVAE's optimisation; see :mod:`genlowdim.crystal.tasks.optimize`).
 
 A protocol sets defaults; any explicit command-line setting (``--sampler``, ``--steps``, ``--step-lr``,
 ``--type-update``, ``--latent``, ``--constraint``) overrides one of them, and :func:`resolve` returns the
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from genlowdim.config import to_dict
-from genlowdim.crystal.config import CrystalConfig, SamplerSpec
+from genlowdim.crystal.cdvae.config import CrystalConfig, SamplerSpec
 
 TASKS = ("sample", "reconstruct", "optimize", "csp")
 LATENTS = ("mean", "sample")
@@ -46,10 +46,36 @@ PROTOCOLS = {
 DEFAULT_PROTOCOL = "genlowdim"
 
 
+@dataclass(frozen=True)
+class DecodeSettings:
+    """A protocol resolved once for one task: the sampler and its spec (step overrides applied), how types
+    follow the decoder, the reconstruction latent (``mean``/``sample``: z = μ or μ + σ·ε; also where property
+    optimisation starts) and the optimisation constraint (``none``/``ball``). ``to_dict()`` is the record
+    written to manifests and to the settings a resumed run must match."""
+    protocol: str
+    task: str
+    sampler: str
+    spec: SamplerSpec
+    type_update: str
+    overridden: tuple[str, ...] = ()
+    latent: str = "mean"
+    constraint: str = "none"
+
+    def to_dict(self) -> dict:
+        record = {"protocol": self.protocol, "task": self.task, "sampler": self.sampler,
+                  "sampler_spec": to_dict(self.spec), "type_update": self.type_update,
+                  "overridden": list(self.overridden)}
+        if self.task == "reconstruct":
+            record["latent"] = self.latent
+        if self.task == "optimize":
+            record["constraint"] = self.constraint
+        return record
+
+
 def resolve(protocol: str, task: str, cfg: CrystalConfig, *, sampler: str | None = None,
             steps: int | None = None, step_lr: float | None = None, type_update: str | None = None,
-            latent: str | None = None, constraint: str | None = None) -> tuple[CrystalConfig, dict]:
-    """(config to decode with, record of the settings used) for ``task`` under ``protocol``.
+            latent: str | None = None, constraint: str | None = None) -> tuple[CrystalConfig, DecodeSettings]:
+    """(config to decode with, :class:`DecodeSettings`) for ``task`` under ``protocol``.
 
     The returned config's ``sampling.sampler`` is the sampler to use and its spec holds the step settings
     (``steps`` replaces ``steps_each`` for ALD, ``steps`` otherwise); the type update of the task is in
@@ -73,7 +99,7 @@ def resolve(protocol: str, task: str, cfg: CrystalConfig, *, sampler: str | None
                              f"ald_fast (got {name!r})")
         spec = replace(spec, step_lr=step_lr)
     field = "recon_type_update" if task == "reconstruct" else "type_update"
-    # CSP decodes the formula's own types, placed by the decoder (genlowdim.crystal.csp)
+    # CSP decodes the formula's own types, placed by the decoder (genlowdim.crystal.tasks.csp)
     chosen_types = "composition" if task == "csp" else type_update or getattr(p, field) or getattr(cfg.sampling, field)
     latent = latent or p.latent
     constraint = constraint or p.constraint
@@ -83,10 +109,5 @@ def resolve(protocol: str, task: str, cfg: CrystalConfig, *, sampler: str | None
         raise ValueError(f"--constraint {constraint!r}: choose one of {', '.join(CONSTRAINTS)}")
     sampling = replace(cfg.sampling, sampler=name, samplers={**cfg.sampling.samplers, name: spec},
                        **{field: chosen_types})
-    record = {"protocol": protocol, "task": task, "sampler": name, "sampler_spec": to_dict(spec),
-              "type_update": chosen_types, "overridden": overridden}
-    if task == "reconstruct":
-        record["latent"] = latent
-    if task == "optimize":
-        record["constraint"] = constraint
-    return replace(cfg, sampling=sampling), record
+    settings = DecodeSettings(protocol, task, name, spec, chosen_types, tuple(overridden), latent, constraint)
+    return replace(cfg, sampling=sampling), settings

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-from genlowdim.crystal.lattice import lattice_heights
+from genlowdim.crystal.geometry.lattice import lattice_heights
 
 __all__ = ["PeriodicGraph", "periodic_radius_graph", "MAX_CANDIDATES_PER_CHUNK"]
 

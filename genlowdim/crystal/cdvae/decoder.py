@@ -13,10 +13,10 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from genlowdim.crystal.config import GraphNetConfig
-from genlowdim.crystal.encoder import MAX_ATOMIC_NUM, build_stack, run_stack
-from genlowdim.crystal.graph import periodic_radius_graph
-from genlowdim.crystal.layers import EdgeFeatures
+from genlowdim.crystal.cdvae.config import GraphNetConfig
+from genlowdim.crystal.geometry.encoder import MAX_ATOMIC_NUM, build_stack, run_stack
+from genlowdim.crystal.geometry.graph import periodic_radius_graph
+from genlowdim.crystal.geometry.layers import EdgeFeatures
 
 
 class SigmaEmbedding(nn.Module):

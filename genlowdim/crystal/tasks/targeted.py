@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import torch
 
+from genlowdim.crystal.latents import draw_latents, encode_means
 from genlowdim.errors import UsageError
 
-__all__ = ["PropertyTarget", "parse_target", "targeted_latents"]
+__all__ = ["PropertyTarget", "Aim", "parse_target", "targeted_latents", "head_error"]
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _NAME = r"[A-Za-z_][\w.]*"
@@ -84,17 +85,15 @@ def targeted_latents(model, num: int, target: PropertyTarget, *, max_draws: int 
                      generator=None, pool=None) -> tuple[torch.Tensor, int, int]:
     """(z (num, latent), number of them that meet the target on the head, draws used).
 
-    Draws z ~ N(0, I) (or, with ``pool``, a :class:`~genlowdim.crystal.csp.LatentPool`, from the aggregate
+    Draws z ~ N(0, I) (or, with ``pool``, a :class:`~genlowdim.crystal.latents.LatentPool`, from the aggregate
     posterior of encoded training crystals) in chunks from ``generator`` until ``num`` meet the target or
     ``num·max_draws`` draws are spent; accepted draws come first, in draw order, then the closest rejected."""
-    from genlowdim.crystal.csp import draw_latents
-
     like = next(model.parameters())
     budget = num * max_draws
     accepted, closest, closest_d, used = [], None, None, 0
     while sum(len(a) for a in accepted) < num and used < budget:
         n = min(chunk, budget - used)
-        z = draw_latents(n, model.cfg.latent_dim, pool, generator, like)
+        z = draw_latents(n, model.latent_dim, pool, generator, like)
         used += n
         d = target.distance(model.predict_property(z))
         accepted.append(z[d == 0])
@@ -110,14 +109,47 @@ def targeted_latents(model, num: int, target: PropertyTarget, *, max_draws: int 
     return z, met, used
 
 
+@dataclass(frozen=True, eq=False)
+class Aim:
+    """Generation aimed at ``target``: the property head screens ``target`` moved ``margin`` inwards, at most
+    ``max_draws`` latents per crystal, drawn from N(0, I) or from ``pool`` (a
+    :class:`~genlowdim.crystal.latents.LatentPool`)."""
+    target: PropertyTarget
+    max_draws: int = 1000
+    pool: object = None
+    margin: float = 0.0
+
+    @property
+    def screen(self) -> PropertyTarget:
+        return self.target.shrunk(self.margin)
+
+    def settings(self) -> dict:
+        """The entries of a run's settings."""
+        source = "prior" if self.pool is None else f"posterior of {len(self.pool.mu)} training crystals"
+        return {"target": str(self.target), "max_draws": self.max_draws, "target_margin": self.margin,
+                "target_source": source}
+
+    def sample(self, crystals, num: int, generator) -> tuple:
+        """(decoded crystals, the batch's record) of a latent crystal model (``LatentCrystalModel``)."""
+        z, met, draws = targeted_latents(crystals, num, self.screen, max_draws=self.max_draws, generator=generator,
+                                         pool=self.pool)
+        return crystals.decode(z, generator), {"head_accepted": met, "draws": draws}
+
+    def manifest(self, infos: list[dict]) -> dict:
+        """The manifest's entries from the finished batches' records."""
+        source = "z ~ N(0, I)" if self.pool is None else "the training crystals' posterior"
+        return {"target": str(self.target), "max_draws": self.max_draws, "target_margin": self.margin,
+                "head_screen": str(self.screen), "method": "rejection on the CDVAE property head over " + source,
+                "head_accepted": sum(i.get("head_accepted", 0) for i in infos),
+                "draws": sum(i.get("draws", 0) for i in infos)}
+
+
 @torch.no_grad()
 def head_error(model, items, batch_size: int = 256) -> dict:
     """The property head on the posterior means μ of labelled crystals ``items`` against their labels:
     ``{"num", "mean", "std", "mae"}`` of label − head (property units). Its std on val is the rule for
     ``--target-margin`` (docs/csp.md)."""
-    from genlowdim.crystal.latents import encode_items
-
-    mu = encode_items(model, items, batch_size).to(next(model.parameters()))
+    mu = encode_means(model, items, batch_size).to(next(model.parameters()))
     head = model.predict_property(mu).double().view(-1).cpu()
     labels = torch.cat([d.y.view(-1) for d in items]).double()
     r = labels - head

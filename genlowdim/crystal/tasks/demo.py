@@ -15,19 +15,19 @@ from pathlib import Path
 
 from torch_geometric.data import Batch
 
-from genlowdim.crystal.checkpoints import load_model
-from genlowdim.crystal.config import load_crystal_config
+from genlowdim.crystal.cdvae.checkpoints import load_model
+from genlowdim.crystal.cdvae.config import load_crystal_config
 from genlowdim.crystal.pretrained import available_models, resolve_model
-from genlowdim.crystal.protocols import resolve
-from genlowdim.crystal.sampling import batch_to_decoded
-from genlowdim.crystal.tasks import sample_crystals
-from genlowdim.crystal.training import load_split, train_cdvae
+from genlowdim.crystal.cdvae.protocols import resolve
+from genlowdim.crystal.decoded import batch_to_decoded
+from genlowdim.crystal.tasks.generate import sample_crystals
+from genlowdim.crystal.cdvae.training import load_split, train_cdvae
 from genlowdim.crystal.viz import draw_cells
 from genlowdim.metrics.evaluate import evaluate_generation
 from genlowdim.runtime import write_json
 from genlowdim.structures.io import read_structures
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "crystal" / "demo.yaml"
+CONFIG = Path(__file__).resolve().parents[3] / "configs" / "crystal" / "demo.yaml"
 SHIPPED = "perov_5"
 
 
@@ -43,7 +43,7 @@ def _sample_and_evaluate(checkpoint, out: Path, num: int, reference, device) -> 
     report = evaluate_generation(structures, reference, dataset="perov_5", seed=0, out_dir=out / "eval")
     draw_cells(structures, path=out / "cells.png")
     return {"checkpoint": str(checkpoint), "num_generated": manifest["count"], "sample_seconds": seconds,
-            "protocol": record, "decoder_calls": manifest["decoder_calls"], "metrics": _headline(report),
+            "protocol": record.to_dict(), "decoder_calls": manifest["decoder_calls"], "metrics": _headline(report),
             "files": {"cells": str(out / "cells.png"), "samples": str(out / "samples"),
                       "evaluation": str(out / "eval")}}
 

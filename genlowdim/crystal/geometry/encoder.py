@@ -1,6 +1,6 @@
 """E(3)-invariant periodic crystal encoder (e3nn) -> CDVAE's latent Gaussian q(z | crystal).
 
-Atoms are embedded by atomic number, then ``num_layers`` :class:`~genlowdim.crystal.layers.InteractionBlock`
+Atoms are embedded by atomic number, then ``num_layers`` :class:`~genlowdim.crystal.geometry.layers.InteractionBlock`
 layers pass equivariant messages (scalars + l=1 vectors, optionally l=2) along the periodic radius graph
 built once per batch (minimum of ``max_neighbors`` and the ``cutoff``). The scalar channels of the last
 layer are mean-pooled per crystal, so the output is invariant to rotation, translation, atom permutation,
@@ -17,10 +17,10 @@ from torch_geometric.data import Batch
 from torch import nn
 from torch_geometric.utils import scatter
 
-from genlowdim.crystal.config import GraphNetConfig
-from genlowdim.crystal.graph import PeriodicGraph, periodic_radius_graph
-from genlowdim.crystal.lattice import frac_to_cart
-from genlowdim.crystal.layers import EdgeFeatures, InteractionBlock, hidden_irreps, uniform_degree
+from genlowdim.crystal.geometry.settings import GraphNetConfig
+from genlowdim.crystal.geometry.graph import PeriodicGraph, periodic_radius_graph
+from genlowdim.crystal.geometry.lattice import frac_to_cart
+from genlowdim.crystal.geometry.layers import EdgeFeatures, InteractionBlock, hidden_irreps, uniform_degree
 
 MAX_ATOMIC_NUM = 100
 

@@ -13,10 +13,12 @@ import torch
 from torch_geometric.data import Batch
 
 from genlowdim.config import to_dict
-from genlowdim.crystal.config import CrystalConfig
-from genlowdim.crystal.lattice import lattice_from_params
-from genlowdim.crystal.sampling import decode_latents
-from genlowdim.crystal.training import load_split
+from genlowdim.crystal.cdvae.config import CrystalConfig
+from genlowdim.crystal.cdvae.protocols import DecodeSettings
+from genlowdim.crystal.geometry.lattice import lattice_from_params
+from genlowdim.crystal.cdvae.sampling import decode_latents
+from genlowdim.crystal.cdvae.training import load_split
+from genlowdim.crystal.latents import adam_in_ball, ball_radius, encode_posterior
 from genlowdim.metrics.composition import compositional_validity
 from genlowdim.metrics.structure import structural_validity
 from genlowdim.runtime import write_json
@@ -37,30 +39,19 @@ def optimize_latents(model, z0, *, steps=5000, decode_every=555, lr=1e-3, on_sna
     ``ball`` constraint; None: unbounded, as CDVAE). After the updates with index i where
     i % decode_every == 0 and after the last one, calls ``on_snapshot(i, z.detach())`` (CDVAE: 5,000 steps,
     every 555 -> 11 snapshots). Returns the final z."""
-    z = z0.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=lr)
-    for i in range(steps):
-        opt.zero_grad()
-        model.predict_property(z).sum().backward()
-        opt.step()
-        if radius is not None:
-            with torch.no_grad():
-                z.mul_((radius / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0))
+    def snapshot(i: int, z: torch.Tensor) -> None:
         if on_snapshot is not None and (i % decode_every == 0 or i == steps - 1):
-            on_snapshot(i, z.detach().clone())
-    return z.detach()
+            on_snapshot(i, z.clone())
+
+    return adam_in_ball(z0, model.predict_property, steps=steps, lr=lr, radius=radius, on_step=snapshot)
 
 
-@torch.no_grad()
 def latent_radius(model, cfg: CrystalConfig, quantile: float = RADIUS_QUANTILE, limit: int = 2000,
                   batch_size: int = 500) -> float:
     """The ``quantile`` of ‖μ‖ over the first ``limit`` training crystals: the ball the ``ball`` constraint
     keeps z in, where the decoder has seen latents of real crystals."""
-    items = load_split(cfg, "train", limit)
-    device = next(model.parameters()).device
-    norms = torch.cat([model.encode(Batch.from_data_list(items[i:i + batch_size]).to(device), sample=False)[0]
-                       .norm(dim=-1).cpu() for i in range(0, len(items), batch_size)])
-    return float(torch.quantile(norms.double(), quantile))
+    mu, _ = encode_posterior(model, load_split(cfg, "train", limit), batch_size)
+    return ball_radius(mu, quantile)
 
 
 def success_rates(best_values, thresholds: dict[str, float]) -> dict[str, float]:
@@ -109,24 +100,26 @@ def check_property_name(cfg: CrystalConfig, name: str | None) -> None:
 
 def optimize_property(model, cfg: CrystalConfig, out_dir: str | Path, *, property_name: str | None = None,
                       split: str = "test", num: int = 100, steps: int = 5000, decode_every: int = 555,
-                      lr: float = 1e-3, seed: int = 0, property_model=None, protocol: dict | None = None,
+                      lr: float = 1e-3, seed: int = 0, property_model=None, protocol: DecodeSettings | None = None,
                       radius_quantile: float = RADIUS_QUANTILE) -> dict:
     """Latent optimisation from the first ``num`` crystals of ``split``; SR5/SR10/SR15 -> ``results.json``.
 
-    Decodes use ``cfg.sampling`` (its default sampler and ``type_update``). ``protocol`` (the record of
-    :func:`genlowdim.crystal.protocols.resolve`) decides the starting latents (``cdvae``: posterior samples,
-    as CDVAE's ``model.encode``; otherwise μ) and the constraint (``ball``: see :func:`latent_radius`). A
+    Decodes use ``cfg.sampling`` (its default sampler and ``type_update``). ``protocol``
+    (:class:`~genlowdim.crystal.cdvae.protocols.DecodeSettings`; default: CDVAE's choices on ``cfg.sampling``)
+    decides the starting latents (``latent``: ``sample``, posterior samples as CDVAE's ``model.encode``, or
+    ``mean``) and the constraint (``ball``: see :func:`latent_radius`). A
     snapshot counts if it is structurally and compositionally valid; its property is predicted by
     ``property_model`` (else by re-encoding with CDVAE's own head). Each snapshot is written as extxyz."""
-    protocol = protocol or {"protocol": "cdvae", "constraint": "none"}
+    protocol = protocol or DecodeSettings("cdvae", "optimize", cfg.sampling.sampler, cfg.sampling.spec(),
+                                          cfg.sampling.type_update, latent="sample", constraint="none")
     thresholds = sr_thresholds(cfg.data.dataset)
     check_property_name(cfg, property_name)
     out = Path(out_dir)
     device = next(model.parameters()).device
     gen = torch.Generator(device).manual_seed(seed)
     batch = Batch.from_data_list(load_split(cfg, split, num)).to(device)
-    z0 = model.encode(batch, generator=gen, sample=protocol["protocol"] == "cdvae")[2].detach()
-    radius = latent_radius(model, cfg, radius_quantile) if protocol.get("constraint") == "ball" else None
+    z0 = model.encode(batch, generator=gen, sample=protocol.latent == "sample")[2].detach()
+    radius = latent_radius(model, cfg, radius_quantile) if protocol.constraint == "ball" else None
     best = torch.full((z0.shape[0],), float("nan"), dtype=torch.float64)
     snapshots = []
 
@@ -149,7 +142,7 @@ def optimize_property(model, cfg: CrystalConfig, out_dir: str | Path, *, propert
     result = success_rates(best, thresholds)
     result.update(num=int(z0.shape[0]), split=split, steps=steps, decode_every=decode_every, lr=lr,
                   radius=radius, radius_quantile=radius_quantile if radius is not None else None,
-                  protocol=protocol, sampler=cfg.sampling.sampler,
+                  protocol=protocol.to_dict(), sampler=cfg.sampling.sampler,
                   sampler_spec=to_dict(cfg.sampling.spec()), thresholds=thresholds, snapshots=snapshots,
                   scored_by="property model" if property_model is not None else "CDVAE property head")
     write_json(out / "results.json", result)

@@ -46,9 +46,9 @@ def judge_samples(structures, train_structures) -> dict:
 def train_and_judge(cfg, n: int, steps: int, out_dir: Path, *, num: int, sampler_steps: int | None,
                     seed: int, device="cpu") -> dict:
     """Train ``cfg`` on N crystals for ``steps`` steps into ``out_dir`` and judge ``num`` generated crystals."""
-    from genlowdim.crystal.checkpoints import load_model
-    from genlowdim.crystal.sampling import generate
-    from genlowdim.crystal.training import load_split, train_cdvae
+    from genlowdim.crystal.cdvae.checkpoints import load_model
+    from genlowdim.crystal.cdvae.sampling import generate
+    from genlowdim.crystal.cdvae.training import load_split, train_cdvae
 
     # equal steps define the sweep: no wall-clock cap (it would also bend the step-based schedule)
     # and validation about every 100 steps, not every (tiny) epoch
@@ -68,7 +68,7 @@ def train_and_judge(cfg, n: int, steps: int, out_dir: Path, *, num: int, sampler
 
 
 def _records(cfg, n: int):
-    from genlowdim.crystal.training import load_split_dataset
+    from genlowdim.crystal.cdvae.training import load_split_dataset
 
     ds = load_split_dataset(cfg, "train")
     return ds.records[:n]
@@ -81,7 +81,7 @@ def run_memorisation(config: str | Path, sizes, steps: int, out_dir: str | Path,
     import json
 
     from genlowdim.config import to_dict
-    from genlowdim.crystal.config import load_crystal_config
+    from genlowdim.crystal.cdvae.config import load_crystal_config
 
     cfg = load_crystal_config(config, [])
     out = Path(out_dir)

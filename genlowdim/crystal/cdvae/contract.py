@@ -1,0 +1,83 @@
+"""A trained CDVAE and its decode settings as a :class:`~genlowdim.crystal.contract.LatentCrystalModel`:
+what the crystal tasks call."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+
+from genlowdim.config import to_dict
+from genlowdim.crystal.cdvae.config import SamplingConfig
+from genlowdim.crystal.cdvae.csp import CSPSettings, predict_structures
+from genlowdim.crystal.cdvae.sampling import decode_latents, generate, reconstruct_batch
+from genlowdim.crystal.decoded import DecodedCrystals
+from genlowdim.crystal.latents import LatentPool
+from genlowdim.crystal.runs import model_digest
+
+__all__ = ["CDVAECrystals"]
+
+
+@dataclass(frozen=True, eq=False)
+class CDVAECrystals:
+    """``model``: a CDVAE in eval mode; ``sampling``: its decode settings; ``sampler``/``steps``: a sampler of
+    ``sampling.samplers`` and its step count (None: the config's); ``latent``: reconstruction from the
+    posterior ``mean`` or a posterior ``sample``; ``csp``/``pool``: how :meth:`predict` proposes latents
+    (``pool_loader``: loads the pool at the first prediction instead, so that a finished run encodes nothing)."""
+    model: torch.nn.Module
+    sampling: SamplingConfig
+    sampler: str | None = None
+    steps: int | None = None
+    latent: str = "mean"
+    csp: CSPSettings = field(default_factory=CSPSettings)
+    pool: LatentPool | None = None
+    pool_loader: Callable[[], LatentPool | None] | None = None
+
+    @property
+    def sampler_name(self) -> str:
+        return self.sampler or self.sampling.sampler
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.cfg.latent_dim
+
+    def record(self, task: str) -> dict:
+        """Weights digest, sampler and its spec, device; for ``sample`` and ``reconstruct`` also the step
+        override and how the types follow the decoder."""
+        name = self.sampler_name
+        rec = {"model": model_digest(self.model), "sampler": name,
+               "sampler_spec": to_dict(self.sampling.spec(name))}
+        if task in ("sample", "reconstruct"):
+            rec.update(steps=self.steps, type_update=self.sampling.type_update if task == "sample"
+                       else self.sampling.recon_type_update)
+        rec["device"] = next(self.model.parameters()).device.type
+        return rec
+
+    @cached_property
+    def latent_pool(self) -> LatentPool | None:
+        return self.pool if self.pool is not None or self.pool_loader is None else self.pool_loader()
+
+    def sample(self, num: int, generator=None) -> DecodedCrystals:
+        return generate(self.model, num, self.sampling, sampler=self.sampler, steps=self.steps, generator=generator)
+
+    def reconstruct(self, batch, generator=None) -> DecodedCrystals:
+        return reconstruct_batch(self.model, batch, self.sampling, sampler=self.sampler, steps=self.steps,
+                                 generator=generator, sample_latent=self.latent == "sample")
+
+    def predict(self, formulas, samples: int, generator=None) -> tuple[DecodedCrystals, torch.Tensor]:
+        return predict_structures(self.model, self.sampling, formulas, samples, self.csp, pool=self.latent_pool,
+                                  sampler=self.sampler, steps=self.steps, generator=generator)
+
+    def encode(self, batch, generator=None, sample: bool = True):
+        return self.model.encode(batch, generator=generator, sample=sample)
+
+    def decode(self, z: torch.Tensor, generator=None) -> DecodedCrystals:
+        return decode_latents(self.model, z, self.sampling, sampler=self.sampler, steps=self.steps,
+                              generator=generator)
+
+    def predict_property(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model.predict_property(z)
+
+    def parameters(self):
+        return self.model.parameters()
