@@ -80,7 +80,7 @@ def _visit_rank(rank: int, world: int, variant: str, steps: int, batch_size: int
     import torch
     from torch_geometric.data import Batch
 
-    from genlowdim.crystal import layers
+    from genlowdim.crystal.geometry import layers
     from genlowdim.crystal.cdvae.config import load_crystal_config
     from genlowdim.crystal.cdvae.training import build_model, fit_scalers, load_split
 
@@ -125,7 +125,8 @@ def profile_stages(steps: int, batch_size: int) -> None:
     import torch
     from torch_geometric.data import Batch
 
-    from genlowdim.crystal import decoder as dec_mod, encoder as enc_mod, layers
+    from genlowdim.crystal.cdvae import decoder as dec_mod
+    from genlowdim.crystal.geometry import encoder as enc_mod, layers
     from genlowdim.crystal.cdvae.config import load_crystal_config
     from genlowdim.crystal.cdvae.training import build_model, fit_scalers, load_split
 
@@ -193,9 +194,9 @@ def compare_learning(steps: int) -> None:
 
     import torch
 
-    from genlowdim.crystal import layers
-    from genlowdim.crystal.config import load_crystal_config
-    from genlowdim.crystal.training import train_cdvae
+    from genlowdim.crystal.geometry import layers
+    from genlowdim.crystal.cdvae.config import load_crystal_config
+    from genlowdim.crystal.cdvae.training import train_cdvae
 
     torch.set_num_threads(1)
     cfg = load_crystal_config(ROOT / "configs/crystal/perov_5_pretrained.yaml",
