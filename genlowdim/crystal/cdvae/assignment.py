@@ -7,7 +7,8 @@ atoms and its type slots. All crystals are solved together, without a Python loo
 * cells of at most :data:`BRUTE_FORCE_MAX_ATOMS` atoms: every ordering is scored at once on the tensors'
   device, one group per cell size (the path the shipped perov_5 outputs were recorded with);
 * cells whose atoms all share one type need nothing;
-* the other, larger cells form one block-diagonal sparse bipartite graph (an atom is joined only to the slots of
+* cells of two types a, b: the atoms with the largest log p(a) - log p(b) take the a's (exact, one sort);
+* the other, larger cells (three or more types) form one block-diagonal sparse bipartite graph (an atom is joined only to the slots of
   its own crystal), solved in one call to ``scipy.sparse.csgraph.min_weight_full_bipartite_matching``
   (LAPJVsp, exact). The blocks are disconnected, so a minimum-weight perfect matching of the whole graph is
   a minimum-weight assignment of every crystal: the same optimum as ``linear_sum_assignment`` per crystal.
@@ -37,13 +38,40 @@ def assign_types(log_probs, types, batch):
         crystals = torch.nonzero(counts == n).squeeze(-1)
         idx = starts[crystals][:, None] + torch.arange(n, device=types.device)     # (C, n) atom indices
         out[idx] = _best_orderings(log_probs[idx], types[idx])
-    mixed = scatter(types, batch, 0, dim_size=len(counts), reduce="max") \
-        != scatter(types, batch, 0, dim_size=len(counts), reduce="min")
-    large = torch.nonzero(mixed[batch] & (counts[batch] > BRUTE_FORCE_MAX_ATOMS)).squeeze(-1)
+    kinds = _distinct_types(types, batch, len(counts))
+    large = counts[batch] > BRUTE_FORCE_MAX_ATOMS
+    two = torch.nonzero(large & (kinds[batch] == 2)).squeeze(-1)
+    if two.numel():
+        out[two] = _two_types(log_probs[two], types[two], batch[two])
+    large = torch.nonzero(large & (kinds[batch] > 2)).squeeze(-1)
     if large.numel():
         rows, cols = _matching(log_probs[large], types[large], batch[large])
         out[large[rows]] = types[large[cols]]
     return out
+
+
+def _distinct_types(types, batch, num_crystals):
+    """(B,) how many distinct atomic numbers each crystal holds (``types`` in 1..100)."""
+    present = types.new_zeros(num_crystals, 101, dtype=torch.bool)
+    present[batch, types] = True
+    return present.sum(-1)
+
+
+def _two_types(log_probs, types, batch):
+    """Exact for crystals of two distinct types a < b: the k atoms (k = count of a) with the largest
+    log p(a) - log p(b) take a, since Σ log p = Σ_all log p(b) + Σ_chosen [log p(a) - log p(b)].
+    ``batch``: (M,) crystal ids, atoms of a crystal contiguous. Returns (M,) atomic numbers."""
+    num = int(batch.max()) + 1
+    a = scatter(types, batch, 0, dim_size=num, reduce="min")[batch]
+    b = scatter(types, batch, 0, dim_size=num, reduce="max")[batch]
+    k = scatter((types == a).long(), batch, 0, dim_size=num, reduce="sum")[batch]
+    gain = log_probs.gather(1, (a - 1)[:, None]).squeeze(1) - log_probs.gather(1, (b - 1)[:, None]).squeeze(1)
+    order = torch.sort(gain, descending=True, stable=True).indices
+    order = order[torch.sort(batch[order], stable=True).indices]                 # by crystal, then by gain
+    first = torch.cumsum(torch.bincount(batch, minlength=num), 0) - torch.bincount(batch, minlength=num)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order), device=order.device) - first[batch[order]]
+    return torch.where(rank < k, a, b)
 
 
 def _best_orderings(log_probs, slots):
@@ -72,7 +100,7 @@ def _matching(log_probs, types, batch):
     indptr = torch.cat([per_atom.new_zeros(1), torch.cumsum(per_atom, 0)])
     row = torch.repeat_interleave(torch.arange(len(types), device=types.device), per_atom)
     col = first[row] + torch.arange(int(indptr[-1]), device=types.device) - indptr[row]
-    weight = 1.0 - log_probs[row, types[col] - 1].double()
+    weight = 1.0 - log_probs.detach()[row, types[col] - 1].double()
     graph = csr_matrix((weight.cpu().numpy(), col.cpu().numpy(), indptr.cpu().numpy()),
                        shape=(len(types), len(types)))
     rows, cols = min_weight_full_bipartite_matching(graph)
