@@ -8,21 +8,23 @@ atoms and its type slots. All crystals are solved together, without a Python loo
   device, one group per cell size (the path the shipped perov_5 outputs were recorded with);
 * cells whose atoms all share one type need nothing;
 * cells of two types a, b: the atoms with the largest log p(a) - log p(b) take the a's (exact, one sort);
-* the other, larger cells (three or more types) form one block-diagonal sparse bipartite graph (an atom is joined only to the slots of
-  its own crystal), solved in one call to ``scipy.sparse.csgraph.min_weight_full_bipartite_matching``
-  (LAPJVsp, exact). The blocks are disconnected, so a minimum-weight perfect matching of the whole graph is
-  a minimum-weight assignment of every crystal: the same optimum as ``linear_sum_assignment`` per crystal.
-  Between tied assignments the two solvers may pick differently.
+* larger cells of three or more types: the transportation problem (atoms to K distinct types, their counts as
+  capacities) by successive shortest paths over the K type nodes, batched over crystals with padding
+  (:func:`_few_types`): the loop runs over atom positions (≤ 24), never over crystals.
+
+Every path is exact: the same total log-probability as ``scipy.optimize.linear_sum_assignment`` per crystal
+(:func:`assign_types_per_crystal`, the reference). Between tied assignments the choices may differ.
+A single block-diagonal sparse matching (``scipy.sparse.csgraph.min_weight_full_bipartite_matching``) is
+exact too, but was measured growing quadratically with the batch when a crystal repeats a type.
 """
 from __future__ import annotations
 
 import itertools
 
-import numpy as np
 import torch
 from torch_geometric.utils import scatter
 
-BRUTE_FORCE_MAX_ATOMS = 6   # 6! = 720 orderings per crystal; larger cells go to the sparse matching
+BRUTE_FORCE_MAX_ATOMS = 6   # 6! = 720 orderings per crystal; larger cells are solved as below
 
 
 def assign_types(log_probs, types, batch):
@@ -45,8 +47,7 @@ def assign_types(log_probs, types, batch):
         out[two] = _two_types(log_probs[two], types[two], batch[two])
     large = torch.nonzero(large & (kinds[batch] > 2)).squeeze(-1)
     if large.numel():
-        rows, cols = _matching(log_probs[large], types[large], batch[large])
-        out[large[rows]] = types[large[cols]]
+        out[large] = _few_types(log_probs[large], types[large], batch[large])
     return out
 
 
@@ -86,28 +87,6 @@ def _best_orderings(log_probs, slots):
     return torch.gather(slots, 1, perms[score.argmax(-1)])
 
 
-def _matching(log_probs, types, batch):
-    """One exact sparse matching for M atoms of several crystals (contiguous; ``batch`` (M,) their crystal
-    ids, any labels). Atom i may take the type of atom j only when both are in one crystal; the weight is
-    1 - log p(i, types[j]) (≥ 1: a constant shift that keeps the optimum and stays a stored, nonzero
-    entry). Returns (rows, cols) as (M,) index tensors on ``types``' device: atom rows[k] gets types[cols[k]]."""
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
-
-    _, size = torch.unique_consecutive(batch, return_counts=True)
-    per_atom = torch.repeat_interleave(size, size)                                 # (M,) its crystal's size
-    first = torch.repeat_interleave(torch.cumsum(size, 0) - size, size)            # (M,) its crystal's first atom
-    indptr = torch.cat([per_atom.new_zeros(1), torch.cumsum(per_atom, 0)])
-    row = torch.repeat_interleave(torch.arange(len(types), device=types.device), per_atom)
-    col = first[row] + torch.arange(int(indptr[-1]), device=types.device) - indptr[row]
-    weight = 1.0 - log_probs.detach()[row, types[col] - 1].double()
-    graph = csr_matrix((weight.cpu().numpy(), col.cpu().numpy(), indptr.cpu().numpy()),
-                       shape=(len(types), len(types)))
-    rows, cols = min_weight_full_bipartite_matching(graph)
-    return (torch.as_tensor(rows.astype(np.int64), device=types.device),
-            torch.as_tensor(cols.astype(np.int64), device=types.device))
-
-
 def assign_types_per_crystal(log_probs, types, batch):
     """The reference: ``scipy.optimize.linear_sum_assignment`` one crystal at a time (a Python loop over
     crystals). Same arguments and optimum as :func:`assign_types`; kept for tests and ``bench/decode_sizes.py``."""
@@ -123,3 +102,64 @@ def assign_types_per_crystal(log_probs, types, batch):
         out[start + r] = sl[c]
         start += n
     return torch.as_tensor(out, device=types.device)
+
+
+def _few_types(log_probs, types, batch):
+    """Exact for crystals of any number K of distinct types, all at once: the transportation problem
+    (atoms -> K types with their counts as capacities) by successive shortest paths. Atoms join one at a
+    time (the same index in every crystal together); each joins along a shortest path in the residual graph
+    over the K type nodes (edge t1 -> t2: move the assigned atom of t1 that gains most to t2; Bellman-Ford,
+    K - 1 rounds), which keeps every partial assignment optimal. ``batch``: (M,) crystal ids, contiguous.
+    Returns (M,) atomic numbers."""
+    _, size = torch.unique_consecutive(batch, return_counts=True)
+    crystal = torch.repeat_interleave(torch.arange(len(size), device=types.device), size)
+    slot = torch.arange(len(types), device=types.device) - (torch.cumsum(size, 0) - size)[crystal]
+    table, cap = _type_table(types, crystal, len(size))                         # (C, K) numbers, counts
+    cost = log_probs.new_zeros(len(size), int(size.max()), table.shape[1], dtype=torch.float64)
+    cost[crystal, slot] = -log_probs.detach().double().gather(1, table[crystal] - 1)
+    cost = torch.where(cap[:, None, :] > 0, cost, torch.full_like(cost, UNUSABLE))
+    where = torch.full(cost.shape[:2], -1, dtype=torch.long, device=types.device)  # (C, n) type index
+    load = torch.zeros_like(cap)
+    for i in range(cost.shape[1]):
+        _join(cost, where, load, cap, i, i < size)
+    return table[crystal, where[crystal, slot]]
+
+
+UNUSABLE = 1e9      # cost of a padded type column: never free (capacity 0), never a cheaper move
+
+
+def _type_table(types, crystal, num):
+    """(C, K) each crystal's distinct atomic numbers (padded with 1, capacity 0) and (C, K) their counts."""
+    present = torch.zeros(num, 101, dtype=torch.long, device=types.device)
+    present.index_put_((crystal, types), torch.ones_like(types), accumulate=True)
+    k = int((present > 0).sum(-1).max())
+    key = torch.where(present > 0, torch.arange(101, device=types.device), 1000)
+    table = torch.sort(key, -1).values[:, :k]
+    cap = torch.where(table < 1000, present.gather(1, table.clamp_max(100)), 0)
+    return table.clamp_max(100).clamp_min(1), cap
+
+
+def _join(cost, where, load, cap, i, active):
+    """Assign atom i of each ``active`` crystal along a shortest augmenting path (in place)."""
+    C, n, K = cost.shape
+    rows = torch.arange(C, device=cost.device)
+    held = (where[:, :, None] == torch.arange(K, device=cost.device)) & (where[:, :, None] >= 0)  # (C, n, K)
+    move = cost[:, :, None, :] - cost[:, :, :, None]                            # [c, j, t1, t2]
+    move = torch.where(held[:, :, :, None], move, torch.full_like(move, float("inf")))
+    edge, mover = move.min(1)                                                   # (C, K, K)
+    dist, pred = cost[:, i].clone(), torch.full_like(load, -1)
+    for _ in range(K - 1):
+        best, via = (dist[:, :, None] + edge).min(1)
+        better = best < dist - 1e-12
+        dist, pred = torch.where(better, best, dist), torch.where(better, via, pred)
+    end = torch.where(load < cap, dist, torch.full_like(dist, float("inf"))).argmin(-1)
+    load[rows[active], end[active]] += 1
+    cur, walking = end, active.clone()
+    for _ in range(K):
+        back = pred[rows, cur]
+        arrive = walking & (back < 0)
+        where[rows[arrive], i] = cur[arrive]
+        walking = walking & (back >= 0)
+        j = mover[rows, back.clamp_min(0), cur]
+        where[rows[walking], j[walking]] = cur[walking]
+        cur = torch.where(walking, back, cur)
