@@ -143,23 +143,27 @@ def _join(cost, where, load, cap, i, active):
     """Assign atom i of each ``active`` crystal along a shortest augmenting path (in place)."""
     C, n, K = cost.shape
     rows = torch.arange(C, device=cost.device)
-    held = (where[:, :, None] == torch.arange(K, device=cost.device)) & (where[:, :, None] >= 0)  # (C, n, K)
-    move = cost[:, :, None, :] - cost[:, :, :, None]                            # [c, j, t1, t2]
-    move = torch.where(held[:, :, :, None], move, torch.full_like(move, float("inf")))
-    edge, mover = move.min(1)                                                   # (C, K, K)
+    held = where[:, :i, None] == torch.arange(K, device=cost.device)          # (C, i, K); atoms ≥ i hold none
+    move = cost[:, :i, None, :] - cost[:, :i, :, None]                          # [c, j, t1, t2]
+    move = move.masked_fill(~held[:, :, :, None], float("inf"))
+    edge, mover = move.min(1) if i else (cost.new_full((C, K, K), float("inf")), None)
     dist, pred = cost[:, i].clone(), torch.full_like(load, -1)
     for _ in range(K - 1):
         best, via = (dist[:, :, None] + edge).min(1)
         better = best < dist - 1e-12
+        if not bool(better.any()):
+            break
         dist, pred = torch.where(better, best, dist), torch.where(better, via, pred)
-    end = torch.where(load < cap, dist, torch.full_like(dist, float("inf"))).argmin(-1)
-    load[rows[active], end[active]] += 1
+    end = dist.masked_fill(load >= cap, float("inf")).argmin(-1)
+    load.scatter_add_(1, end[:, None], active.long()[:, None])
     cur, walking = end, active.clone()
     for _ in range(K):
         back = pred[rows, cur]
         arrive = walking & (back < 0)
-        where[rows[arrive], i] = cur[arrive]
+        where[:, i] = torch.where(arrive, cur, where[:, i])
         walking = walking & (back >= 0)
+        if not bool(walking.any()):
+            break
         j = mover[rows, back.clamp_min(0), cur]
-        where[rows[walking], j[walking]] = cur[walking]
+        where.scatter_(1, j[:, None], torch.where(walking, cur, where.gather(1, j[:, None])[:, 0])[:, None])
         cur = torch.where(walking, back, cur)
