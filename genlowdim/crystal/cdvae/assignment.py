@@ -141,7 +141,7 @@ def _type_table(types, crystal, num):
 
 def _join(cost, where, load, cap, i, active):
     """Assign atom i of each ``active`` crystal along a shortest augmenting path (in place)."""
-    C, n, K = cost.shape
+    C, _, K = cost.shape
     rows = torch.arange(C, device=cost.device)
     held = where[:, :i, None] == torch.arange(K, device=cost.device)          # (C, i, K); atoms ≥ i hold none
     move = cost[:, :i, None, :] - cost[:, :i, :, None]                          # [c, j, t1, t2]
