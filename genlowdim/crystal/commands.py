@@ -311,6 +311,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+SMALL_CELL_ATOMS = 6     # perov_5-sized cells: tiny graphs and matrices
+
+
+def analysis_threads(max_atoms: int, available: int) -> int:
+    """Intra-op threads for ``analyse``: one for models of small cells (their graphs and Jacobians are
+    too small to share out; one thread is fastest on a busy CPU), all ``available`` for larger cells."""
+    return 1 if max_atoms <= SMALL_CELL_ATOMS else available
+
+
 def cmd_analyse(args: argparse.Namespace) -> int:
     import json
     from dataclasses import replace
@@ -333,7 +342,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     if args.limit is not None:
         settings = replace(settings, limit_per_split=args.limit)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # small linear algebra and 5-atom graphs: one thread is fastest on a busy CPU
+    torch.set_num_threads(analysis_threads(model.max_atoms, threads))
     try:
         run_analysis(model, cfg, args.out, settings, checkpoint=args.checkpoint, digits=digits)
     finally:

@@ -110,7 +110,7 @@ def test_type_assignment_keeps_each_composition_and_is_optimal():
     import itertools
 
     gen = torch.Generator().manual_seed(0)
-    # SrTiO3-like and NaCl2 (scored ordering by ordering), a 7-atom cell (linear_sum_assignment), a 5-atom one
+    # SrTiO3-like and NaCl2 (scored ordering by ordering), a 7-atom cell (batched shortest paths), a 5-atom one
     types = torch.tensor([8, 8, 8, 22, 38, 11, 17, 17, 3, 3, 3, 26, 26, 8, 9, 12, 12, 8, 8, 7])
     batch = torch.tensor([0] * 5 + [1] * 3 + [2] * 7 + [3] * 5)
     log_probs = torch.log_softmax(torch.randn(len(types), 100, generator=gen), -1)

@@ -12,8 +12,8 @@ evaluation, PC's corrector steps) therefore never change the types the next eval
   ``argmax``       each atom takes the argmax of its logits (CDVAE). The composition may drift.
   ``composition``  the multiset of types drawn from the composition head is kept, and the decoder's
                    log-probabilities decide which atom gets which type (an assignment problem per crystal,
-                   solved exactly: all orderings for small cells, ``scipy.optimize.linear_sum_assignment``
-                   beyond). The decoder can still swap
+                   solved exactly for the whole batch at once, any cell sizes: see
+                   :mod:`~genlowdim.crystal.cdvae.assignment`). The decoder can still swap
                    two elements between sites, but it cannot change the composition.
   ``fixed``        the initial types are kept (the atoms move to the sites that suit their types).
 
@@ -25,7 +25,6 @@ Samplers (``sampler`` argument) are named specs of the config (:class:`~genlowdi
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import replace
 
 import torch
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 
 from genlowdim.core.samplers import CountingDenoiser, get_sampler, sample_ald
 from genlowdim.core.schedules import sigmas_karras
+from genlowdim.crystal.cdvae.assignment import BRUTE_FORCE_MAX_ATOMS, assign_types  # noqa: F401 (re-exported)
 from genlowdim.crystal.decoded import DecodedCrystals
 from genlowdim.crystal.geometry.encoder import MAX_ATOMIC_NUM
 from genlowdim.crystal.geometry.lattice import cart_to_frac, frac_to_cart, lattice_from_params
@@ -58,45 +58,6 @@ def sample_composition(composition_probs, num_atoms, generator=None):
 
 
 TYPE_UPDATES = ("argmax", "composition", "fixed")
-
-
-BRUTE_FORCE_MAX_ATOMS = 6   # 6! = 720 orderings per crystal; larger crystals go to linear_sum_assignment
-
-
-def assign_types(log_probs, types, batch):
-    """Re-assign each crystal's multiset of types to its atoms so that Σ log p(atom, type) is maximal.
-
-    ``log_probs``: (N, 100) per-atom log-probabilities over atomic numbers 1..100; ``types``: (N,) current
-    atomic numbers (their multiset per crystal is kept); ``batch``: (N,), atoms of a crystal contiguous.
-    Crystals of up to :data:`BRUTE_FORCE_MAX_ATOMS` atoms are solved together on the tensors' device by
-    scoring every ordering; larger ones one by one with ``scipy.optimize.linear_sum_assignment``.
-    Returns (N,) atomic numbers."""
-    counts = torch.bincount(batch)
-    starts = torch.cumsum(counts, 0) - counts
-    out = types.clone()
-    for n in torch.unique(counts).tolist():
-        crystals = torch.nonzero(counts == n).squeeze(-1)
-        if n < 2 or len(crystals) == 0:
-            continue
-        idx = starts[crystals][:, None] + torch.arange(n, device=types.device)     # (C, n) atom indices
-        slots = types[idx]                                                          # (C, n) their types
-        if n <= BRUTE_FORCE_MAX_ATOMS:
-            # m[c, i, j] = log p(atom i gets the type of slot j); score every ordering of the slots
-            m = torch.gather(log_probs[idx], 2, (slots - 1)[:, None, :].expand(-1, n, -1))
-            perms = torch.tensor(list(itertools.permutations(range(n))), device=types.device)  # (P, n)
-            rows = torch.arange(n, device=types.device)
-            score = m[:, rows[None, :], perms].sum(-1)                                  # (C, P)
-            best = perms[score.argmax(-1)]                                              # (C, n)
-            out[idx] = torch.gather(slots, 1, best)
-            continue
-        from scipy.optimize import linear_sum_assignment   # only for cells beyond BRUTE_FORCE_MAX_ATOMS
-
-        lp = log_probs[idx].detach().double().cpu().numpy()
-        for c in range(len(crystals)):
-            sl = slots[c].cpu().numpy()
-            r, col = linear_sum_assignment(-lp[c][:, sl - 1])
-            out[idx[c, torch.as_tensor(r, device=types.device)]] = slots[c, torch.as_tensor(col, device=types.device)]
-    return out
 
 
 class TypeState:
