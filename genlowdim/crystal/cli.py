@@ -71,6 +71,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     add_weights_flag(p)
     add_sampling_flags(p, "csp")
+    p.add_argument("--relax", action="store_true",
+                   help="relax every candidate with CHGNet and rank each formula's candidates by relaxed energy "
+                   "per atom (ties within 0.005 eV/atom keep the formula-NLL order): OUT/relaxed/")
+    p.add_argument("--fmax", type=float, default=0.05, help="with --relax: force threshold, eV/Å (default 0.05)")
+    p.add_argument("--relax-steps", type=int, default=500, help="with --relax: at most this many FIRE steps")
+    p.add_argument("--symprec", type=float, default=0.1,
+                   help="symmetry tolerance (Å) of the printed space groups and symmetrised CIFs (default 0.1)")
     p.add_argument("--out", required=True)
     add_overwrite_flag(p)
     add_device_flag(p)

@@ -248,6 +248,9 @@ def cmd_csp(args: argparse.Namespace) -> int:
     from genlowdim.runtime import resolve_device
 
     settings = _csp_settings(args)
+    if args.fmax <= 0 or args.relax_steps < 0 or args.symprec <= 0:
+        raise UsageError(f"--fmax and --symprec must be > 0 and --relax-steps ≥ 0 (got {args.fmax}, "
+                         f"{args.symprec}, {args.relax_steps})")
     payload, cfg = _cdvae_checkpoint(resolve_checkpoint(args))
     if args.split is not None:
         _check_split(args.split, cfg)
@@ -259,14 +262,36 @@ def cmd_csp(args: argparse.Namespace) -> int:
               overwrite=args.overwrite, protocol=record)
     if args.formula is not None:
         summary = csp_formula(model, cfg, args.formula, args.out, samples=args.samples or 20, **kw)
-        print(f"wrote {summary['count']} candidates for {args.formula} to {args.out} (cif/, candidates.extxyz; "
-              f"ranked best first by the heads' formula likelihood, method {settings.method})")
-        return 0
-    summary = csp_split(model, cfg, args.split, args.out, num=args.num, samples=args.samples or 1, **kw)
-    print(f"wrote {summary['count']} predictions for {summary['compositions']} compositions and their truths to "
-          f"{args.out}; evaluate with\n  genlowdim evaluate {args.out}/predictions.extxyz --reference "
-          f"{args.out}/truth.extxyz --mode reconstruction --out {args.out}/eval")
+        print(f"wrote {summary['count']} candidates for {args.formula} to {args.out} (cif/, cif_symmetrized/, "
+              f"candidates.extxyz; ranked best first by the heads' formula likelihood, method {settings.method})")
+        _print_cells(args.out, args.symprec)
+    else:
+        summary = csp_split(model, cfg, args.split, args.out, num=args.num, samples=args.samples or 1, **kw)
+        print(f"wrote {summary['count']} predictions for {summary['compositions']} compositions and their truths "
+              f"to {args.out}")
+    if args.relax:
+        _relax_csp(args)
+    if args.split is not None:
+        predictions = "relaxed/predictions.extxyz" if args.relax else "predictions.extxyz"
+        print(f"evaluate with\n  genlowdim evaluate {args.out}/{predictions} --reference {args.out}/truth.extxyz "
+              f"--mode reconstruction --out {args.out}/eval")
     return 0
+
+
+def _print_cells(out: str, symprec: float) -> None:
+    from genlowdim.crystal.tasks.csp_relax import candidate_lines
+
+    print("\n".join(candidate_lines(out, symprec)))
+
+
+def _relax_csp(args: argparse.Namespace) -> None:
+    from genlowdim.crystal.tasks.csp_relax import relax_candidates, relaxed_lines
+    from genlowdim.physics.relax import RelaxSettings
+
+    merged = "candidates.extxyz" if args.formula is not None else "predictions.extxyz"
+    record = relax_candidates(args.out, merged, ranked_ids=args.formula is not None, symprec=args.symprec,
+                              settings=RelaxSettings(fmax=args.fmax, steps=args.relax_steps))
+    print("\n".join(relaxed_lines(record, args.out, per_candidate=args.formula is not None)))
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -47,7 +47,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fingerprints", choices=("fast", "reference"), default="fast",
                    help="CrystalNN fingerprint implementation: fast (vectorised, equal to matminer within "
                    "1e-6) or reference (matminer on every site)")
+    p.add_argument("--stability", nargs="?", const="", default=None, metavar="RELAX_DIR",
+                   help="generation: relax with CHGNet and add the stability figures (RMSD to relaxed, energy "
+                   "W1, stable among known polymorphs, S.U.N.-style) to metrics.json; RELAX_DIR reuses a "
+                   "finished `genlowdim relax` folder of the same SAMPLES")
     p.set_defaults(func=run)
+
+
+def _stability_options(args: argparse.Namespace, ids: list[str], dataset: str | None) -> dict | None:
+    """``evaluate_generation``'s ``stability`` argument for ``--stability [RELAX_DIR]`` (None without it)."""
+    if args.stability is None:
+        return None
+    from genlowdim.errors import UsageError
+
+    options = {"dataset": dataset or "perov_5", "data_dir": args.data_dir}
+    if args.stability:
+        from genlowdim.physics.folder import read_records, results_from_records
+
+        try:
+            records = read_records(args.stability)
+        except FileNotFoundError as err:
+            raise UsageError(str(err)) from err
+        if [r["id"] for r in sorted(records, key=lambda r: r["index"])] != list(ids):
+            raise UsageError(f"{args.stability}: its structures are not those of {args.samples} (ids differ)")
+        options.update(results=results_from_records(records), settings=_relax_settings(args.stability))
+    return options
+
+
+def _relax_settings(folder: str):
+    """The ``RelaxSettings`` a relax folder was made with, so the reference entries relax alike."""
+    import dataclasses
+    import json
+
+    from genlowdim.physics.relax import RelaxSettings
+
+    recorded = json.loads((Path(folder) / "relax.json").read_text())["settings"]
+    return RelaxSettings(**{f.name: recorded[f.name] for f in dataclasses.fields(RelaxSettings)
+                            if f.name in recorded})
 
 
 def _is_dataset_ref(spec: str) -> bool:
@@ -159,10 +195,10 @@ def run(args: argparse.Namespace) -> int:
     ids, structures = load_input(args.samples, args.data_dir, skipped)
     ref_ids, reference = load_input(args.reference, args.data_dir, skipped)
     if args.mode == "reconstruction":
-        if args.property_model:
+        if args.property_model or args.stability is not None:
             from genlowdim.errors import UsageError
 
-            raise UsageError("--property-model applies to --mode generation (reconstruction has no property metric)")
+            raise UsageError("--property-model and --stability apply to --mode generation (reconstruction has no property metric)")
         groups = group_by_id(ids, structures, ref_ids) if args.pair_by != "order" else None
         tolerances = dict(stol=args.stol, angle_tol=args.angle_tol, ltol=args.ltol, workers=args.workers,
                           out_dir=args.out)
@@ -182,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
                 train_structures=train, property_fn=property_fn,
                 num_property_samples=args.num_property_samples, seed=args.seed,
                 workers=args.workers, out_dir=args.out, ids=ids, compute_unique=not args.no_unique,
-                fingerprints=args.fingerprints,
+                fingerprints=args.fingerprints, stability=_stability_options(args, ids, dataset),
                 reference_cache_key=args.reference if _is_dataset_ref(args.reference) else None)
         except ValueError as err:
             from genlowdim.errors import UsageError

@@ -82,7 +82,8 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
                         out_dir: str | Path | None = None, reference_cache_key: str | None = None,
                         ids: Sequence[str] | None = None, show_progress: bool = True,
                         cache_dir: str | Path | None = None, compute_unique: bool = True,
-                        fingerprints: str = "fast", num_wdist_seeds: int = 5) -> dict:
+                        fingerprints: str = "fast", num_wdist_seeds: int = 5,
+                        stability: dict | None = None) -> dict:
     """CDVAE generation metrics of ``structures`` (N pymatgen Structures, ``None`` = unbuildable)
     against ``reference_structures`` (e.g. the test split); see the module docstring for the output.
 
@@ -96,6 +97,8 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
     (matminer on every site, CDVAE's code path).
     num_wdist_seeds: extra subsample seeds (seed+1 ...) whose Wasserstein distances are reported as a
     spread next to CDVAE's single-subsample value (0 = none).
+    stability: keywords of :func:`genlowdim.physics.stability.stability_of_generated` (``{}`` relaxes here;
+    ``results`` reuses a relax folder's); the block lands in ``report["stability"]`` (None = skipped).
     """
     s_cut, c_cut, cut_source = resolve_cutoffs(dataset, struct_cutoff, comp_cutoff)
     workers = usable_cpus() if workers is None else workers
@@ -135,9 +138,13 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
     clock.mark("property statistics and diversity")
     results.update(_matching(structures, valid, train_structures, compute_unique, workers))
     clock.mark("uniqueness and novelty")
+    block = None if stability is None else _stability(structures, valid, results, stability)
+    clock.mark("stability")
     report = _pack("generation", results, {"seed": seed, "workers": workers, "fingerprints": fingerprints,
                                            "num_generated": len(structures),
                                            "num_reference": len(reference_structures)})
+    if block is not None:
+        report["stability"] = block
     if out_dir is not None:
         rows = _generation_rows(structures, ids, results, ok, fps.errors, valid, num_property_samples, seed)
         _write_outputs(Path(out_dir), report, rows)
@@ -147,6 +154,14 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
         clock.mark("plots")
         clock.write(Path(out_dir) / "timings.json")
     return report
+
+
+def _stability(structures, valid, results: dict, options: dict) -> dict:
+    from genlowdim.physics.stability import stability_of_generated
+
+    flags = [results[k].per_item[f] if k in results else None for k, f in (("unique", "duplicate_of"),
+                                                                            ("novel", "novel"))]
+    return stability_of_generated(structures, valid, *flags, **options)
 
 
 class StageClock:

@@ -72,19 +72,48 @@ class Potential:
         return out
 
     def _predict(self, graphs: list) -> list:
-        """One batched forward pass; if it fails, each graph alone so that only the culprit fails."""
-        try:
-            return _as_list(self.model.predict_graph(graphs, task="efs", batch_size=self.batch_size))
-        except Exception:  # noqa: BLE001
-            if len(graphs) == 1:
-                raise
+        """Batched passes of ``batch_size`` graphs; if one fails, each of its graphs alone so that only the
+        culprit fails."""
         out = []
-        for g in graphs:
+        for start in range(0, len(graphs), self.batch_size):
+            chunk = graphs[start:start + self.batch_size]
             try:
-                out.append(_as_list(self.model.predict_graph([g], task="efs", batch_size=1))[0])
-            except Exception as err:  # noqa: BLE001
-                out.append(err)
+                out += energy_forces_stress(self.model, chunk)
+                continue
+            except Exception:  # noqa: BLE001
+                if len(chunk) == 1:
+                    raise
+            for g in chunk:
+                try:
+                    out += energy_forces_stress(self.model, [g])
+                except Exception as err:  # noqa: BLE001
+                    out.append(err)
         return out
+
+
+def energy_forces_stress(model, graphs: list) -> list[dict]:
+    """CHGNet's ``predict_graph(graphs, task="efs")`` in one forward and one backward pass: per graph
+    ``{"e": eV/atom, "f": (n, 3) eV/Å, "s": (3, 3) GPa}`` as numpy.
+
+    CHGNet's own call takes two backward passes (forces, then stress) and keeps both gradient graphs
+    (``create_graph=True``) for training on forces; relaxation needs neither, and one
+    ``torch.autograd.grad`` over positions and strains together does the same sums once."""
+    import torch
+    from chgnet.model.model import BatchedGraph
+
+    batch = BatchedGraph.from_graphs(graphs, bond_basis_expansion=model.bond_basis_expansion,
+                                     angle_basis_expansion=model.angle_basis_expansion, compute_stress=True)
+    pred = model._compute(batch)          # energy only: eV/atom when the model is intensive
+    per_atom = pred["e"]
+    sizes = pred["atoms_per_graph"]
+    total = per_atom * sizes if model.is_intensive else per_atom
+    grads = torch.autograd.grad(total.sum(), [*batch.atom_positions, *batch.strains])
+    n = len(graphs)
+    energy = (per_atom if model.is_intensive else per_atom / sizes).detach()
+    if model.composition_model is not None:
+        energy = energy + model.composition_model(graphs).detach()
+    return [{"e": energy[k].numpy(), "f": -grads[k].numpy(),
+             "s": (grads[n + k] * (160.21766208 / batch.volumes[k])).numpy()} for k in range(n)]
 
 
 def _as_list(prediction) -> list:

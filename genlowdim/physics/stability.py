@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["rmsd_summary", "energy_w1", "energy_above_lowest", "sun_rate", "stability_block",
-           "RMSD_THRESHOLD", "STABLE_THRESHOLD"]
+           "stability_of_generated", "RMSD_THRESHOLD", "STABLE_THRESHOLD"]
 
 RMSD_THRESHOLD = 0.1     # Å
 STABLE_THRESHOLD = 0.1   # eV/atom above the lowest known polymorph (MatterGen's hull threshold)
@@ -115,4 +115,23 @@ def stability_block(structures: Sequence, *, unique: Sequence[bool] | None = Non
         figure["params"].update(record)
     block["per_item"] = {"formula": formulas, "energy_per_atom": energies, "e_above_lowest": e_above.tolist(),
                          "rmsd_angstrom": [r.rmsd for r in results], "error": [r.error for r in results]}
+    return block
+
+
+def stability_of_generated(structures: Sequence, valid: Sequence[bool], duplicate_of: Sequence[int] | None,
+                           novel: Sequence[bool] | None, results: Sequence | None = None, **options) -> dict:
+    """:func:`stability_block` of an evaluation's crystals (``None`` = unbuildable, left out), with
+    unique = valid and first of its duplicates (``duplicate_of < 0``) and novel = valid and novel.
+    results: the ``RelaxResult``s of all N inputs in order (e.g. a finished relax folder), else relaxed
+    here; options: :func:`stability_block`'s keywords."""
+    keep = [i for i, s in enumerate(structures) if s is not None]
+    valid = np.asarray(valid, bool)
+    unique = None if duplicate_of is None else (valid & (np.asarray(duplicate_of) < 0))[keep]
+    novel = None if novel is None else (valid & np.asarray(novel, bool))[keep]
+    if results is not None and len(results) != len(structures):
+        raise ValueError(f"{len(results)} relaxation results for {len(structures)} structures: relax the "
+                         "same input that is evaluated")
+    block = stability_block([structures[i] for i in keep], unique=unique, novel=novel,
+                            results=None if results is None else [results[i] for i in keep], **options)
+    block["per_item"]["index"] = keep
     return block

@@ -35,7 +35,9 @@ OPTIMIZE_NUMBERS = ("SR5", "SR10", "SR15", "num", "radius", "thresholds", "snaps
 def _digest(out) -> str:
     """sha256 over the structure files (extxyz, CIFs) and the numbers of results.json / settings hash."""
     h = hashlib.sha256()
-    for path in sorted(p for p in out.rglob("*") if p.suffix in (".extxyz", ".cif")):
+    # symmetrised CIFs (cif_symmetrized/) were added later; they derive from the P1 ones checked here
+    for path in sorted(p for p in out.rglob("*")
+                       if p.suffix in (".extxyz", ".cif") and "cif_symmetrized" not in p.parts):
         h.update(str(path.relative_to(out)).encode())
         h.update(path.read_bytes())
     if (out / "results.json").exists():

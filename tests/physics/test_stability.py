@@ -96,3 +96,29 @@ def test_records_round_trip_to_results():
     record = {"index": 0, "id": "a", **result.to_record()}
     back = results_from_records([record])[0]
     assert back.to_record() == result.to_record()
+
+
+def test_evaluate_stability_reuses_a_relax_folder(tmp_path, monkeypatch):
+    """``evaluate --stability DIR``: the relax folder's results enter metrics.json without relaxing the
+    samples again; SrTiO3 has perov_5 entries, so it is stable or not, never "no reference"."""
+    monkeypatch.setenv("GENLOWDIM_CACHE_DIR", str(tmp_path / "cache"))
+    samples = tmp_path / "samples.extxyz"
+    write_extxyz([srtio3(), oxygen_near_titanium(1.6), srtio3()], samples, ids=["a", "b", "c"])
+    relaxed = tmp_path / "relaxed"
+    assert main(["relax", str(samples), "--out", str(relaxed), "--steps", "3"]) == 0
+    calls = []
+    real = __import__("genlowdim.physics.relax", fromlist=["relax_structures"]).relax_structures
+    monkeypatch.setattr("genlowdim.physics.relax.relax_structures",
+                        lambda structures, *a, **k: calls.append(len(structures)) or real(structures, *a, **k))
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(samples), "--reference", str(samples), "--cutoffs", "1", "1",
+                 "--stability", str(relaxed), "--out", str(out), "--workers", "1"]) == 0
+    block = json.loads((out / "metrics.json").read_text())["stability"]
+    assert block["stable"]["params"]["num_no_reference_or_failed"] == 0
+    assert block["stable"]["params"]["relax_settings"]["steps"] == 3
+    assert block["sun"]["value"] is None or block["sun"]["params"]["num_sun"] <= 1   # "c" repeats "a"
+    assert all(n != 3 for n in calls)                              # only reference entries were relaxed
+    other = tmp_path / "other.extxyz"
+    write_extxyz([srtio3()], other, ids=["x"])
+    assert main(["evaluate", str(other), "--reference", str(samples), "--cutoffs", "1", "1",
+                 "--stability", str(relaxed), "--out", str(out)]) == 2
