@@ -242,6 +242,21 @@ def _csp_settings(args: argparse.Namespace):
     return CSPSettings(**given)
 
 
+def _check_formula(args: argparse.Namespace, payload: dict, cfg, types) -> str | None:
+    """UsageError naming the formula's elements the model never saw in training; with
+    ``--allow-unseen-elements`` the warning (printed here, written into the manifest by the task)."""
+    import sys
+
+    from genlowdim.crystal.known_elements import check_known_elements, training_elements
+
+    known = training_elements(payload, cfg, args.checkpoint)
+    warning = check_known_elements(types.tolist(), known, f"--formula {args.formula!r}",
+                                   allow=args.allow_unseen_elements)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return warning
+
+
 def cmd_csp(args: argparse.Namespace) -> int:
     from genlowdim.crystal.cdvae.checkpoints import load_model
     from genlowdim.crystal.tasks.csp import csp_formula, csp_split, parse_formula
@@ -249,16 +264,18 @@ def cmd_csp(args: argparse.Namespace) -> int:
 
     settings = _csp_settings(args)
     payload, cfg = _cdvae_checkpoint(resolve_checkpoint(args))
+    warning = None
     if args.split is not None:
         _check_split(args.split, cfg)
-    else:
-        parse_formula(args.formula, int(payload["extra_state"]["max_atoms"]))   # fail before building the model
+    else:   # fail before building the model
+        warning = _check_formula(args, payload, cfg, parse_formula(args.formula,
+                                                                   int(payload["extra_state"]["max_atoms"])))
     model, cfg = load_model(payload, resolve_device(args.device), use_ema=args.weights == "ema", task="cdvae")
     cfg, record = protocol_config(cfg, args)
     kw = dict(settings=settings, pool_size=args.pool_size, batch_size=args.batch_size, seed=args.seed,
               overwrite=args.overwrite, protocol=record)
     if args.formula is not None:
-        summary = csp_formula(model, cfg, args.formula, args.out, samples=args.samples or 20, **kw)
+        summary = csp_formula(model, cfg, args.formula, args.out, samples=args.samples or 20, warning=warning, **kw)
         print(f"wrote {summary['count']} candidates for {args.formula} to {args.out} (cif/, candidates.extxyz; "
               f"ranked best first by the heads' formula likelihood, method {settings.method})")
         return 0
