@@ -182,7 +182,8 @@ def add_target_flags(p: argparse.ArgumentParser) -> None:
     :mod:`genlowdim.crystal.tasks.targeted`)."""
     p.add_argument("--target", default=None,
                    help="crystals only: aim at a property, e.g. 'heat_ref<0.5', 'heat_ref>1.2', '0.2<heat_ref<0.5' "
-                   "(rejection on the CDVAE property head over z ~ N(0, I); docs/csp.md)")
+                   "(heat_ref in eV/atom; rejection on the CDVAE property head over z ~ N(0, I); with --model the "
+                   "shipped property predictor also scores each crystal into predicted_property.csv; docs/csp.md)")
     p.add_argument("--target-draws", type=int, default=None,
                    help="with --target: at most this many latents drawn per crystal (default 1000)")
     p.add_argument("--target-margin", type=float, default=None,

@@ -120,12 +120,21 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
                                checkpoint=args.checkpoint, overwrite=args.overwrite, protocol=record,
                                target=target, max_draws=getattr(args, "target_draws", None) or 1000,
                                target_pool=pool, target_margin=target_margin(args) if target is not None else 0.0)
-    aimed = "" if target is None else (f"; aimed at {target}: {manifest['head_accepted']} of {manifest['count']} "
-                                       f"passed the property head's screen {manifest['head_screen']} "
-                                       f"(margin {manifest['target_margin']:g}; {manifest['draws']} latents drawn)")
+    aimed = "" if target is None else "; " + _aim_report(args, target, manifest)
     print(f"wrote {manifest['count']} crystals to {args.out} ({record.protocol} protocol, sampler "
           f"{record.sampler}){aimed}")
     return 0
+
+
+def _aim_report(args: argparse.Namespace, target, manifest: dict) -> str:
+    """The account of ``sample --target``; a shipped model's property predictor also scores the crystals."""
+    from genlowdim.crystal.tasks.targeted import check_with_predictor, describe_aim
+
+    if args.model is not None and manifest.get("count"):
+        predictor = resolve_checkpoint(argparse.Namespace(checkpoint=None, model=args.model), "property")
+        manifest = check_with_predictor(args.out, target, predictor, manifest,
+                                        name=f"{args.model}'s shipped property predictor")
+    return describe_aim(manifest, target)
 
 
 def _sample_family(args: argparse.Namespace, checkpoint: dict) -> int:

@@ -228,6 +228,39 @@ def test_sample_with_a_target_records_it(checkpoint, tmp_path, monkeypatch):
     assert manifest["target_margin"] == 50 and manifest["head_screen"] == "-50<heat_ref"
 
 
+def test_a_predictor_scores_each_aimed_crystal_with_its_unit(tmp_path):
+    from pymatgen.core import Lattice, Structure
+
+    from genlowdim.crystal.tasks.targeted import describe_aim, score_samples
+    from genlowdim.structures.io import write_extxyz
+
+    cell = Structure(Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
+                     [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
+    write_extxyz([cell, cell, cell], tmp_path / "samples.extxyz", ids=["a", "b", "c"])
+    entries = score_samples(tmp_path, parse_target("heat_ref<0.5"), lambda ss: [0.1, 0.7, 0.4][:len(ss)], "fake")
+    assert entries["predictor_met"] == 2 and entries["property_unit"] == "eV/atom"
+    lines = (tmp_path / "predicted_property.csv").read_text().splitlines()
+    assert lines == ["id,heat_ref_predicted [eV/atom],meets heat_ref<0.5", "a,0.1,True", "b,0.7,False",
+                     "c,0.4,True"]
+    manifest = {"target": "heat_ref<0.5", "head_accepted": 3, "count": 3, "head_screen": "heat_ref<0.393",
+                "target_margin": 0.107, "draws": 30, **entries}
+    text = describe_aim(manifest, parse_target("heat_ref<0.5"))
+    assert "(eV/atom)" in text and "3 of 3 passed the property head's screen" in text
+    assert "2 of 3 meet heat_ref<0.5 by the property predictor" in text
+
+
+def test_sample_target_with_a_shipped_model_is_scored_by_its_predictor(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GENLOWDIM_QUIET", "1")
+    out = tmp_path / "t"
+    assert _run(["sample", "--model", "perov_5", "--target", "heat_ref<0.5", "--target-draws", "20", "--num", "2",
+                 "--batch-size", "2", "--sampler", "ald_fast", "--steps", "2", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert 0 <= manifest["predictor_met"] <= 2 and manifest["property_unit"] == "eV/atom"
+    assert manifest["predictor"] == "perov_5's shipped property predictor"
+    assert len((out / "predicted_property.csv").read_text().splitlines()) == 3
+    assert "by the property predictor" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("args, message", [
     (["csp", "--formula", "CsPbXx3"], "CsPbXx3"),
     (["csp", "--formula", "Cs2PbI3"], "at most 5"),
