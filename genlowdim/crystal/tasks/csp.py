@@ -67,7 +67,7 @@ def write_candidates(crystals: CrystalModel, formulas: list[torch.Tensor], ids: 
     writer = batches.writer
     per_batch = max(1, batch_size // samples)
     num_batches = -(-len(formulas) // per_batch)
-    for k in batches.pending(num_batches, "CSP batches"):
+    for k in batches.pending(num_batches, "CSP", items=len(formulas) * samples, unit="candidate"):
         chunk = slice(k * per_batch, (k + 1) * per_batch)
         decoded, nll = crystals.predict(formulas[chunk], samples, batches.generator(seed, k))
         names = [f"{i}_{j:03d}" if candidate_ids == "rank" else i for i in ids[chunk] for j in range(samples)]
