@@ -364,6 +364,7 @@ def _plot_histograms(out_dir: Path, valid, num_samples, seed, prop_items, quanti
     """hist_density.png, hist_num_elements.png and (with a predictor) hist_property.png, from the
     per-crystal quantities already computed."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -373,7 +374,8 @@ def _plot_histograms(out_dir: Path, valid, num_samples, seed, prop_items, quanti
     panels = [("density", ref["density"], gen["density"][idx], "density (g/cm³)"),
               ("num_elements", ref["num_elems"], gen["num_elems"][idx], "number of distinct elements")]
     if "generated" in prop_items:
-        panels.append(("property", prop_items["reference"], prop_items["generated"], "predicted property"))
+        panels.append(("property", prop_items["reference"], prop_items["generated"],
+                       "predicted property, e.g. heat_ref (eV/atom)"))
     for name, ref_v, gen_v, label in panels:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         both = np.concatenate([ref_v, gen_v])
@@ -382,6 +384,8 @@ def _plot_histograms(out_dir: Path, valid, num_samples, seed, prop_items, quanti
         ax.hist(ref_v, bins=bins, density=True, alpha=0.5, label=f"reference ({len(ref_v)})")
         ax.hist(gen_v, bins=bins, density=True, alpha=0.5, label=f"generated, valid sample ({len(gen_v)})")
         ax.set_xlabel(label)
+        if name == "num_elements":   # counts: integer ticks only
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel("density of crystals")
         ax.legend(fontsize=8)
         fig.tight_layout()
