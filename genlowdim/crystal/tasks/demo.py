@@ -62,7 +62,7 @@ def run_demo(out: str | Path = "runs/demo", *, steps: int | None = None, num: in
     if SHIPPED in available_models():
         summary["shipped"] = _sample_and_evaluate(resolve_model(SHIPPED), out / "shipped", num, reference, device)
         print(f"demo: shipped {SHIPPED} model: {num} crystals in {summary['shipped']['sample_seconds']:.0f} s; "
-              f"now a {SMOKE_LABEL}, {cfg.train.max_steps:,} steps", flush=True)
+              f"next, a smoke run of {cfg.train.max_steps:,} training steps", flush=True)
     else:
         print(f"demo: this installation ships no {SHIPPED} model; training one of its own only")
     t0 = time.perf_counter()
