@@ -389,7 +389,11 @@ class Trainer:
         train_log = _CsvLog(self.out / "log.csv", resume_step) if self.rank == 0 else None
         val_log = _CsvLog(self.out / "val.csv", resume_step) if self.rank == 0 else None
         self._started = time.monotonic()
-        stopped = self._loop(train_log, val_log)
+        self._run_bar = self._steps_bar()
+        try:
+            stopped = self._loop(train_log, val_log)
+        finally:
+            self._run_bar.close()
         self.state.elapsed_s = self._spent_seconds()
         self.save("last.pt")
         if self.rank == 0:
@@ -402,8 +406,7 @@ class Trainer:
     def _run_in_memory(self) -> FitResult:
         """The same loop with no files: no checkpoints, logs only in ``history``, one progress bar."""
         self._started = time.monotonic()
-        self._run_bar = progress(total=self.s.max_steps, leave=False, desc=self.family,
-                                 **({"disable": True} if self.quiet else {}))
+        self._run_bar = self._steps_bar(leave=False)
         stopped = self._loop(None, None)
         self._run_bar.close()
         self.state.elapsed_s = self._spent_seconds()
@@ -422,6 +425,15 @@ class Trainer:
                 self._validate_and_log(val_log)
             self._checkpoint_elapsed("last.pt")
         return "epochs"
+
+    def _steps_bar(self, leave: bool = True):
+        """The run's one bar: global optimiser step of the step budget (max_steps, else epochs x batches per
+        epoch), so its ETA is the whole run's; the epoch and loss ride along."""
+        s = self.s
+        total = s.max_steps if s.max_steps is not None else s.epochs * math.ceil(len(self.train_set) / s.batch_size)
+        quiet = self.quiet or self.rank != 0 or os.environ.get("GENLOWDIM_QUIET") == "1"
+        return progress(total=total, initial=self.state.step, leave=leave, desc=f"{self.family} training",
+                        unit="step", disable=quiet)
 
     def _epoch_bar(self, num_batches: int):
         if self._run_bar is not None:
@@ -451,7 +463,7 @@ class Trainer:
             if loss is not None:
                 window.append(loss)
                 if not bar.disable:
-                    bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                    bar.set_postfix(epoch=self.state.epoch, loss=f"{loss:.4g}", refresh=False)
             if self.state.step % self.s.log_every == 0:
                 self._log_train(train_log, window, logs)
                 window = []

@@ -167,6 +167,20 @@ def test_step_budget_and_empty_set(tmp_path):
             family="toy", config={})
 
 
+def test_one_bar_counts_global_steps_of_the_budget_across_a_resume(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("GENLOWDIM_QUIET", raising=False)
+    fit(Regressor(), _data(), loss_fn=noisy_loss, settings=_settings(max_steps=7), out_dir=tmp_path / "a",
+        family="toy", config={})
+    err = capsys.readouterr().err   # off a terminal: the closing line, with the step of the budget
+    assert "toy training" in err and "7/7" in err and "epoch" not in err.split("toy training")[0]
+    fit(Regressor(), _data(), loss_fn=noisy_loss, settings=_settings(max_steps=12), out_dir=tmp_path / "a",
+        family="toy", config={}, resume=True)
+    assert "12/12" in capsys.readouterr().err
+    fit(Regressor(), _data(), loss_fn=noisy_loss, settings=_settings(), out_dir=tmp_path / "b",
+        family="toy", config={})
+    assert "20/20" in capsys.readouterr().err   # no max_steps: 4 epochs of 5 batches
+
+
 def test_cosine_schedule_follows_the_step_budget(tmp_path):
     # 40 items in batches of 8 = 5 steps per epoch; 4 epochs = 20 steps, so max_steps = 12 is the binding budget
     settings = _settings(max_steps=12, lr=1e-2, min_lr=1e-4, lr_schedule="cosine")

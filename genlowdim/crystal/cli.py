@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "or the benchmark over a split's compositions")
     add_model_flags(p)
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--formula", help="the cell's formula, e.g. CsPbI3 (as written: the atoms of one cell)")
+    what.add_argument("--formula", help="the cell's formula, e.g. SrTiO3 (as written: the atoms of one cell)")
     what.add_argument("--split", help="benchmark: predict the structures of a split's compositions (val/test)")
     p.add_argument("--num", type=int, default=None, help="with --split: the first N compositions (default: all)")
     p.add_argument("--samples", type=int, default=None,
@@ -69,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="training crystals encoded for the posterior* methods and the *_opt radius")
     p.add_argument("--batch-size", type=int, default=500, help="candidates decoded together")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--allow-unseen-elements", action="store_true",
+                   help="predict a --formula with elements the model never saw in training (refused by default; "
+                   "the manifest then carries a warning)")
     add_weights_flag(p)
     add_sampling_flags(p, "csp")
     p.add_argument("--relax", action="store_true",
@@ -186,7 +189,8 @@ def add_target_flags(p: argparse.ArgumentParser) -> None:
     :mod:`genlowdim.crystal.tasks.targeted`)."""
     p.add_argument("--target", default=None,
                    help="crystals only: aim at a property, e.g. 'heat_ref<0.5', 'heat_ref>1.2', '0.2<heat_ref<0.5' "
-                   "(rejection on the CDVAE property head over z ~ N(0, I); docs/csp.md)")
+                   "(heat_ref in eV/atom; rejection on the CDVAE property head over z ~ N(0, I); with --model the "
+                   "shipped property predictor also scores each crystal into predicted_property.csv; docs/csp.md)")
     p.add_argument("--target-draws", type=int, default=None,
                    help="with --target: at most this many latents drawn per crystal (default 1000)")
     p.add_argument("--target-margin", type=float, default=None,

@@ -120,12 +120,21 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
                                checkpoint=args.checkpoint, overwrite=args.overwrite, protocol=record,
                                target=target, max_draws=getattr(args, "target_draws", None) or 1000,
                                target_pool=pool, target_margin=target_margin(args) if target is not None else 0.0)
-    aimed = "" if target is None else (f"; aimed at {target}: {manifest['head_accepted']} of {manifest['count']} "
-                                       f"passed the property head's screen {manifest['head_screen']} "
-                                       f"(margin {manifest['target_margin']:g}; {manifest['draws']} latents drawn)")
+    aimed = "" if target is None else "; " + _aim_report(args, target, manifest)
     print(f"wrote {manifest['count']} crystals to {args.out} ({record.protocol} protocol, sampler "
           f"{record.sampler}){aimed}")
     return 0
+
+
+def _aim_report(args: argparse.Namespace, target, manifest: dict) -> str:
+    """The account of ``sample --target``; a shipped model's property predictor also scores the crystals."""
+    from genlowdim.crystal.tasks.targeted import check_with_predictor, describe_aim
+
+    if args.model is not None and manifest.get("count"):
+        predictor = resolve_checkpoint(argparse.Namespace(checkpoint=None, model=args.model), "property")
+        manifest = check_with_predictor(args.out, target, predictor, manifest,
+                                        name=f"{args.model}'s shipped property predictor")
+    return describe_aim(manifest, target)
 
 
 def _sample_family(args: argparse.Namespace, checkpoint: dict) -> int:
@@ -242,6 +251,21 @@ def _csp_settings(args: argparse.Namespace):
     return CSPSettings(**given)
 
 
+def _check_formula(args: argparse.Namespace, payload: dict, cfg, types) -> str | None:
+    """UsageError naming the formula's elements the model never saw in training; with
+    ``--allow-unseen-elements`` the warning (printed here, written into the manifest by the task)."""
+    import sys
+
+    from genlowdim.crystal.known_elements import check_known_elements, training_elements
+
+    known = training_elements(payload, cfg, args.checkpoint)
+    warning = check_known_elements(types.tolist(), known, f"--formula {args.formula!r}",
+                                   allow=args.allow_unseen_elements)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return warning
+
+
 def cmd_csp(args: argparse.Namespace) -> int:
     from genlowdim.crystal.cdvae.checkpoints import load_model
     from genlowdim.crystal.tasks.csp import csp_formula, csp_split, parse_formula
@@ -252,16 +276,18 @@ def cmd_csp(args: argparse.Namespace) -> int:
         raise UsageError(f"--fmax and --symprec must be > 0 and --relax-steps ≥ 0 (got {args.fmax}, "
                          f"{args.symprec}, {args.relax_steps})")
     payload, cfg = _cdvae_checkpoint(resolve_checkpoint(args))
+    warning = None
     if args.split is not None:
         _check_split(args.split, cfg)
-    else:
-        parse_formula(args.formula, int(payload["extra_state"]["max_atoms"]))   # fail before building the model
+    else:   # fail before building the model
+        warning = _check_formula(args, payload, cfg, parse_formula(args.formula,
+                                                                   int(payload["extra_state"]["max_atoms"])))
     model, cfg = load_model(payload, resolve_device(args.device), use_ema=args.weights == "ema", task="cdvae")
     cfg, record = protocol_config(cfg, args)
     kw = dict(settings=settings, pool_size=args.pool_size, batch_size=args.batch_size, seed=args.seed,
               overwrite=args.overwrite, protocol=record)
     if args.formula is not None:
-        summary = csp_formula(model, cfg, args.formula, args.out, samples=args.samples or 20, **kw)
+        summary = csp_formula(model, cfg, args.formula, args.out, samples=args.samples or 20, warning=warning, **kw)
         print(f"wrote {summary['count']} candidates for {args.formula} to {args.out} (cif/, cif_symmetrized/, "
               f"candidates.extxyz; ranked best first by the heads' formula likelihood, method {settings.method})")
         _print_cells(args.out, args.symprec)

@@ -88,12 +88,16 @@ class BatchRun:
         """Whether this process merges the batches and writes the manifest."""
         return self.rank == 0
 
-    def pending(self, num_batches: int, desc: str) -> Iterator[int]:
-        """The batches this process still has to run (only the first process draws a progress bar)."""
-        bar = {} if self.first else {"disable": True}
-        for k in progress(range(num_batches), desc=desc, **bar):
+    def pending(self, num_batches: int, desc: str, items: int | None = None, unit: str = "batch") -> Iterator[int]:
+        """The batches this process still has to run. Only the first process draws a progress bar, counted in
+        ``items`` (e.g. crystals, spread evenly over the batches; default: the batches) of ``unit``."""
+        total = items or num_batches
+        bar = progress(total=total, desc=desc, unit=unit, **({} if self.first else {"disable": True}))
+        for k in range(num_batches):
             if k % self.world == self.rank and not self.writer.done(k):
                 yield k
+            bar.update(min(total, round((k + 1) * total / num_batches)) - bar.n)
+        bar.close()
 
     def generator(self, seed: int, k: int) -> torch.Generator:
         return batch_generator(self.device, seed, k)

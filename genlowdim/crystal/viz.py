@@ -2,8 +2,8 @@
 
 Atoms are discs with Jmol element colours and covalent radii (``ase.visualize.plot.plot_atoms``), the unit
 cell is outlined, atoms on a cell face, edge or corner are repeated at the equivalent positions of the
-cell's boundary (as VESTA and ASE's GUI show a cell), and each panel is titled with the reduced formula and
-space group. Figures are ``matplotlib.figure.Figure`` objects (no pyplot state): a notebook displays the
+cell's boundary (as VESTA and ASE's GUI show a cell), each panel is titled with the reduced formula, space
+group and lattice parameters, and its element legend sits below the cell. Figures are ``matplotlib.figure.Figure`` objects (no pyplot state): a notebook displays the
 returned figure, a script saves it.
 """
 from __future__ import annotations
@@ -47,15 +47,23 @@ def _to_ase(structure, with_images: bool = True):
     return Atoms(numbers=numbers, scaled_positions=frac, cell=cell, pbc=False)
 
 
+def lattice_label(structure) -> str:
+    """``a b c`` in Å and ``α β γ`` in degrees, as a panel's second title line."""
+    lat = structure.lattice
+    return (f"a {lat.a:.2f}, b {lat.b:.2f}, c {lat.c:.2f} Å; "
+            f"α {lat.alpha:.0f}°, β {lat.beta:.0f}°, γ {lat.gamma:.0f}°")
+
+
 def _title(structure) -> str:
     formula = structure.composition.reduced_formula
     try:
         from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
         symbol = SpacegroupAnalyzer(structure, symprec=0.1).get_space_group_symbol()
-        return f"{formula}  ({symbol})"
+        formula = f"{formula}  ({symbol}, symprec 0.1)"
     except Exception:  # noqa: BLE001 - a symmetry failure must not lose the picture
-        return formula
+        pass
+    return f"{formula}\n{lattice_label(structure)}"
 
 
 def draw_cells(structures: Sequence, *, titles: Sequence[str] | None = None, max_cells: int = 6,
@@ -63,7 +71,8 @@ def draw_cells(structures: Sequence, *, titles: Sequence[str] | None = None, max
     """Draw up to ``max_cells`` pymatgen structures in a grid; save to ``path`` when given.
 
     Returns the figure. Each panel: ASE disc rendering (Jmol colours, covalent radii), the cell outline,
-    boundary images, the formula and space group (or ``titles[i]``), and a legend of the elements."""
+    boundary images, the formula, space group and lattice parameters (or ``titles[i]``), and a legend of the
+    elements below the cell."""
     from ase.data import chemical_symbols
     from ase.data.colors import jmol_colors
     from ase.visualize.plot import plot_atoms
@@ -74,7 +83,7 @@ def draw_cells(structures: Sequence, *, titles: Sequence[str] | None = None, max
         raise ValueError("draw_cells: no structures to draw")
     cols = min(columns, len(shown))
     rows = -(-len(shown) // cols)
-    fig = Figure(figsize=(3.3 * cols, 3.5 * rows))
+    fig = Figure(figsize=(3.3 * cols, 3.9 * rows))
     for k, s in enumerate(shown):
         ax = fig.add_subplot(rows, cols, k + 1)
         atoms = _to_ase(s)
@@ -84,7 +93,8 @@ def draw_cells(structures: Sequence, *, titles: Sequence[str] | None = None, max
         elements = sorted({int(z) for z in atoms.numbers})
         handles = [Patch(facecolor=jmol_colors[z], edgecolor="black", label=chemical_symbols[z])
                    for z in elements]
-        ax.legend(handles=handles, fontsize=7, loc="upper right", frameon=False, handlelength=1.0)
+        ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
+                  handlelength=1.0, ncol=len(handles))   # below the cell, never over it
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)

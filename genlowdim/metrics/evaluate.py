@@ -6,7 +6,8 @@ Both return (and, with ``out_dir``, write as ``metrics.json``) one dict::
      "metrics": {struct_valid, comp_valid, valid, cov_recall, cov_precision, amsd_recall, amsd_precision,
                  amcd_recall, amcd_precision, wdist_density, wdist_num_elems, wdist_prop, match_rate,
                  rms_dist, unique, novel, comp_div, struct_div},  # fractions in [0, 1]; null when not computed
-     "params": {metric name: its parameters, ..., "seed", "versions"}}
+     "params": {metric name: its parameters, ..., "seed", "versions"},
+     "summary": {"counts", "protocol", "units"}}  # what the numbers mean (genlowdim.metrics.summary)
 
 Generation computes everything except match_rate/rms_dist (wdist_prop needs a property predictor,
 novel needs training structures). comp_div / struct_div are CDVAE's diversities: the mean pairwise
@@ -35,6 +36,7 @@ from genlowdim.metrics.matching import (ANGLE_TOL, LTOL, STOL, matching_candidat
 from genlowdim.metrics.properties import crystal_quantities, property_statistics, seeded_subsample
 from genlowdim.metrics.result import MetricResult, versions
 from genlowdim.metrics.structure import structural_validity
+from genlowdim.metrics.summary import describe, format_table  # noqa: F401 - format_table: the CLI's table
 from genlowdim.structures.registry import get_spec
 
 METRIC_NAMES = ("struct_valid", "comp_valid", "valid", "cov_recall", "cov_precision", "amsd_recall",
@@ -70,7 +72,8 @@ def _pack(mode: str, results: dict[str, MetricResult], extra_params: dict) -> di
     params = {name: {k: v for k, v in results[name].params.items() if k != "versions"}
               for name in METRIC_NAMES if name in results}
     params.update(extra_params, versions=versions())
-    return {"mode": mode, "metrics": metrics, "params": params}
+    report = {"mode": mode, "metrics": metrics, "params": params}
+    return {**report, "summary": describe(report)}
 
 
 def evaluate_generation(structures: Sequence, reference_structures: Sequence, *, dataset: str | None = None,
@@ -274,7 +277,8 @@ def evaluate_reconstruction(predictions: Sequence, truths: Sequence, *, stol: fl
                                      {"definition": "struct_valid and comp_valid",
                                       "num_valid": int(valid.sum())}, {"valid": valid})}
     results.update(reconstruction(predictions, truths, valid, stol, angle_tol, ltol, workers))
-    report = _pack("reconstruction", results, {"workers": workers, "num_truths": len(truths)})
+    report = _pack("reconstruction", results, {"workers": workers, "num_truths": len(truths),
+                                               "num_predictions": len(predictions)})
     if out_dir is not None:
         ids = list(ids) if ids is not None else [str(i) for i in range(len(truths))]
         m = results["match_rate"].per_item
@@ -323,7 +327,7 @@ def evaluate_reconstruction_best_of(candidates: Sequence[Sequence], truths: Sequ
                "match_rate": MetricResult("match_rate", float(matched.mean()) if len(truths) else None, params),
                "rms_dist": MetricResult("rms_dist", float(np.nanmean(best)) if matched.any() else None, params)}
     report = _pack("reconstruction", results, {"workers": workers, "num_truths": len(truths),
-                                               "samples": "best of k"})
+                                               "num_predictions": len(flat), "samples": "best of k"})
     if out_dir is not None:
         ids = list(ids) if ids is not None else [str(i) for i in range(len(truths))]
         rows = [{"id": ids[i], "candidates": sizes[i], "valid_candidates": int(valid[owner == i].sum()),
@@ -375,6 +379,7 @@ def _plot_histograms(out_dir: Path, valid, num_samples, seed, prop_items, quanti
     """hist_density.png, hist_num_elements.png and (with a predictor) hist_property.png, from the
     per-crystal quantities already computed."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -384,7 +389,8 @@ def _plot_histograms(out_dir: Path, valid, num_samples, seed, prop_items, quanti
     panels = [("density", ref["density"], gen["density"][idx], "density (g/cm³)"),
               ("num_elements", ref["num_elems"], gen["num_elems"][idx], "number of distinct elements")]
     if "generated" in prop_items:
-        panels.append(("property", prop_items["reference"], prop_items["generated"], "predicted property"))
+        panels.append(("property", prop_items["reference"], prop_items["generated"],
+                       "predicted property, e.g. heat_ref (eV/atom)"))
     for name, ref_v, gen_v, label in panels:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         both = np.concatenate([ref_v, gen_v])
@@ -393,6 +399,8 @@ def _plot_histograms(out_dir: Path, valid, num_samples, seed, prop_items, quanti
         ax.hist(ref_v, bins=bins, density=True, alpha=0.5, label=f"reference ({len(ref_v)})")
         ax.hist(gen_v, bins=bins, density=True, alpha=0.5, label=f"generated, valid sample ({len(gen_v)})")
         ax.set_xlabel(label)
+        if name == "num_elements":   # counts: integer ticks only
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel("density of crystals")
         ax.legend(fontsize=8)
         fig.tight_layout()
@@ -400,10 +408,3 @@ def _plot_histograms(out_dir: Path, valid, num_samples, seed, prop_items, quanti
         plt.close(fig)
 
 
-def format_table(report: dict) -> str:
-    """Short human-readable table of the computed metrics."""
-    lines = [f"{'metric':<16} value", "-" * 28]
-    for name, value in report["metrics"].items():
-        if value is not None:
-            lines.append(f"{name:<16} {value:.4f}")
-    return "\n".join(lines)

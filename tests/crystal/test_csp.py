@@ -148,15 +148,46 @@ def _run(args):
 def test_csp_formula_writes_ranked_candidates(checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("GENLOWDIM_QUIET", "1")
     out = tmp_path / "f"
-    assert _run(["csp", "--checkpoint", checkpoint, "--formula", "CsPbI3", "--samples", "3", "--method", "prior",
+    assert _run(["csp", "--checkpoint", checkpoint, "--formula", "SrTiO3", "--samples", "3", "--method", "prior",
                  "--draws", "32", "--sampler", "ald_fast", "--out", str(out)]) == 0
     got = read_structures(out / "candidates.extxyz")
-    assert [i for i, _ in got] == ["CsPbI3_000", "CsPbI3_001", "CsPbI3_002"]
-    assert all(s.composition.reduced_formula == "CsPbI3" and len(s) == 5 for _, s in got)
-    assert sorted(p.name for p in (out / "cif").iterdir()) == [f"CsPbI3_00{j}.cif" for j in range(3)]
+    assert [i for i, _ in got] == ["SrTiO3_000", "SrTiO3_001", "SrTiO3_002"]
+    assert all(s.composition.reduced_formula == "SrTiO3" and len(s) == 5 for _, s in got)
+    assert sorted(p.name for p in (out / "cif").iterdir()) == [f"SrTiO3_00{j}.cif" for j in range(3)]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["count"] == 3 and manifest["method"] == "prior"
     assert manifest["protocol"]["type_update"] == "composition"
+    assert "warnings" not in manifest
+
+
+def test_csp_refuses_elements_never_seen_in_training_unless_allowed(checkpoint, tmp_path, monkeypatch, capsys):
+    """The fixture's checkpoint records no elements: they come from its config's 64 training crystals, which
+    hold neither I nor Pb (read once, then from the cache)."""
+    monkeypatch.setenv("GENLOWDIM_QUIET", "1")
+    monkeypatch.setenv("GENLOWDIM_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["csp", "--checkpoint", checkpoint, "--formula", "CsPbI3", "--samples", "1", "--method", "random",
+            "--sampler", "ald_fast", "--steps", "2"]
+    assert _run(args + ["--out", str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "elements I, Pb never seen" in err and "--allow-unseen-elements" in err
+    assert not (tmp_path / "no").exists()
+    assert list((tmp_path / "cache" / "elements").glob("*.json"))
+    assert _run(args + ["--allow-unseen-elements", "--out", str(tmp_path / "yes")]) == 0
+    assert "extrapolation" in capsys.readouterr().err
+    warnings = json.loads((tmp_path / "yes" / "manifest.json").read_text())["warnings"]
+    assert len(warnings) == 1 and "I, Pb" in warnings[0]
+
+
+def test_training_elements_come_from_the_checkpoint_then_the_manifest(tmp_path):
+    from genlowdim.crystal.known_elements import check_known_elements, training_elements
+    from genlowdim.crystal.pretrained import PRETRAINED_DIR
+
+    assert training_elements({"extra_state": {"elements": [38, 8, 22]}}, None) == [8, 22, 38]
+    shipped = training_elements({"extra_state": {}}, None, PRETRAINED_DIR / "perov_5" / "cdvae.pt")
+    assert len(shipped) == 56 and 53 not in shipped and 17 not in shipped and 82 in shipped
+    assert check_known_elements([38, 22, 8, 8, 8], shipped, "x") is None
+    with pytest.raises(UsageError, match="element Cl never seen"):
+        check_known_elements([11, 17], shipped, "--formula 'NaCl'")
 
 
 def test_csp_split_counts_compositions_and_samples_and_evaluates(checkpoint, tmp_path, monkeypatch):
@@ -195,6 +226,39 @@ def test_sample_with_a_target_records_it(checkpoint, tmp_path, monkeypatch):
                  "--num", "2", "--sampler", "ald_fast", "--out", str(tmp_path / "m")]) == 0
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["target_margin"] == 50 and manifest["head_screen"] == "-50<heat_ref"
+
+
+def test_a_predictor_scores_each_aimed_crystal_with_its_unit(tmp_path):
+    from pymatgen.core import Lattice, Structure
+
+    from genlowdim.crystal.tasks.targeted import describe_aim, score_samples
+    from genlowdim.structures.io import write_extxyz
+
+    cell = Structure(Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
+                     [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
+    write_extxyz([cell, cell, cell], tmp_path / "samples.extxyz", ids=["a", "b", "c"])
+    entries = score_samples(tmp_path, parse_target("heat_ref<0.5"), lambda ss: [0.1, 0.7, 0.4][:len(ss)], "fake")
+    assert entries["predictor_met"] == 2 and entries["property_unit"] == "eV/atom"
+    lines = (tmp_path / "predicted_property.csv").read_text().splitlines()
+    assert lines == ["id,heat_ref_predicted [eV/atom],meets heat_ref<0.5", "a,0.1,True", "b,0.7,False",
+                     "c,0.4,True"]
+    manifest = {"target": "heat_ref<0.5", "head_accepted": 3, "count": 3, "head_screen": "heat_ref<0.393",
+                "target_margin": 0.107, "draws": 30, **entries}
+    text = describe_aim(manifest, parse_target("heat_ref<0.5"))
+    assert "(eV/atom)" in text and "3 of 3 passed the property head's screen" in text
+    assert "2 of 3 meet heat_ref<0.5 by the property predictor" in text
+
+
+def test_sample_target_with_a_shipped_model_is_scored_by_its_predictor(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GENLOWDIM_QUIET", "1")
+    out = tmp_path / "t"
+    assert _run(["sample", "--model", "perov_5", "--target", "heat_ref<0.5", "--target-draws", "20", "--num", "2",
+                 "--batch-size", "2", "--sampler", "ald_fast", "--steps", "2", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert 0 <= manifest["predictor_met"] <= 2 and manifest["property_unit"] == "eV/atom"
+    assert manifest["predictor"] == "perov_5's shipped property predictor"
+    assert len((out / "predicted_property.csv").read_text().splitlines()) == 3
+    assert "by the property predictor" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args, message", [

@@ -19,6 +19,8 @@ def test_demo_samples_the_shipped_model_then_trains_its_own(tmp_path, monkeypatc
         torch.set_num_threads(before)
     written = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert written["trained"]["train_steps"] == 2 and written["num_reference"] == 6
+    assert written["trained"]["budget_steps"] == 2 and "smoke run" in written["trained"]["label"]
+    assert written["wall_seconds"] > 0
     assert SHIPPED in available_models(), "the package ships the perov_5 model"
     for part in ("shipped", "trained"):
         assert summary[part]["num_generated"] == 3
@@ -26,3 +28,23 @@ def test_demo_samples_the_shipped_model_then_trains_its_own(tmp_path, monkeypatc
         assert (tmp_path / "demo" / part / "cells.png").stat().st_size > 0
         assert 0.0 <= summary[part]["metrics"]["struct_valid"] <= 1.0
     assert summary["shipped"]["decoder_calls"] == 500          # one batch, 50 levels x 10 steps
+
+
+def _part(n=200):
+    return {"num_generated": n, "sample_seconds": 95.2, "decoder_calls": 500,
+            "metrics": {"struct_valid": 0.99, "comp_valid": 0.975, "cov_recall": 0.406, "cov_precision": 0.705},
+            "files": {"cells": "d/cells.png", "evaluation": "d/eval"}}
+
+
+def test_the_demo_ends_on_a_readable_summary_that_names_a_hit_cap():
+    from genlowdim.crystal.tasks.demo_summary import format_summary
+
+    trained = {**_part(), "label": "smoke", "train_steps": 1500, "budget_steps": 1500, "cap_minutes": None,
+               "train_seconds": 120, "loss_curve": "d/loss.png"}
+    text = format_summary({"num_reference": 500, "shipped": _part(), "trained": trained}, "runs/demo", 270)
+    assert "finished in 4.5 min" in text and "{" not in text   # prose, not a dict
+    assert "COV-R 40.6%: share of the 500 reference crystals" in text and "valid structures 99.0%" in text
+    assert "smoke run" in text and "1,500 of 1,500 optimiser steps" in text and "stopped early" not in text
+    capped = format_summary({"num_reference": 500, "trained": {**trained, "train_steps": 356, "cap_minutes": 15}},
+                            "runs/demo", 900)
+    assert "356 of 1,500" in capped and "stopped early by its wall-clock cap, 15 min" in capped

@@ -30,6 +30,7 @@ def test_import_train_sample_evaluate(tmp_path, monkeypatch, capsys):
                      "--device", "cpu"]) == 0
         checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
         assert checkpoint["extra_state"]["max_atoms"] == report["max_atoms_in_data"] > 5
+        assert 6 in checkpoint["extra_state"]["elements"]   # the training elements are recorded (carbon)
         assert main(["sample", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--num", "3",
                      "--out", str(tmp_path / "samples"), "--device", "cpu"]) == 0
     finally:

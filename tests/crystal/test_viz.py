@@ -26,7 +26,10 @@ def test_draw_cells_one_panel_per_structure_titled_by_formula(small_structures, 
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[0].startswith("SrTiO3") and "Pm-3m" in titles[0]
     assert titles[1].startswith("NaCl") and "Fm-3m" in titles[1]
-    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert sorted(legend) == ["O", "Sr", "Ti"]
+    legend = fig.axes[0].get_legend()
+    assert sorted(t.get_text() for t in legend.get_texts()) == ["O", "Sr", "Ti"]
+    assert legend.get_bbox_to_anchor().transformed(fig.axes[0].transAxes.inverted()).y1 <= 0
+    lattice = small_structures["SrTiO3"].lattice
+    assert f"a {lattice.a:.2f}, b {lattice.b:.2f}, c {lattice.c:.2f} Å" in titles[0] and "α 90°" in titles[0]
     with pytest.raises(ValueError, match="no structures"):
         draw_cells([])

@@ -44,7 +44,15 @@ def test_generation_against_itself_from_a_sample_directory(files, capsys):
     rows = list(csv.DictReader((out / "structures.csv").open()))
     assert rows[-1]["id"] == "bad" and rows[-1]["invalid_reason"] == "too_close"
     assert (out / "hist_density.png").stat().st_size > 0
-    assert "cov_recall" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "cov_recall" in printed
+    # the counts, the protocol and each metric's unit: printed and in metrics.json
+    assert report["summary"]["counts"] == {"generated": N + 1, "reference": N}
+    assert "0.2 / 4.0" in report["summary"]["protocol"]
+    assert report["summary"]["units"]["wdist_density"].startswith("g/cm^3")
+    assert f"{N + 1} generated crystals against {N} reference crystals" in printed
+    assert "protocol: CDVAE generation" in printed and "g/cm^3" in printed
+    assert "compare runs of equal size" in printed
 
 
 def test_reconstruction_mode_pairs_by_id(files):
@@ -57,6 +65,8 @@ def test_reconstruction_mode_pairs_by_id(files):
     assert report["metrics"]["match_rate"] == 1.0
     assert report["metrics"]["rms_dist"] == pytest.approx(0.0, abs=1e-6)
     assert report["params"]["match_rate"]["stol"] == 0.5
+    assert report["summary"]["counts"] == {"predictions": N, "truths": N}
+    assert "StructureMatcher(stol 0.5, ltol 0.3, angle_tol 10" in report["summary"]["protocol"]
 
 
 def test_cutoffs_flag_changes_the_thresholds(files):

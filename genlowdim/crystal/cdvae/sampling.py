@@ -25,6 +25,7 @@ Samplers (``sampler`` argument) are named specs of the config (:class:`~genlowdi
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import replace
 
 import torch
@@ -36,6 +37,7 @@ from genlowdim.crystal.cdvae.assignment import BRUTE_FORCE_MAX_ATOMS, assign_typ
 from genlowdim.crystal.decoded import DecodedCrystals
 from genlowdim.crystal.geometry.encoder import MAX_ATOMIC_NUM
 from genlowdim.crystal.geometry.lattice import cart_to_frac, frac_to_cart, lattice_from_params
+from genlowdim.runtime import progress
 
 
 def sample_composition(composition_probs, num_atoms, generator=None):
@@ -147,10 +149,32 @@ def decode_latents(model, z, sampling_cfg, *, sampler: str | None = None, steps:
     given = type_update or "fixed"
     state = TypeState(types, batch, given if atom_types is not None else sampling_cfg.type_update)
     den = CountingDenoiser(DecoderDenoiser(model.decoder, z, lattice, batch, state))
-    x = run_sampler(den, frac_to_cart(frac, lattice, batch), model.sigmas.to(z.dtype), sampling_cfg.spec(sampler),
-                    steps=steps, generator=generator, wrap=den.denoiser.wrap, callback=state)
+    spec = sampling_cfg.spec(sampler)
+    with _calls_bar(spec, len(model.sigmas), steps, z.shape[0]) as ticking:
+        x = run_sampler(ticking(den), frac_to_cart(frac, lattice, batch), model.sigmas.to(z.dtype), spec,
+                        steps=steps, generator=generator, wrap=den.denoiser.wrap, callback=state)
     frac = torch.remainder(cart_to_frac(x, lattice, batch), 1.0)
     return DecodedCrystals(frac, state.types, lengths, angles, num_atoms, den.calls, clamped)
+
+
+@contextmanager
+def _calls_bar(spec, num_levels: int, steps: int | None, num_crystals: int):
+    """A progress bar of one batch's decoder calls, shown once a decode has run 5 s (their number is known
+    for ALD, so it has an ETA); yields
+    ``ticking(denoiser)``, the denoiser that advances it. It only counts: the sampling is unchanged."""
+    total = num_levels * (steps or spec.steps_each) if spec.method == "ald" else None
+    bar = progress(total=total, desc=f"decoding {num_crystals} crystals", unit="decoder call", leave=False,
+                   delay=5.0)   # short decodes (tests, optimisation snapshots) stay silent
+
+    def ticking(denoiser):
+        def call(x, sigma, **extra):
+            bar.update(1)
+            return denoiser(x, sigma, **extra)
+        return call
+    try:
+        yield ticking
+    finally:
+        bar.close()
 
 
 def generate(model, num: int, sampling_cfg, *, sampler=None, steps=None, generator=None) -> DecodedCrystals:

@@ -137,9 +137,19 @@ def train_cdvae(cfg: CrystalConfig, out_dir: str | Path, *, resume: bool = False
         model.encoder.attach_edges(val_items)
     result = fit(model, train_items, loss_fn=make_loss_fn(cfg), val_fn=make_val_fn(cfg, val_items, device),
                  settings=cfg.train, out_dir=out_dir, family=FAMILY, config=to_dict(cfg),
-                 extra_state={"max_atoms": max_atoms, "task": cfg.task}, resume=resume, device=device)
+                 extra_state={"max_atoms": max_atoms, "task": cfg.task, "elements": seen_elements(train_items)},
+                 resume=resume, device=device)
     plot_losses(out_dir)
     return result
+
+
+def seen_elements(items) -> list[int]:
+    """Sorted atomic numbers occurring in ``items`` (the training crystals a checkpoint records, so that
+    tasks can refuse formulas with elements the model never saw)."""
+    found = set()
+    for item in items:
+        found.update(int(z) for z in item.atom_types.tolist())
+    return sorted(found)
 
 
 def with_overrides(cfg: CrystalConfig, **train_fields) -> CrystalConfig:

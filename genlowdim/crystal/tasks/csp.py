@@ -19,7 +19,7 @@ __all__ = ["parse_formula", "write_candidates", "run_csp", "csp_formula", "csp_s
 
 
 def parse_formula(text: str, max_atoms: int) -> torch.Tensor:
-    """Atom types (N,) of a cell formula such as ``CsPbI3`` (the formula as written is the cell content),
+    """Atom types (N,) of a cell formula such as ``SrTiO3`` (the formula as written is the cell content),
     sorted atomic numbers. Raises UsageError (one line) for an unparsable formula, an unknown element,
     fractional counts, or more atoms than the model's ``max_atoms``."""
     from pymatgen.core import Composition
@@ -67,7 +67,7 @@ def write_candidates(crystals: CrystalModel, formulas: list[torch.Tensor], ids: 
     writer = batches.writer
     per_batch = max(1, batch_size // samples)
     num_batches = -(-len(formulas) // per_batch)
-    for k in batches.pending(num_batches, "CSP batches"):
+    for k in batches.pending(num_batches, "CSP", items=len(formulas) * samples, unit="candidate"):
         chunk = slice(k * per_batch, (k + 1) * per_batch)
         decoded, nll = crystals.predict(formulas[chunk], samples, batches.generator(seed, k))
         names = [f"{i}_{j:03d}" if candidate_ids == "rank" else i for i in ids[chunk] for j in range(samples)]
@@ -92,7 +92,7 @@ def write_candidates(crystals: CrystalModel, formulas: list[torch.Tensor], ids: 
 
 def run_csp(model, cfg, formulas: list[torch.Tensor], ids: list[str], out_dir, *, samples: int = 1,
             settings: CSPSettings = CSPSettings(), pool_size: int = 2000, extra_settings: dict | None = None,
-            **kw) -> dict:
+            warnings: list[str] | None = None, **kw) -> dict:
     """:func:`write_candidates` of a CDVAE proposing latents by ``settings`` (the ``posterior*`` and ``*_opt``
     methods encode the first ``pool_size`` training crystals, once a batch is left to run); ``protocol`` (in
     ``kw``): the :class:`~genlowdim.crystal.cdvae.protocols.DecodeSettings` it was resolved from."""
@@ -104,16 +104,19 @@ def run_csp(model, cfg, formulas: list[torch.Tensor], ids: list[str], out_dir, *
                             settings={"csp": to_dict(settings),
                                       "pool_size": pool_size if needs_pool(settings) else None},
                             describe={"method": settings.method, "csp": to_dict(settings),
-                                      "sampler": crystals.sampler_name},
+                                      "sampler": crystals.sampler_name,
+                                      **({"warnings": warnings} if warnings else {})},
                             extra=extra_settings, **kw)
 
 
-def csp_formula(model, cfg, formula: str, out_dir, *, samples: int = 20, **kw) -> dict:
-    """Candidates for one formula: ``cif/<formula>_<rank>.cif`` and ``candidates.extxyz``, best first."""
+def csp_formula(model, cfg, formula: str, out_dir, *, samples: int = 20, warning: str | None = None,
+                **kw) -> dict:
+    """Candidates for one formula: ``cif/<formula>_<rank>.cif`` and ``candidates.extxyz``, best first.
+    ``warning`` (elements the model never saw, allowed by the user) goes into the manifest's ``warnings``."""
     types = parse_formula(formula, model.max_atoms)
     name = "".join(formula.split())
-    return run_csp(model, cfg, [types], [name], out_dir, samples=samples,
-                   extra_settings={"formula": formula}, **kw)
+    return run_csp(model, cfg, [types], [name], out_dir, samples=samples, extra_settings={"formula": formula},
+                   warnings=[warning] if warning else [], **kw)
 
 
 def csp_split(model, cfg, split: str, out_dir, *, num: int | None = None, samples: int = 1, **kw) -> dict:

@@ -20,6 +20,7 @@ from genlowdim.crystal.cdvae.config import load_crystal_config
 from genlowdim.crystal.pretrained import available_models, resolve_model
 from genlowdim.crystal.cdvae.protocols import resolve
 from genlowdim.crystal.decoded import batch_to_decoded
+from genlowdim.crystal.tasks.demo_summary import SMOKE_LABEL, format_summary
 from genlowdim.crystal.tasks.generate import sample_crystals
 from genlowdim.crystal.cdvae.training import load_split, train_cdvae
 from genlowdim.crystal.viz import draw_cells
@@ -52,7 +53,7 @@ def run_demo(out: str | Path = "runs/demo", *, steps: int | None = None, num: in
              num_reference: int = 500) -> dict:
     """The shipped model's samples (when the installation has it), then the demo config trained for
     ``steps`` optimiser steps (default: the config's ``train.max_steps``) and sampled; returns the summary."""
-    out = Path(out)
+    out, started = Path(out), time.perf_counter()
     cfg = load_crystal_config(CONFIG)
     if steps is not None:
         cfg = replace(cfg, train=replace(cfg.train, max_steps=int(steps)))
@@ -61,17 +62,18 @@ def run_demo(out: str | Path = "runs/demo", *, steps: int | None = None, num: in
     if SHIPPED in available_models():
         summary["shipped"] = _sample_and_evaluate(resolve_model(SHIPPED), out / "shipped", num, reference, device)
         print(f"demo: shipped {SHIPPED} model: {num} crystals in {summary['shipped']['sample_seconds']:.0f} s; "
-              f"metrics {summary['shipped']['metrics']}")
+              f"next, a smoke run of {cfg.train.max_steps:,} training steps", flush=True)
     else:
         print(f"demo: this installation ships no {SHIPPED} model; training one of its own only")
     t0 = time.perf_counter()
     result = train_cdvae(cfg, out / "train", resume=(out / "train" / "last.pt").exists(), device=device)
-    summary["trained"] = {"train_steps": result.steps, "train_seconds": time.perf_counter() - t0,
+    summary["trained"] = {"label": SMOKE_LABEL, "train_steps": result.steps, "budget_steps": cfg.train.max_steps,
+                          "cap_minutes": cfg.train.max_minutes, "train_seconds": time.perf_counter() - t0,
                           "loss_curve": str(out / "train" / "loss.png"),
                           **_sample_and_evaluate(result.last_checkpoint, out / "trained", num, reference, device)}
+    summary["wall_seconds"] = time.perf_counter() - started
     write_json(out / "demo.json", summary)
-    print(f"demo: trained {result.steps} steps in {summary['trained']['train_seconds'] / 60:.1f} min; "
-          f"metrics {summary['trained']['metrics']}; everything in {out}")
+    print(format_summary(summary, str(out), summary["wall_seconds"]))
     return summary
 
 

@@ -44,7 +44,7 @@ def write_samples(crystals: CrystalModel, num: int, out_dir: str | Path, *, batc
                         cleared=("manifest.json", "samples.extxyz"))
     writer = run.writer
     num_batches = -(-num // batch_size)
-    for k in run.pending(num_batches, "sampling batches"):
+    for k in run.pending(num_batches, "sampling", items=num, unit="crystal"):
         n = min(batch_size, num - k * batch_size)
         t0 = time.perf_counter()
         gen = run.generator(seed, k)
@@ -85,7 +85,7 @@ def write_reconstructions(crystals: CrystalModel, items: list, split: str, out_d
         write_extxyz(batch_to_decoded(Batch.from_data_list(items)).to_structures(), writer.out / "truth.extxyz",
                      ids=ids)
     num_batches = -(-len(items) // batch_size)
-    for k in run.pending(num_batches, "reconstructing batches"):
+    for k in run.pending(num_batches, "reconstructing", items=len(items), unit="crystal"):
         chunk = slice(k * batch_size, (k + 1) * batch_size)
         batch = Batch.from_data_list(items[chunk]).to(run.device)
         decoded = crystals.reconstruct(batch, run.generator(seed, k))

@@ -21,7 +21,12 @@ import torch
 from genlowdim.crystal.latents import draw_latents, encode_means
 from genlowdim.errors import UsageError
 
-__all__ = ["PropertyTarget", "Aim", "parse_target", "targeted_latents", "head_error"]
+__all__ = ["PropertyTarget", "Aim", "parse_target", "targeted_latents", "head_error", "property_unit",
+           "score_samples", "check_with_predictor", "describe_aim", "PREDICTED_FILE"]
+
+PREDICTED_FILE = "predicted_property.csv"
+# the property columns of the registered datasets (genlowdim.structures.registry): all per atom, in eV
+PROPERTY_UNITS = {"heat_ref": "eV/atom", "formation_energy_per_atom": "eV/atom", "energy_per_atom": "eV/atom"}
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _NAME = r"[A-Za-z_][\w.]*"
@@ -155,3 +160,58 @@ def head_error(model, items, batch_size: int = 256) -> dict:
     r = labels - head
     return {"num": len(r), "mean": float(r.mean()), "std": float(r.std(unbiased=False)),
             "mae": float(r.abs().mean())}
+
+
+def property_unit(name: str) -> str:
+    """The unit of a dataset's property column (``heat_ref``: eV/atom)."""
+    return PROPERTY_UNITS.get(name, "the training labels' unit")
+
+
+def score_samples(out_dir, target: PropertyTarget, property_fn, predictor: str) -> dict:
+    """Each crystal of ``out_dir/samples.extxyz`` scored by a property predictor (``property_fn(structures)``),
+    judged on ``target`` itself (no margin): :data:`PREDICTED_FILE` (id, the predicted property with its unit
+    in the column name, whether it meets the target) and the manifest's entries on it."""
+    import csv
+    import io
+    from pathlib import Path
+
+    from genlowdim.runtime import atomic_write_text
+    from genlowdim.structures.io import read_structures
+
+    pairs = read_structures(Path(out_dir) / "samples.extxyz")
+    values = torch.tensor(property_fn([s for _, s in pairs]) if pairs else [], dtype=torch.float64)
+    met = target.met(values)
+    unit = property_unit(target.name)
+    text = io.StringIO()
+    rows = csv.writer(text, lineterminator="\n")
+    rows.writerow(["id", f"{target.name}_predicted [{unit}]", f"meets {target}"])
+    rows.writerows([i, f"{v:.6g}", bool(m)] for (i, _), v, m in zip(pairs, values.tolist(), met.tolist()))
+    atomic_write_text(Path(out_dir) / PREDICTED_FILE, text.getvalue())
+    return {"predictor": predictor, "predictor_met": int(met.sum()), "property_unit": unit,
+            "predicted_property": PREDICTED_FILE}
+
+
+def check_with_predictor(out_dir, target: PropertyTarget, property_checkpoint: str, manifest: dict,
+                         name: str | None = None) -> dict:
+    """:func:`score_samples` with a property-predictor checkpoint (recorded as ``name``, default its path); its
+    entries are added to ``manifest`` and ``out_dir/manifest.json``. Returns the updated manifest."""
+    from pathlib import Path
+
+    from genlowdim.crystal.cdvae.checkpoints import property_fn_from_checkpoint
+    from genlowdim.runtime import write_json
+
+    manifest = {**manifest, **score_samples(out_dir, target, property_fn_from_checkpoint(property_checkpoint),
+                                            name or str(property_checkpoint))}
+    write_json(Path(out_dir) / "manifest.json", manifest)
+    return manifest
+
+
+def describe_aim(manifest: dict, target: PropertyTarget) -> str:
+    """The printed account of an aimed run: the head's screen and, where scored, the predictor's verdict."""
+    line = (f"aimed at {manifest['target']} ({property_unit(target.name)}): {manifest['head_accepted']} of {manifest['count']} passed "
+            f"the property head's screen {manifest['head_screen']} (margin {manifest['target_margin']:g}; "
+            f"{manifest['draws']} latents drawn)")
+    if "predictor_met" in manifest:
+        line += (f"; {manifest['predictor_met']} of {manifest['count']} meet {manifest['target']} by the "
+                 f"property predictor (each crystal's value in {manifest['predicted_property']})")
+    return line
