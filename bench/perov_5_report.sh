@@ -16,12 +16,7 @@ NOPT=${5:-100}
 G="${GENLOWDIM:-.venv/bin/genlowdim}"
 mkdir -p "$OUT"
 
-timed() {   # name, command...: run it, append "name<TAB>seconds" to OUT/times.tsv
-    local name=$1; shift
-    local t0; t0=$(date +%s)
-    "$@"
-    printf '%s\t%s\n' "$name" "$(( $(date +%s) - t0 ))" >> "$OUT/times.tsv"
-}
+source "$(dirname "$0")/timed.sh"
 
 # generation: the genlowdim protocol (fast sampler, 500 decoder calls per crystal batch); under the cdvae
 # protocol generation differs only by the sampler, so its fast-sampler row is this one

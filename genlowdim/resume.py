@@ -14,22 +14,24 @@ __all__ = ["MAY_CHANGE_ON_RESUME", "check_resume", "load_for_resume", "check_sam
 # what may differ when a run is continued: its budget and bookkeeping (dotted keys, or whole sections);
 # everything else (model, data, optimiser, seed) decides the weights in the checkpoint and must match
 MAY_CHANGE_ON_RESUME = ("name", "train.epochs", "train.max_steps", "train.max_minutes", "train.checkpoint_every",
-                        "train.log_every", "train.val_every", "train.max_bad_steps", "sampling")
+                        "train.log_every", "train.val_every", "train.max_bad_steps", "train.keep_every",
+                        "train.compile_kernels", "sampling")
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as {"a.b.c": value} (dotted keys)."""
     if not isinstance(value, dict):
         return {prefix: value}
     out: dict[str, Any] = {}
     for key, item in value.items():
-        out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
     return out
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
     """``"key: old -> new"`` for each dotted key set in both configs whose values differ and which may not
     change on resume (a key only one of them has is a setting added or removed since: not compared)."""
-    flat_old, flat_new = _flatten(old), _flatten(new)
+    flat_old, flat_new = flatten(old), flatten(new)
     free = lambda key: any(key == k or key.startswith(k + ".") for k in MAY_CHANGE_ON_RESUME)   # noqa: E731
     return [f"{key}: {flat_old[key]!r} -> {flat_new[key]!r}" for key in sorted(set(flat_old) & set(flat_new))
             if flat_old[key] != flat_new[key] and not free(key)]

@@ -537,15 +537,6 @@ def settings_record(settings: dict) -> dict:
     return {"settings": normal, "settings_hash": digest}
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(value, dict):
-        return {prefix: value}
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 def check_resumable(where: str | Path, name: str, stored: dict, settings: dict) -> None:
     """Raise ``ConfigError`` unless the finished result ``stored`` (holding :func:`settings_record`'s keys)
     was computed with ``settings``; the one-line message names ``where``, ``name`` and what differs."""
@@ -554,7 +545,9 @@ def check_resumable(where: str | Path, name: str, stored: dict, settings: dict) 
     current = settings_record(settings)
     if stored.get("settings_hash") == current["settings_hash"]:
         return
-    old, new = _flatten(stored.get("settings") or {}), _flatten(current["settings"])
+    from genlowdim.resume import flatten
+
+    old, new = flatten(stored.get("settings") or {}), flatten(current["settings"])
     diff = [f"{k}: {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}" for k in sorted(set(old) | set(new))
             if old.get(k, "(unset)") != new.get(k, "(unset)")]
     what = "; ".join(diff[:4]) + ("; ..." if len(diff) > 4 else "") if old else "no settings recorded"
