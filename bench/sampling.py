@@ -115,16 +115,31 @@ def _plot(rows, path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
-    for name in sorted({r[0].split(":")[0] for r in rows}):
-        mine = sorted((r for r in rows if r[0].split(":")[0] == name), key=lambda r: r[1])
+    def family(spec: str) -> str:   # ALD rows by step_lr (their steps per level set the calls), others by name
+        parts = spec.split(":")
+        if parts[0] in ("ald", "ald_fast"):
+            lr = parts[2] if len(parts) > 2 and parts[2] else {"ald": "1e-4", "ald_fast": "2.5e-5"}[parts[0]]
+            return f"ALD step_lr {lr}"
+        return parts[0]
+
+    import itertools
+
+    colors = itertools.cycle(plt.get_cmap("tab10").colors)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    for name in sorted({family(r[0]) for r in rows}):
+        mine = sorted((r for r in rows if family(r[0]) == name), key=lambda r: r[1])
+        color = next(colors)
         calls = [r[1] for r in mine]
-        axes[0].plot(calls, [r[3] for r in mine], "o-", label=f"{name} struct")
-        axes[0].plot(calls, [r[4] for r in mine], "s--", label=f"{name} comp")
-        axes[1].plot(calls, [r[5] for r in mine], "o-", label=f"{name} COV-R")
-        axes[1].plot(calls, [r[6] for r in mine], "s--", label=f"{name} COV-P")
+        axes[0].plot(calls, [r[3] for r in mine], "o-", color=color, label=f"{name} struct")
+        axes[0].plot(calls, [r[4] for r in mine], "s--", color=color, label=f"{name} comp")
+        axes[1].plot(calls, [r[5] for r in mine], "o-", color=color, label=f"{name} COV-R")
+        axes[1].plot(calls, [r[6] for r in mine], "s--", color=color, label=f"{name} COV-P")
+    low, high = min(r[1] for r in rows), max(r[1] for r in rows)
+    calls = [c for c in (25, 50, 100, 500, 5000) if 0.9 * low <= c <= 1.1 * high]
     for ax, ylabel in zip(axes, ["validity (fraction)", "coverage (fraction)"]):
         ax.set_xscale("log")
+        ax.set_xticks(calls, [str(c) for c in calls])
+        ax.minorticks_off()
         ax.set_xlabel("decoder calls per crystal")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
