@@ -13,12 +13,7 @@ NREC=${4:-3785}
 G="${GENLOWDIM:-.venv/bin/genlowdim}"
 mkdir -p "$OUT"
 
-timed() {   # name, command...: run it, append "name<TAB>seconds" to OUT/times.tsv
-    local name=$1; shift
-    local t0; t0=$(date +%s)
-    "$@"
-    printf '%s\t%s\n' "$name" "$(( $(date +%s) - t0 ))" >> "$OUT/times.tsv"
-}
+source "$(dirname "$0")/timed.sh"
 
 timed "sample_$SAMPLER" "$G" sample --model perov_5 --sampler "$SAMPLER" --num "$NGEN" --out "$OUT/gen"
 timed "evaluate_$SAMPLER" "$G" evaluate "$OUT/gen" --reference perov_5:test --property-model perov_5 \
