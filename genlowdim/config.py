@@ -44,12 +44,13 @@ def check_fields(obj: Any, **rules: str) -> None:
     """Raise :class:`FieldError` for the first field of dataclass ``obj`` whose value breaks its rule
     (``"positive"``, ``"non_negative"`` or ``"fraction"``); a non-finite number breaks every rule. Called
     from a config dataclass's ``__post_init__`` so that no run starts with, say, ``batch_size: 0``."""
+    declared = {f.name: str(f.type) for f in dataclasses.fields(obj)}
     for name, rule in rules.items():
         value = getattr(obj, name)
         if value is None:
             continue
         test, text = _RULES[rule]
-        if rule == "positive" and isinstance(value, int):
+        if rule == "positive" and declared.get(name, "").startswith("int"):   # the field's type, not the value's
             text = "must be at least 1"
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not (number and math.isfinite(value) and test(value)):

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
+from genlowdim.config import check_fields
+
 __all__ = ["RelaxSettings", "RelaxResult", "relax_structures", "rmsd_to_relaxed", "OPTIMIZERS"]
 
 OPTIMIZERS = ("FIRE", "BFGS")
@@ -39,9 +41,8 @@ class RelaxSettings:
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer {self.optimizer!r}: expected one of {OPTIMIZERS}")
-        if self.fmax <= 0 or self.steps < 0 or self.batch_size < 1:
-            raise ValueError(f"fmax must be > 0, steps >= 0 and batch_size >= 1 (got {self.fmax}, "
-                             f"{self.steps}, {self.batch_size})")
+        check_fields(self, fmax="positive", steps="non_negative", batch_size="positive", stol="positive",
+                     ltol="positive", angle_tol="positive")
 
     def to_dict(self) -> dict:
         """The record of the settings (what decides the result; ``batch_size`` only changes speed)."""
