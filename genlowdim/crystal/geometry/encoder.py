@@ -107,8 +107,8 @@ class CrystalEncoder(nn.Module):
             graph = self.graph(batch)
             sh, radial = self.edges(graph.edge_vec)
             first_node = batch.ptr[:-1]
-            per_item = torch.bincount(batch.batch[graph.edge_index[1]], minlength=batch.num_graphs).tolist()
             owner = batch.batch[graph.edge_index[1]]
+            per_item = torch.bincount(owner, minlength=batch.num_graphs).tolist()
             local = graph.edge_index - first_node[owner]
             for item, idx, s, r in zip(items[start:start + chunk], local.split(per_item, dim=1),
                                        sh.split(per_item), radial.split(per_item)):
