@@ -76,7 +76,10 @@ def slim_payload(payload: dict) -> dict:
     """A checkpoint reduced to what inference needs: family, config, extra state and one set of weights
     (the EMA weights when the run kept them). Training state (optimiser, generators) is dropped."""
     weights = payload.get("ema_state_dict") or payload["state_dict"]
-    keep = {"family": payload["family"], "config": payload["config"],
+    config = dict(payload["config"])
+    if isinstance(config.get("data"), dict):   # a path on the training machine means nothing to a user: shipped
+        config["data"] = {**config["data"], "data_dir": None}   # models read shipped or registered datasets
+    keep = {"family": payload["family"], "config": config,
             "extra_state": payload.get("extra_state") or {},
             "state_dict": {k: v.detach().clone().float() if v.is_floating_point() else v.clone()
                            for k, v in weights.items()},
@@ -113,10 +116,11 @@ def export_model(name: str, cdvae_checkpoint: str | Path, property_checkpoint: s
             continue
         payload = load_checkpoint(source, family="crystal")
         target = out / KINDS[kind]
-        save_checkpoint(target, slim_payload(payload))
+        slim = slim_payload(payload)
+        save_checkpoint(target, slim)
         state = payload.get("train_state") or {}
         files[kind] = {"file": target.name, "sha256": sha256_of(target), "bytes": target.stat().st_size,
-                       "task": payload["config"].get("task"), "config": payload["config"],
+                       "task": payload["config"].get("task"), "config": slim["config"],
                        "steps": state.get("step"), "epochs": state.get("epoch"),
                        "wall_seconds": state.get("elapsed_s"), "best_val": state.get("best_val"),
                        "command": (commands or {}).get(kind),

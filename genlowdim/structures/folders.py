@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from genlowdim.structures.datasets import SPLITS
+from genlowdim.structures.datasets import SPLITS, repo_datasets_dir
 from genlowdim.structures.registry import DATASETS, DatasetSpec
 
 __all__ = ["find_dataset_folder", "split_files", "read_import_report", "folder_property", "folder_max_atoms",
@@ -30,13 +30,14 @@ def split_files(folder: str | Path) -> dict[str, Path]:
 
 def find_dataset_folder(dataset: str, data_dir: str | Path | None = None) -> Path | None:
     """The folder behind ``dataset``: itself when it is an existing folder; for a name that is not
-    registered, ``data_dir/NAME`` then ``$GENLOWDIM_DATA_DIR/NAME``; None for registered names (the
-    registry finds their files) and for names found nowhere."""
+    registered, ``data_dir/NAME``, then ``$GENLOWDIM_DATA_DIR/NAME``, then the repository's ``datasets/NAME``
+    (imported sets shipped with a model, e.g. carbon_24_val); None for registered names (the registry finds
+    their files) and for names found nowhere."""
     if Path(dataset).is_dir():
         return Path(dataset)
     if dataset in DATASETS:
         return None
-    for root in (data_dir, os.environ.get("GENLOWDIM_DATA_DIR")):
+    for root in (data_dir, os.environ.get("GENLOWDIM_DATA_DIR"), repo_datasets_dir()):
         if root and (Path(root) / dataset).is_dir():
             return Path(root) / dataset
     return None

@@ -74,6 +74,30 @@ def test_every_shipped_model_matches_its_manifest():
             assert load_checkpoint(path, family="crystal")["config"]["task"] == entry["task"]
 
 
+def test_export_drops_the_training_machines_data_dir(tmp_path):
+    run = _fake_run(tmp_path / "run.pt")
+    payload = load_checkpoint(run)
+    payload["config"]["data"] = {"dataset": "mine", "data_dir": "/home/someone/data", "max_atoms": 8}
+    save_checkpoint(run, payload)
+    manifest = export_model("toy", run, root=tmp_path / "models")
+    assert manifest["files"]["cdvae"]["config"]["data"] == {"dataset": "mine", "data_dir": None, "max_atoms": 8}
+    shipped = load_checkpoint(resolve_model("toy", root=tmp_path / "models"))
+    assert shipped["config"]["data"]["data_dir"] is None
+
+
+def test_every_shipped_model_finds_its_val_and_test_splits_in_the_package(monkeypatch):
+    """A fresh install has no data directory: each shipped model's dataset must resolve to shipped files."""
+    from genlowdim.crystal.cdvae.config import config_from_dict
+    from genlowdim.crystal.cdvae.training import load_split_dataset
+
+    monkeypatch.delenv("GENLOWDIM_DATA_DIR", raising=False)
+    for name, manifest in available_models(PRETRAINED_DIR).items():
+        cfg = config_from_dict(manifest["files"]["cdvae"]["config"])
+        assert cfg.data.data_dir is None, name
+        for split in ("val", "test"):
+            assert len(load_split_dataset(cfg, split)) > 100, (name, split)
+
+
 def test_models_export_and_list_through_the_cli(tmp_path, capsys, monkeypatch):
     from genlowdim.cli import main
     import genlowdim.crystal.pretrained as pretrained
