@@ -35,7 +35,8 @@ def one_at_a_time(structures, settings) -> tuple[list, list[float], list[int]]:
 
     from genlowdim.physics.potential import atoms_to_structure, load_potential
 
-    calc = CHGNetCalculator(model=load_potential().model, use_device="cpu")
+    # the calculator sets on_isolated_atoms on the shared model: keep load_potential's "error"
+    calc = CHGNetCalculator(model=load_potential().model, use_device="cpu", on_isolated_atoms="error")
     final, energies, counts = [], [], []
     for s in structures:
         atoms = AseAtomsAdaptor.get_atoms(s)

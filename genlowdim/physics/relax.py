@@ -74,8 +74,8 @@ def constraint_description(settings: RelaxSettings) -> str | None:
     """What holds the structures during relaxation: None (free cell and positions) or the constraint."""
     if not settings.symmetry:
         return None
-    return (f"ase.constraints.FixSymmetry(symprec={settings.symprec}): the start refined to its space group "
-            f"at symprec {settings.symprec} Å, then forces, stress and steps symmetrised")
+    return (f"ase.constraints.FixSymmetry(symprec={settings.symprec}): the start refined to the space group "
+            f"spglib finds within {settings.symprec} Å, then forces, stress and steps symmetrised")
 
 
 @dataclass

@@ -13,7 +13,10 @@ from genlowdim.physics.potential import load_potential
 from genlowdim.physics.relax import RelaxSettings, relax_structures, space_group_number
 
 SYMPREC = 0.1
-SETTINGS = RelaxSettings(optimizer="FIRE", fmax=0.05, steps=200, symmetry=True, symprec=SYMPREC)
+# fmax 0.01 eV/Å: the filter's cell "forces" are the stress times V / N (N atoms), so convergence leaves a
+# residual stress of at most N fmax / V, about 0.13 GPa for these 5-atom cells: ~0.001 Å of a at the bulk
+# modulus of an oxide perovskite (~150 GPa); fmax 0.05 would allow ~0.005 Å, the size of the bound below
+SETTINGS = RelaxSettings(optimizer="FIRE", fmax=0.01, steps=300, symmetry=True, symprec=SYMPREC)
 
 
 def cubic_perovskite(a: float, a_site: str = "Sr", b_site: str = "Ti") -> Structure:
@@ -72,11 +75,11 @@ def test_cubic_cell_stays_cubic(symmetric_pair, k):
 
 @pytest.mark.parametrize("k, sites, bracket", [(0, ("Sr", "Ti"), (3.7, 4.2)), (1, ("Ti", "Sr"), (4.1, 4.7))])
 def test_relaxed_cell_is_the_minimum_of_e_of_a(symmetric_pair, k, sites, bracket):
-    """The only free parameter is a: the relaxed a is where E(a) is lowest along ideal cubic cells
-    (relaxed a measured 3.9394 Å for SrTiO3, 4.4109 Å for TiSrO3; bound 0.005 Å, about what fmax 0.05 eV/Å
-    allows)."""
+    """The only free parameter is a: the relaxed a is where E(a) is lowest along ideal cubic cells, within
+    what the convergence threshold leaves (see SETTINGS; with fmax 0.05 the SrTiO3 cell ended more than
+    0.005 Å from this minimum)."""
     a_min = cubic_minimum(*sites, *bracket)
-    assert abs(symmetric_pair[1][k].relaxed.lattice.a - a_min) < 0.005
+    assert abs(symmetric_pair[1][k].relaxed.lattice.a - a_min) < 0.003
 
 
 def test_symmetry_keeps_the_higher_energy_twin(symmetric_pair):
@@ -97,7 +100,8 @@ def test_lockstep_batch_equals_ase_one_at_a_time(symmetric_pair):
     from pymatgen.io.ase import AseAtomsAdaptor
 
     starts, results = symmetric_pair
-    calc = CHGNetCalculator(model=load_potential().model, use_device="cpu")
+    # on_isolated_atoms: the calculator sets it on the shared, cached model; keep load_potential's "error"
+    calc = CHGNetCalculator(model=load_potential().model, use_device="cpu", on_isolated_atoms="error")
     for start, result in zip(starts, results):
         atoms = AseAtomsAdaptor.get_atoms(start)
         atoms.calc = calc
