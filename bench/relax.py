@@ -98,7 +98,7 @@ def agreement(final_a, energies_a, final_b, energies_b) -> str:
             f"{np.nanmax(de):.1e} eV/atom")
 
 
-def filter_cost(structures, repeats: int = 200) -> None:
+def filter_cost(structures, repeats: int = 50) -> None:
     """CPU seconds one optimiser step spends in each cell filter (no potential call): forces asked twice and
     positions once per step (ASE's filters), forces once (``once``), measured on ``structures`` with their
     CHGNet results held in a SinglePointCalculator."""
