@@ -79,8 +79,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "per atom (ties within 0.005 eV/atom keep the formula-NLL order): OUT/relaxed/")
     p.add_argument("--fmax", type=float, default=0.05, help="with --relax: force threshold, eV/Å (default 0.05)")
     p.add_argument("--relax-steps", type=int, default=500, help="with --relax: at most this many FIRE steps")
+    p.add_argument("--relax-symmetry", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --relax: keep each candidate's space group (found at --symprec) with ASE's "
+                   "FixSymmetry; --no-relax-symmetry relaxes cell and positions freely (default: kept, chosen on "
+                   "val, docs/physics.md)")
     p.add_argument("--symprec", type=float, default=0.1,
-                   help="symmetry tolerance (Å) of the printed space groups and symmetrised CIFs (default 0.1)")
+                   help="symmetry tolerance (Å) of the printed space groups, symmetrised CIFs and "
+                   "--relax-symmetry (default 0.1)")
     p.add_argument("--out", required=True)
     add_overwrite_flag(p)
     add_device_flag(p)

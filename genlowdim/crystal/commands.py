@@ -316,7 +316,8 @@ def _relax_csp(args: argparse.Namespace) -> None:
 
     merged = "candidates.extxyz" if args.formula is not None else "predictions.extxyz"
     record = relax_candidates(args.out, merged, ranked_ids=args.formula is not None, symprec=args.symprec,
-                              settings=RelaxSettings(fmax=args.fmax, steps=args.relax_steps))
+                              settings=RelaxSettings(fmax=args.fmax, steps=args.relax_steps,
+                                                     symmetry=args.relax_symmetry, symprec=args.symprec))
     print("\n".join(relaxed_lines(record, args.out, per_candidate=args.formula is not None)))
 
 

@@ -1,11 +1,14 @@
 """``genlowdim relax``: relax crystals with CHGNet (cell and positions), resumable, offline.
 
     genlowdim relax INPUT --out DIR [--optimizer FIRE|BFGS] [--fmax 0.05] [--steps 500] [--batch-size 64]
+                              [--symmetry] [--symprec 0.1]
 
 INPUT: a genlowdim sample folder (its ``samples.extxyz``), a CIF folder, (multi-block) CIF, extxyz, CDVAE
 CSV or genlowdim JSON (``.gz`` fine), or a dataset split ``name:split``. DIR receives ``relaxed.extxyz``,
 ``cif/``, ``relax.json`` and ``relax.csv`` (energy per atom before and after, RMSD to the relaxed
-structure in Å, steps, converged, the error of a structure that failed).
+structure in Å, steps, converged, the space group before and after at ``--symprec``, the error of a
+structure that failed). ``--symmetry`` keeps each structure's space group (ASE ``FixSymmetry`` at
+``--symprec``); without it cell and positions relax freely and the record's ``constraint`` is null.
 """
 from __future__ import annotations
 
@@ -26,6 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64,
                    help="structures relaxed in lockstep, one batched CHGNet call per step; also the unit of "
                    "resumption (64)")
+    p.add_argument("--symmetry", action="store_true",
+                   help="keep each structure's space group (found at --symprec) with ASE's FixSymmetry "
+                   "(default: free cell and positions)")
+    p.add_argument("--symprec", type=float, default=0.1,
+                   help="symmetry tolerance, Å, of --symmetry and of the recorded space groups (0.1)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     p.add_argument("--data-dir", default=None, help="folder holding the datasets (for name:split)")
     p.add_argument("--overwrite", action="store_true",
@@ -63,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
     from genlowdim.errors import UsageError
 
     require_positive(args, "batch_size", "threads")
-    if args.steps < 0 or args.fmax <= 0:
-        raise UsageError(f"--steps must be ≥ 0 and --fmax > 0 (got {args.steps}, {args.fmax})")
+    if args.steps < 0 or args.fmax <= 0 or args.symprec <= 0:
+        raise UsageError(f"--steps must be ≥ 0, --fmax and --symprec > 0 (got {args.steps}, {args.fmax}, "
+                         f"{args.symprec})")
     ids, structures = load_input(args.input, args.data_dir)
     if args.threads:
         import torch
@@ -74,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from genlowdim.physics.relax import RelaxSettings
 
     settings = RelaxSettings(optimizer=args.optimizer, fmax=args.fmax, steps=args.steps,
-                             batch_size=args.batch_size)
+                             batch_size=args.batch_size, symmetry=args.symmetry, symprec=args.symprec)
     report = relax_to_folder(ids, structures, args.out, settings, overwrite=args.overwrite, source=args.input)
     print(format_summary(report))
     print(f"wrote {Path(args.out) / 'relax.json'}", file=sys.stderr)
@@ -86,7 +95,8 @@ def format_summary(report: dict) -> str:
     s, rmsd = report["summary"], report["summary"]["rmsd"]
     p = rmsd["params"]
     lines = [f"relaxed {s['num_relaxed']} of {report['num_structures']} ({s['num_converged']} converged, "
-             f"{s['num_failed']} failed) with {report['potential']['potential']} {report['potential']['weights']}"]
+             f"{s['num_failed']} failed) with {report['potential']['potential']} {report['potential']['weights']}, "
+             f"{report['settings']['constraint'] or 'no constraint (free cell and positions)'}"]
     if p["mean_angstrom"] is not None:
         lines.append(f"RMSD to relaxed: mean {p['mean_angstrom']:.4f} Å, median {p['median_angstrom']:.4f} Å, "
                      f"within {p['threshold_angstrom']} Å: {100 * rmsd['value']:.1f}%")

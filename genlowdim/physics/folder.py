@@ -19,7 +19,8 @@ from genlowdim.runtime import atomic_write_text, progress, write_json
 __all__ = ["relax_to_folder", "read_records", "results_from_records", "CSV_COLUMNS"]
 
 CSV_COLUMNS = ("index", "id", "formula", "num_atoms", "energy_per_atom_initial", "energy_per_atom_final",
-               "rmsd_angstrom", "volume_change", "steps", "converged", "error")
+               "rmsd_angstrom", "volume_change", "steps", "converged", "space_group_initial", "space_group_final",
+               "error")
 
 
 def _unique_names(ids: Sequence[str]) -> list[str]:
@@ -117,5 +118,6 @@ def results_from_records(records: list[dict]) -> list:
 
     return [RelaxResult(energy_initial=r["energy_per_atom_initial"], energy_final=r["energy_per_atom_final"],
                         rmsd=r["rmsd_angstrom"], volume_change=r["volume_change"], steps=r["steps"],
-                        converged=r["converged"], error=r["error"])
+                        converged=r["converged"], error=r["error"],
+                        extra={k: r[k] for k in ("space_group_initial", "space_group_final") if k in r})
             for r in sorted(records, key=lambda r: r["index"])]

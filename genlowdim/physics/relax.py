@@ -9,15 +9,26 @@ would (same convergence test before each step, same step cap), while the potenti
 shared by the batch.
 
 Convergence: the largest force on the filter's degrees of freedom (atoms and cell, eV/Å) ≤ ``fmax``.
+
+Symmetry (``RelaxSettings.symmetry``): each structure's ``Atoms`` carries ASE's ``FixSymmetry`` constraint,
+which first refines the structure to the space group spglib finds at ``symprec`` (atoms and cell move by
+less than ``symprec``) and then symmetrises forces, stress and every step, so the space group is kept.
+The constraint lives on the ``Atoms``, not in the calculator: the batched results handed over as
+``SinglePointCalculator``s are symmetrised on their way into the filter exactly as a calculator's would
+be, so the lockstep batch honours it (``tests/physics/test_symmetry.py`` compares it with ASE's
+one-at-a-time path).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any, Callable, Sequence
 
 from genlowdim.config import check_fields
+from genlowdim.structures.symmetry import SYMPREC
 
-__all__ = ["RelaxSettings", "RelaxResult", "relax_structures", "rmsd_to_relaxed", "OPTIMIZERS"]
+__all__ = ["RelaxSettings", "RelaxResult", "relax_structures", "rmsd_to_relaxed", "space_group_number",
+           "constraint_description", "OPTIMIZERS"]
 
 OPTIMIZERS = ("FIRE", "BFGS")
 # a cell whose volume grows or shrinks beyond this factor has left physics: stop and record it
@@ -28,7 +39,9 @@ MAX_VOLUME_RATIO = 8.0
 class RelaxSettings:
     """optimizer: 'FIRE' or 'BFGS' (ASE); fmax: convergence threshold, eV/Å; steps: at most this many
     optimiser steps; batch_size: structures relaxed in lockstep; stol/ltol/angle_tol: StructureMatcher
-    tolerances of the RMSD to the relaxed structure (angle_tol in degrees)."""
+    tolerances of the RMSD to the relaxed structure (angle_tol in degrees); symmetry: keep each
+    structure's space group with ASE's ``FixSymmetry``; symprec: Å, the tolerance of that space group
+    (and of the space groups recorded before and after relaxation, with or without ``symmetry``)."""
 
     optimizer: str = "FIRE"
     fmax: float = 0.05
@@ -37,20 +50,32 @@ class RelaxSettings:
     stol: float = 0.5
     ltol: float = 0.3
     angle_tol: float = 10.0
+    symmetry: bool = False
+    symprec: float = SYMPREC
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer {self.optimizer!r}: expected one of {OPTIMIZERS}")
+        if not isinstance(self.symmetry, bool):
+            raise ValueError(f"symmetry {self.symmetry!r}: expected true or false")
         check_fields(self, fmax="positive", steps="non_negative", batch_size="positive", stol="positive",
-                     ltol="positive", angle_tol="positive")
+                     ltol="positive", angle_tol="positive", symprec="positive")
 
     def to_dict(self) -> dict:
         """The record of the settings (what decides the result; ``batch_size`` only changes speed)."""
         out = asdict(self)
         out.pop("batch_size")
-        out.update(cell_filter="ase.filters.FrechetCellFilter", fmax_unit="eV/Å",
-                   rmsd=rmsd_description(self))
+        out.update(cell_filter="ase.filters.FrechetCellFilter", fmax_unit="eV/Å", symprec_unit="Å",
+                   constraint=constraint_description(self), rmsd=rmsd_description(self))
         return out
+
+
+def constraint_description(settings: RelaxSettings) -> str | None:
+    """What holds the structures during relaxation: None (free cell and positions) or the constraint."""
+    if not settings.symmetry:
+        return None
+    return (f"ase.constraints.FixSymmetry(symprec={settings.symprec}): the start refined to the space group "
+            f"spglib finds within {settings.symprec} Å, then forces, stress and steps symmetrised")
 
 
 @dataclass
@@ -75,19 +100,57 @@ class RelaxResult:
                 "converged": self.converged, "error": self.error, **self.extra}
 
 
+def make_filter(atoms):
+    """``FrechetCellFilter`` on ``atoms`` whose forces are computed once per potential result.
+
+    An optimiser asks for the filter's forces twice per step (the convergence test, then the step), and
+    each time the filter takes a matrix logarithm of the deformation gradient and nine Fréchet derivatives
+    of the matrix exponential. The second answer is the first one, reused while the calculator, positions
+    and cell are unchanged: the same numbers, bit for bit, for half the filter's work."""
+    return _once_filter_class()(atoms)
+
+
+@lru_cache(maxsize=1)
+def _once_filter_class():
+    import numpy as np
+    from ase.filters import FrechetCellFilter
+
+    class OnceFrechetCellFilter(FrechetCellFilter):
+        _last: tuple | None = None
+
+        def _same_state(self, kwargs: dict) -> bool:
+            if self._last is None:
+                return False
+            calc, positions, cell, asked = self._last[0]
+            return (calc is self.atoms.calc and asked == kwargs and np.array_equal(positions, self.atoms.positions)
+                    and np.array_equal(cell, self.atoms.cell.array))
+
+        def get_forces(self, **kwargs):
+            if not self._same_state(kwargs):
+                state = (self.atoms.calc, self.atoms.positions.copy(), self.atoms.cell.array.copy(), kwargs)
+                self._last = (state, super().get_forces(**kwargs))
+            return self._last[1].copy()
+
+    return OnceFrechetCellFilter
+
+
 class _Run:
     """One structure's optimiser state inside the lockstep loop."""
 
     def __init__(self, structure, settings: RelaxSettings):
-        from ase.filters import FrechetCellFilter
         from pymatgen.io.ase import AseAtomsAdaptor
 
         import ase.optimize
 
         self.structure, self.result = structure, RelaxResult()
         self.atoms = AseAtomsAdaptor.get_atoms(structure)
-        self.atoms.info, self.volume0 = {}, float(self.atoms.get_volume())
-        self.filter = FrechetCellFilter(self.atoms)
+        self.atoms.info = {}
+        if settings.symmetry:
+            from ase.constraints import FixSymmetry
+
+            self.atoms.set_constraint(FixSymmetry(self.atoms, symprec=settings.symprec))
+        self.volume0 = float(self.atoms.get_volume())
+        self.filter = make_filter(self.atoms)
         self.optimizer = getattr(ase.optimize, settings.optimizer)(self.filter, logfile=None)
         self.optimizer.fmax = settings.fmax
         self.done = False
@@ -142,11 +205,20 @@ def _finish(run: _Run, settings: RelaxSettings) -> RelaxResult:
 
     result = run.result
     result.steps = int(run.optimizer.nsteps)
+    result.extra["space_group_initial"] = space_group_number(run.structure, settings.symprec)
     if result.error is None:
         result.relaxed = atoms_to_structure(run.atoms)
         result.volume_change = float(run.atoms.get_volume() / run.volume0 - 1.0)
         result.rmsd = rmsd_to_relaxed(run.structure, result.relaxed, settings)
+        result.extra["space_group_final"] = space_group_number(result.relaxed, settings.symprec)
     return result
+
+
+def space_group_number(structure, symprec: float) -> int | None:
+    """International space-group number spglib finds at ``symprec`` (Å); None when it finds none."""
+    from genlowdim.structures.symmetry import cell_summary
+
+    return cell_summary(structure, symprec)["space_group_number"]
 
 
 def relax_structures(structures: Sequence, settings: RelaxSettings | None = None, potential=None,

@@ -55,4 +55,14 @@ def test_csp_relax_command(tmp_path, capsys):
     assert len(list((out / "relaxed" / "cif").glob("*.cif"))) == 2
     relax = json.loads((out / "manifest.json").read_text())["relax"]
     assert relax["settings"]["steps"] == 3 and relax["potential"]["potential"] == "CHGNet"
+    # the default, chosen on val: each candidate keeps its space group, at the run's --symprec
+    assert relax["settings"]["constraint"].startswith("ase.constraints.FixSymmetry(symprec=0.05)")
     assert main(["csp", "--model", "perov_5", "--formula", "SrTiO3", "--fmax", "0", "--out", str(out)]) == 2
+
+
+def test_relax_symmetry_flag_is_on_by_default_and_turns_off():
+    from genlowdim.cli import build_parser
+
+    base = ["csp", "--model", "perov_5", "--formula", "SrTiO3", "--relax", "--out", "x"]
+    assert build_parser().parse_args(base).relax_symmetry is True
+    assert build_parser().parse_args(base + ["--no-relax-symmetry"]).relax_symmetry is False

@@ -117,3 +117,29 @@ def test_one_backward_pass_equals_chgnets_own_prediction():
         np.testing.assert_allclose(ours["e"], theirs["e"], atol=1e-6)
         np.testing.assert_allclose(ours["f"], theirs["f"], atol=1e-4)
         np.testing.assert_allclose(ours["s"], theirs["s"], atol=1e-3)
+
+
+def test_forces_computed_once_per_step_change_nothing(monkeypatch):
+    """``make_filter`` reuses the filter's forces within a step; ASE's own FrechetCellFilter recomputes them.
+    Both give the same trajectory, bit for bit, in fewer filter evaluations."""
+    import ase.filters
+
+    import genlowdim.physics.relax as relax
+
+    calls = {"n": 0}
+    original = ase.filters.FrechetCellFilter.get_forces
+
+    def counted(self, **kwargs):
+        calls["n"] += 1
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(ase.filters.FrechetCellFilter, "get_forces", counted)
+    settings, start = RelaxSettings(optimizer="BFGS", steps=6), perturbed(srtio3(), 0.15)
+    once = relax_structures([start], settings, load_potential())[0]
+    once_calls, calls["n"] = calls["n"], 0
+    monkeypatch.setattr(relax, "make_filter", ase.filters.FrechetCellFilter)
+    plain = relax_structures([start], settings, load_potential())[0]
+    assert once.steps == plain.steps == 6 and once.energy_final == plain.energy_final
+    np.testing.assert_array_equal(once.relaxed.cart_coords, plain.relaxed.cart_coords)
+    np.testing.assert_array_equal(once.relaxed.lattice.matrix, plain.relaxed.lattice.matrix)
+    assert once_calls == 7 and calls["n"] == 13   # 7 states: one evaluation each, against two per step

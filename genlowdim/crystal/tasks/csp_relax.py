@@ -135,7 +135,7 @@ def relaxed_lines(record: dict, out_dir: str | Path, per_candidate: bool = True)
     lines = [f"relaxed {len(rows)} candidates with {record['potential']['potential']} "
              f"({record['num_converged']} converged, {record['num_failed']} failed) into {out_dir}/relaxed/, "
              f"ranked by relaxed energy per atom (ties within {record['tie_margin_ev_per_atom']} eV/atom keep "
-             f"the model's order)"]
+             f"the model's order); {record['settings']['constraint'] or 'free cell and positions'}"]
     for row in rows if per_candidate else []:
         energy = row["energy_per_atom_final"]
         lines.append(f"  {format_cell(row['name'], row)}, "
