@@ -103,17 +103,30 @@ def _axis_marker(ax, vectors: np.ndarray) -> None:
                                 "relpos": (0.5, 0.5)})
 
 
-def _legend(fig: Figure, numbers: set[int], columns: int) -> None:
+def _legend_and_note(fig: Figure, numbers: set[int], columns: int) -> float:
+    """The element legend and the bond rule below the panels; returns the height they take (inches)."""
     from ase.data import chemical_symbols
     from ase.data.colors import jmol_colors
     from matplotlib.patches import Patch
 
+    height = fig.get_figheight()
+    note = textwrap.wrap(NOTE, 60 * columns)
+    fig.text(0.5, 0.04 / height, "\n".join(note), ha="center", va="bottom", fontsize=7, color="0.3")
+    legend_at = 0.1 + 0.13 * len(note)
     handles = [Patch(facecolor=jmol_colors[z], edgecolor="black", label=chemical_symbols[z])
                for z in sorted(numbers)]
-    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.045), ncol=min(len(handles), 10),
-               fontsize=8, frameon=False, handlelength=1.0)
-    fig.text(0.5, 0.005, "\n".join(textwrap.wrap(NOTE, 60 * columns)), ha="center", va="bottom", fontsize=7,
-             color="0.3")
+    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, legend_at / height),
+               ncol=min(len(handles), 10), fontsize=8, frameon=False, handlelength=1.0)
+    return legend_at + 0.3
+
+
+def _place_panels(fig: Figure, rows: int, below: float) -> None:
+    """Margins in inches, set once (tight_layout misjudges equal-aspect panels): room for three title lines
+    above each row and for the legend and note below the last."""
+    height, title = fig.get_figheight(), 0.55
+    panel = (height - below - rows * title) / rows
+    fig.subplots_adjust(left=0.01, right=0.99, top=1 - title / height, bottom=below / height,
+                        hspace=title / panel, wspace=0.04)
 
 
 def draw_cells(structures: Sequence, *, titles: Sequence[str] | None = None, max_cells: int = 6,
@@ -131,7 +144,7 @@ def draw_cells(structures: Sequence, *, titles: Sequence[str] | None = None, max
         raise ValueError("draw_cells: no structures to draw")
     cols = min(columns, len(shown))
     rows = -(-len(shown) // cols)
-    fig = Figure(figsize=(3.4 * cols, 3.6 * rows + 0.7))
+    fig = Figure(figsize=(3.4 * cols, 3.6 * rows + 0.9))
     view = rotate(rotation)
     for k, s in enumerate(shown):
         ax = fig.add_subplot(rows, cols, k + 1)
@@ -139,8 +152,8 @@ def draw_cells(structures: Sequence, *, titles: Sequence[str] | None = None, max
         _draw_panel(ax, s, picture(s.frac_coords, bonds), view)
         title = cell_title(s) if titles is None else f"{titles[k]}\n{lattice_label(s)}"
         ax.set_title(title + failure, fontsize=8)
-    _legend(fig, {site.specie.Z for s in shown for site in s}, cols)
-    fig.tight_layout(rect=(0, 0.1 / rows + 0.03, 1, 1))
+    below = _legend_and_note(fig, {site.specie.Z for s in shown for site in s}, cols)
+    _place_panels(fig, rows, below)
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
