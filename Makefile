@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.genlowdim-installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench notebooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/genlowdim data info perov_5
 	$(VENV)/bin/genlowdim demo --out $(DEMO_OUT)
+
+# Re-execute notebooks/*.ipynb in their quick mode and store them with their outputs (a few minutes each).
+notebooks: $(STAMP)
+	$(PY) tests/_notebooks.py
 
 # Quick versions of every benchmark (each prints its table with the baseline from the same run).
 # Full-size runs: see the header of each script; bench/sampling.py needs a trained checkpoint.

@@ -569,14 +569,32 @@ def plot_losses(out_dir: str | Path) -> Path | None:
     val = _read_csv(out_dir / "val.csv")
     if val:
         ax.plot([int(r["step"]) for r in val], [float(r["val_loss"]) for r in val], "o-", label="val")
-    ax.set_xlabel("step")
+    ax.set_xlabel("training step")
     ax.set_ylabel("loss")
-    ax.set_yscale("symlog")
+    loss_axis(ax.yaxis, [float(r["loss"]) for r in rows] + [float(r["val_loss"]) for r in val])
     ax.legend()
     fig.tight_layout()
     path = out_dir / "loss.png"
     fig.savefig(path, dpi=120)
     return path
+
+
+def loss_axis(axis, values: list[float]) -> None:
+    """A log scale for positive losses, labelled at every 1-9, 1-2-5 or 1 × 10^k by the decades shown (at
+    least two labels even when the curve stays within one decade); a symlog scale, linear within ±1, when a
+    loss is zero or negative."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite or min(finite) <= 0:
+        axis.axes.set_yscale("symlog", linthresh=1.0)
+        return
+    decades = math.log10(max(finite) / min(finite))
+    subs = tuple(range(1, 10)) if decades < 1.2 else (1.0, 2.0, 5.0) if decades < 4 else (1.0,)
+    axis.axes.set_yscale("log")
+    axis.set_major_locator(LogLocator(subs=subs, numticks=30))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _read_csv(path: Path) -> list[dict]:

@@ -1,5 +1,5 @@
 """Execute notebooks/crystal_subspaces.ipynb end to end in its quick mode (GENLOWDIM_QUICK=1) on a tiny CDVAE."""
-from _notebooks import run_quick
+from _notebooks import assert_agrees_with_stored, run_quick
 
 
 def test_notebook_answers_the_four_questions_with_figures():
@@ -12,3 +12,4 @@ def test_notebook_answers_the_four_questions_with_figures():
     assert 1.0 <= checks["latent_pca95"] <= 8.0       # the tiny model's latent is 8-d
     assert checks["latent_twonn"] > 0 and checks["latent_mle"] > 0
     assert "N=    4" in run.text and "N=    8" in run.text
+    assert_agrees_with_stored('crystal_subspaces.ipynb', run)   # the outputs committed with the notebook

@@ -4,7 +4,7 @@ import math
 import re
 
 import pytest
-from _notebooks import run_quick
+from _notebooks import assert_agrees_with_stored, run_quick
 
 
 def test_notebook_numbers_and_figures():
@@ -21,3 +21,4 @@ def test_notebook_numbers_and_figures():
     # unperturbed fit: σ̂ collapses; perturbed with σ̃ = 0.1: σ̂ ≈ σ̃ (the fitted noise is the added noise)
     sigma_hat = {float(a): float(b) for a, b in re.findall(r"σ̃=(0\.\d+): σ̂=(\d+\.\d+)", run.text)}
     assert sigma_hat[0.0] < 0.05 and sigma_hat[0.1] == pytest.approx(0.1, rel=0.3)
+    assert_agrees_with_stored('singular_likelihood.ipynb', run)   # the outputs committed with the notebook

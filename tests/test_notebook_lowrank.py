@@ -1,7 +1,7 @@
 """Execute notebooks/subspace_clustering.ipynb end to end in its quick mode (GENLOWDIM_QUICK=1)."""
 import re
 
-from _notebooks import run_quick
+from _notebooks import assert_agrees_with_stored, run_quick
 
 
 def test_notebook_recovers_subspaces_and_shows_its_figures():
@@ -16,3 +16,4 @@ def test_notebook_recovers_subspaces_and_shows_its_figures():
     for line in table[1:3]:
         d, *rates = line.split()
         assert [float(r) for r in rates] == [float(n >= int(d)) for n in range(1, 7)], line
+    assert_agrees_with_stored('subspace_clustering.ipynb', run)   # the outputs committed with the notebook

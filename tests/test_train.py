@@ -296,3 +296,31 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     a, b = _losses(tmp_path / "single"), _losses(tmp_path / "ddp")
     for (_, la), (_, lb) in zip(a, b):
         assert la == pytest.approx(lb, rel=1e-5)
+
+
+@pytest.mark.parametrize("low, high, fewest", [(3.2, 8.7, 4), (0.02, 40.0, 4), (1e-4, 50.0, 5)])
+def test_loss_axis_labels_several_ticks_whatever_the_range(low, high, fewest):
+    # symlog labels only decades: a loss curve between 3.2 and 8.7 had a single tick label
+    from matplotlib.figure import Figure
+
+    from genlowdim.train import loss_axis
+
+    ax = Figure().subplots()
+    values = [high * (low / high) ** (k / 49) for k in range(50)]
+    ax.plot(range(50), values)
+    loss_axis(ax.yaxis, values)
+    lo, hi = ax.get_ylim()
+    shown = [v for v in ax.yaxis.get_majorticklocs() if lo <= v <= hi]
+    labels = [ax.yaxis.get_major_formatter()(v) for v in shown]
+    assert fewest <= len(shown) <= 12 and all(labels) and len(set(labels)) == len(labels)
+    assert [float(t) for t in labels] == pytest.approx(shown)   # plain numbers, e.g. "0.05", "20"
+
+
+def test_loss_axis_falls_back_to_symlog_for_negative_losses():
+    from matplotlib.figure import Figure
+
+    from genlowdim.train import loss_axis
+
+    ax = Figure().subplots()
+    loss_axis(ax.yaxis, [3.0, -1.5, 0.2])
+    assert ax.get_yscale() == "symlog"

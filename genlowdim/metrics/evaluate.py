@@ -152,8 +152,10 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
         rows = _generation_rows(structures, ids, results, ok, fps.errors, valid, num_property_samples, seed)
         _write_outputs(Path(out_dir), report, rows)
         clock.mark("metrics.json and structures.csv")
-        _plot_histograms(Path(out_dir), valid, num_property_samples, seed, results["wdist_prop"].per_item,
-                         q, ref_q)
+        from genlowdim.metrics.plots import write_histograms
+
+        write_histograms(Path(out_dir), valid, num_property_samples, seed, results["wdist_prop"].per_item,
+                         q, ref_q, dataset)
         clock.mark("plots")
         clock.write(Path(out_dir) / "timings.json")
     return report
@@ -372,39 +374,3 @@ def _write_outputs(out_dir: Path, report: dict, rows: list[dict]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     atomic_write_text(out_dir / "structures.csv", buf.getvalue())
-
-
-def _plot_histograms(out_dir: Path, valid, num_samples, seed, prop_items, quantities, reference_quantities
-                     ) -> None:
-    """hist_density.png, hist_num_elements.png and (with a predictor) hist_property.png, from the
-    per-crystal quantities already computed."""
-    import matplotlib
-    import matplotlib.ticker
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    idx = seeded_subsample(valid, num_samples, seed)
-    gen, ref = quantities, reference_quantities
-    panels = [("density", ref["density"], gen["density"][idx], "density (g/cm³)"),
-              ("num_elements", ref["num_elems"], gen["num_elems"][idx], "number of distinct elements")]
-    if "generated" in prop_items:
-        panels.append(("property", prop_items["reference"], prop_items["generated"],
-                       "predicted property, e.g. heat_ref (eV/atom)"))
-    for name, ref_v, gen_v, label in panels:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        both = np.concatenate([ref_v, gen_v])
-        lo, hi = float(np.min(both)), float(np.max(both))
-        bins = np.arange(lo - 0.5, hi + 1.5) if name == "num_elements" else np.linspace(lo, hi + 1e-9, 40)
-        ax.hist(ref_v, bins=bins, density=True, alpha=0.5, label=f"reference ({len(ref_v)})")
-        ax.hist(gen_v, bins=bins, density=True, alpha=0.5, label=f"generated, valid sample ({len(gen_v)})")
-        ax.set_xlabel(label)
-        if name == "num_elements":   # counts: integer ticks only
-            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.set_ylabel("density of crystals")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out_dir / f"hist_{name}.png", dpi=100)
-        plt.close(fig)
-
-

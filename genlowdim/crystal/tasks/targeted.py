@@ -20,13 +20,14 @@ import torch
 
 from genlowdim.crystal.latents import draw_latents, encode_means
 from genlowdim.errors import UsageError
+from genlowdim.structures.registry import DATASETS
 
 __all__ = ["PropertyTarget", "Aim", "parse_target", "targeted_latents", "head_error", "property_unit",
            "score_samples", "check_with_predictor", "describe_aim", "PREDICTED_FILE"]
 
 PREDICTED_FILE = "predicted_property.csv"
-# the property columns of the registered datasets (genlowdim.structures.registry): all per atom, in eV
-PROPERTY_UNITS = {"heat_ref": "eV/atom", "formation_energy_per_atom": "eV/atom", "energy_per_atom": "eV/atom"}
+# the units of the registered datasets' property columns (heat_ref: eV/atom)
+PROPERTY_UNITS = {column: unit for spec in DATASETS.values() for column, unit in spec.units.items()}
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _NAME = r"[A-Za-z_][\w.]*"
