@@ -136,8 +136,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="training budget in optimiser steps (default: the demo config's train.max_steps)")
     p.add_argument("--num", type=int, default=200, help="crystals to generate")
     add_device_flag(p)
-    p.set_defaults(func=commands.cmd_demo, start=lambda a: f"the shipped perov_5 model, then a short training "
-                   f"run of its own, into {a.out} (about 5 min on 2 cores)")
+    p.set_defaults(func=commands.cmd_demo, start=lambda a: f"{a.num:,} crystals from the shipped perov_5 model, "
+                   f"then a short training run and {a.num:,} from it, all judged against perov_5's test split, "
+                   f"into {a.out}")
 
 
 def _model(args: argparse.Namespace) -> str:
