@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from genlowdim.errors import EXIT_INTERRUPTED, EXIT_USAGE, CheckpointError, UsageError, require_positive
@@ -120,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     p.add_argument("--data-dir", default=None, help="crystal configs: folder holding data.dataset "
                    "(DIR/NAME/{train,val,test}.csv.gz, as genlowdim data import writes)")
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=_cmd_train, start=lambda a: f"training from {a.config} into {a.out}"
+                   + (" (resuming)" if a.resume else ""))
 
     p = sub.add_parser("sample", help="draw samples from a trained checkpoint (any family)")
     from genlowdim.crystal.cli import (add_device_flag, add_model_flags, add_overwrite_flag, add_sampling_flags,
@@ -136,12 +138,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_sampling_flags(p, "sample")   # --sampler and --steps for every family, the rest for crystals only
     add_target_flags(p)               # crystals only
     add_overwrite_flag(p)
-    p.set_defaults(func=_cmd_sample)
+    p.set_defaults(func=_cmd_sample,
+                   start=lambda a: f"{a.num:,} samples from {a.model or a.checkpoint} into {a.out}")
 
     for name in REGISTRARS:
         importlib.import_module(name).register(sub)
     parser.set_defaults(load_property_fn=load_property_fn)   # for commands that score with --property-model
     return parser
+
+
+def announce(args: argparse.Namespace) -> None:
+    """Print the command's first line, what it is about to do, before any numerical library is imported
+    (torch alone takes seconds to import on a busy machine). A command whose parser sets ``start`` (a
+    function of the parsed arguments) gets one; none when its output is JSON or in a second DDP process."""
+    start = getattr(args, "start", None)
+    if start is None or getattr(args, "json", False) or os.environ.get("RANK", "0") != "0":
+        return
+    print(f"genlowdim {args.command}: {start(args)}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     from genlowdim.config import ConfigError
 
     try:
+        announce(args)
         return int(args.func(args) or 0)
     except (UsageError, ConfigError, CheckpointError, FileNotFoundError, FileExistsError) as err:
         print(f"genlowdim: error: {_one_line(err)}", file=sys.stderr)

@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     add_overwrite_flag(p)
     add_device_flag(p)
-    p.set_defaults(func=commands.cmd_reconstruct)
+    p.set_defaults(func=commands.cmd_reconstruct, start=lambda a: f"reconstructing {_first(a.num)} crystals of "
+                   f"the {a.split} split with {_model(a)} into {a.out}")
 
     p = subparsers.add_parser("optimize", help="CDVAE latent optimisation of a property (SR5/SR10/SR15)")
     add_model_flags(p, "CDVAE checkpoint trained with a property head")
@@ -50,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_sampling_flags(p, "optimize")
     p.add_argument("--out", required=True)
     add_device_flag(p)
-    p.set_defaults(func=commands.cmd_optimize)
+    p.set_defaults(func=commands.cmd_optimize, start=lambda a: f"optimising the property of {_model(a)} from "
+                   f"the first {a.num:,} {a.split} crystals ({a.opt_steps:,} Adam steps each) into {a.out}")
 
     p = subparsers.add_parser("csp", help="crystal structure prediction: candidate structures for a formula, "
                               "or the benchmark over a split's compositions")
@@ -89,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     add_overwrite_flag(p)
     add_device_flag(p)
-    p.set_defaults(func=commands.cmd_csp)
+    p.set_defaults(func=commands.cmd_csp, start=_csp_start)
 
     p = subparsers.add_parser("analyse", help="low-dimensional structure of a CDVAE: latent union of subspaces, "
                               "denoiser Jacobian ranks, editing along subspace directions (analysis.json + PNGs)")
@@ -101,7 +103,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="digits.json of `genlowdim lowrank digits` to draw its Jacobian-rank profile alongside")
     add_weights_flag(p)
     add_device_flag(p, "cpu")
-    p.set_defaults(func=commands.cmd_analyse)
+    p.set_defaults(func=commands.cmd_analyse, start=lambda a: f"analysing {_model(a)} into {a.out}"
+                   + (" (quick settings)" if a.quick else ""))
 
     p = subparsers.add_parser("analyse-memorisation", help="train a crystal config on N training crystals for "
                               "each N (equal steps) and measure copies of training crystals vs valid novel ones")
@@ -115,7 +118,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     add_device_flag(p, "cpu")
-    p.set_defaults(func=commands.cmd_analyse_memorisation)
+    p.set_defaults(func=commands.cmd_analyse_memorisation, start=lambda a: f"training {a.config} on "
+                   f"{a.sizes} crystals, {a.steps:,} steps each, into {a.out}")
 
     p = subparsers.add_parser("models", help="list the models shipped with the package and their measured figures")
     p.add_argument("--json", action="store_true", help="print the manifests as JSON")
@@ -129,7 +133,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--property-command", default=None, help="the command that trained the predictor (recorded)")
     e.add_argument("--git-commit", default=None, help="the commit the runs were trained at (default: HEAD)")
     e.add_argument("--root", default=None, help="folder of shipped models (default: the package's)")
-    e.set_defaults(func=commands.cmd_models_export)
+    e.set_defaults(func=commands.cmd_models_export, start=lambda a: f"exporting model {a.name} from {a.cdvae}")
 
     p = subparsers.add_parser("demo", help="sample the shipped model, then train a small CDVAE, sample, evaluate")
     p.add_argument("--out", default="runs/demo")
@@ -137,7 +141,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="training budget in optimiser steps (default: the demo config's train.max_steps)")
     p.add_argument("--num", type=int, default=200, help="crystals to generate")
     add_device_flag(p)
-    p.set_defaults(func=commands.cmd_demo)
+    p.set_defaults(func=commands.cmd_demo, start=lambda a: f"{a.num:,} crystals from the shipped perov_5 model, "
+                   f"then a short training run and {a.num:,} from it, all judged against perov_5's test split, "
+                   f"into {a.out}")
+
+
+def _model(args: argparse.Namespace) -> str:
+    return args.model or args.checkpoint
+
+
+def _first(num: int | None) -> str:
+    return "all" if num is None else f"the first {num:,}"
+
+
+def _csp_start(args: argparse.Namespace) -> str:
+    if args.formula is not None:
+        return (f"{args.samples or 20:,} candidate structures for {args.formula} from {_model(args)} "
+                f"into {args.out}")
+    return (f"structure prediction for {_first(args.num)} compositions of the {args.split} split with "
+            f"{_model(args)} into {args.out}")
 
 
 def add_device_flag(p: argparse.ArgumentParser, default: str = "auto") -> None:

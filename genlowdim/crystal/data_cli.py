@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="split to describe (repeatable; default: every split found)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _common_options(p)
-    p.set_defaults(func=_cmd_info)
+    p.set_defaults(func=_cmd_info, start=lambda a: f"describing {a.dataset} (its structure files are parsed on "
+                   f"first use and cached)")
 
     p = sub.add_parser("check", help="load a structure file/folder and print its load report; exit status 1 "
                                      "when a row was skipped or nothing loads")
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-niggli", action="store_true", help="keep cells as given (no Niggli reduction)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _common_options(p)
-    p.set_defaults(func=_cmd_check)
+    p.set_defaults(func=_cmd_check, start=lambda a: f"reading {a.path}")
 
     from genlowdim.structures.import_cli import add_import_command
     add_import_command(sub)

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--overwrite", action="store_true", help="clear the finished rows of --out instead of "
                    "resuming them")
-    p.set_defaults(func=_cmd_sweep)
+    p.set_defaults(func=_cmd_sweep, start=lambda a: f"{a.kind} sweep with {a.config} into {a.out}")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:

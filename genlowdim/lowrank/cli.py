@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--config", required=True)
         p.add_argument("--out", required=True, help="output directory (results written incrementally)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, start=lambda a: f"{a.lowrank_command} with {a.config} into {a.out}")
         if name == "sweep":
             p.add_argument("--overwrite", action="store_true",
                            help="clear the finished cells of --out instead of resuming them")

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="generation: relax with CHGNet and add the stability figures (RMSD to relaxed, energy "
                    "W1, stable among known polymorphs, S.U.N.-style) to metrics.json; RELAX_DIR reuses a "
                    "finished `genlowdim relax` folder of the same SAMPLES")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start=lambda a: f"{a.mode} metrics of {a.samples} against {a.reference} into {a.out}")
 
 
 def _stability_options(args: argparse.Namespace, ids: list[str], dataset: str | None) -> dict | None:

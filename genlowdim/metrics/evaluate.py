@@ -34,6 +34,7 @@ from genlowdim.runtime import usable_cpus
 from genlowdim.metrics.matching import (ANGLE_TOL, LTOL, STOL, matching_candidates, novelty, reconstruction,
                                         reduce_for_matching, uniqueness)
 from genlowdim.metrics.properties import crystal_quantities, property_statistics, seeded_subsample
+from genlowdim.metrics.reference_data import reference_data
 from genlowdim.metrics.result import MetricResult, versions
 from genlowdim.metrics.structure import structural_validity
 from genlowdim.metrics.summary import describe, format_table  # noqa: F401 - format_table: the CLI's table
@@ -93,7 +94,8 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
     valid = struct_valid and comp_valid and fingerprints computed (CDVAE marks a crystal whose
     fingerprint fails invalid). Fingerprints of both sets are cached on disk (``cache_dir``, default
     ``$GENLOWDIM_CACHE_DIR`` or ``~/.cache/genlowdim``) keyed on content (+ ``reference_cache_key``), so
-    a re-run after a crash or with other thresholds does not recompute them.
+    a re-run after a crash or with other thresholds does not recompute them; shipped reference sets
+    (``"perov_5:test"``) use their shipped values (:mod:`genlowdim.metrics.reference_data`).
     compute_unique: ``False`` skips uniqueness (``unique`` is then null). Uniqueness and novelty reduce each
     crystal once and match only pairs that can match, on ``workers`` processes (docs/metrics.md).
     fingerprints: ``"fast"`` (vectorised CrystalNN, equal to matminer within 1e-6) or ``"reference"``
@@ -112,9 +114,8 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
                                          show_progress=show_progress, desc="generated fingerprints",
                                          method=fingerprints)
     clock.mark("generated fingerprints")
-    ref_fps, cache_info = cached_fingerprints(reference_structures, reference_cache_key, cache_dir,
-                                              workers=workers, show_progress=show_progress,
-                                              desc="reference fingerprints", method=fingerprints)
+    ref_fps, cache_info, ref_q = reference_data(reference_structures, reference_cache_key, cache_dir,
+                                                workers=workers, show_progress=show_progress, method=fingerprints)
     clock.mark("reference fingerprints")
     ok, ref_ok = fps.ok, ref_fps.ok
     if not ref_ok.any():
@@ -132,7 +133,7 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
     results.update(cov)
     clock.mark("coverage")
     # per-crystal quantities, once for the property statistics, their extra subsamples and the plots
-    q, ref_q = crystal_quantities(structures, np.flatnonzero(valid)), crystal_quantities(reference_structures)
+    q = crystal_quantities(structures, np.flatnonzero(valid))
     results.update(property_statistics(structures, valid, reference_structures, property_fn,
                                        reference_properties, num_property_samples, seed, q, ref_q))
     _wdist_spread(results, structures, valid, reference_structures, num_property_samples, seed,

@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="discard results of other settings already in --out (default: resume only results "
                    "of the same settings, stop otherwise)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, start=lambda a: f"relaxing {a.input} with CHGNet ({a.optimizer}, fmax {a.fmax:g} "
+                   f"eV/Å, at most {a.steps:,} steps) into {a.out}")
 
 
 def load_input(spec: str, data_dir: str | None = None) -> tuple[list[str], list]:

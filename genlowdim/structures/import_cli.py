@@ -32,7 +32,7 @@ def add_import_command(sub: argparse._SubParsersAction) -> None:
                    help="duplicate search: StructureMatcher angle_tol in degrees (5)")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already in DIR/NAME")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=_cmd_import)
+    p.set_defaults(func=_cmd_import, start=lambda a: f"importing {a.source} as dataset {a.name} into {a.out}")
 
 
 def _settings(args: argparse.Namespace):
