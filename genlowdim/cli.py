@@ -89,10 +89,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     from genlowdim.crystal.pretrained import checkpoint_path
 
-    require_positive(args, "num", "batch_size", "steps")
+    require_positive(args, "num", "batch_size", "steps", "levels", "steps_per_level")
     args.checkpoint = str(checkpoint_path(args.checkpoint, args.model))
     payload = load_checkpoint(args.checkpoint)
     crystal_only = [flag for flag, value in (("--step-lr", args.step_lr), ("--type-update", args.type_update),
+                                             ("--steps-per-level", args.steps_per_level),
                                              ("--protocol", args.protocol), ("--target", args.target),
                                              ("--target-source", args.target_source))
                     if value is not None]
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     add_device_flag(p)
     add_weights_flag(p)
-    add_sampling_flags(p, "sample")   # --sampler and --steps for every family, the rest for crystals only
+    add_sampling_flags(p, "sample")   # --sampler, --levels (--steps) for every family, the rest for crystals only
     add_target_flags(p)               # crystals only
     add_overwrite_flag(p)
     p.set_defaults(func=_cmd_sample,

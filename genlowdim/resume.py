@@ -1,7 +1,11 @@
 """What continuing a run (``train --resume``) checks before any data is read or any model is built: that the
-run's ``last.pt`` is intact (else which earlier checkpoint is) and that the config asks for the same run."""
+run's ``last.pt`` is intact (else which earlier checkpoint is) and that the config asks for the same run; and
+the record a finished result keeps of its settings, which a rerun checks before reusing it
+(:func:`settings_record`, :func:`check_resumable`)."""
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +13,8 @@ from genlowdim.config import ConfigError
 from genlowdim.errors import CheckpointError
 from genlowdim.runtime import load_checkpoint
 
-__all__ = ["MAY_CHANGE_ON_RESUME", "check_resume", "load_for_resume", "check_same_run", "config_differences"]
+__all__ = ["MAY_CHANGE_ON_RESUME", "check_resume", "load_for_resume", "check_same_run", "config_differences",
+           "settings_record", "check_resumable"]
 
 # what may differ when a run is continued: its budget and bookkeeping (dotted keys, or whole sections);
 # everything else (model, data, optimiser, seed) decides the weights in the checkpoint and must match
@@ -77,3 +82,24 @@ def check_resume(out_dir: str | Path, config: dict, family: str | None = None) -
     payload = load_for_resume(last, family)
     check_same_run(last, payload.get("config") or {}, config)
     return payload
+
+
+def settings_record(settings: dict) -> dict:
+    """``{"settings": ..., "settings_hash": ...}`` to store beside a finished result (JSON-normalised)."""
+    normal = json.loads(json.dumps(settings, sort_keys=True))
+    digest = hashlib.sha256(json.dumps(normal, sort_keys=True).encode()).hexdigest()[:16]
+    return {"settings": normal, "settings_hash": digest}
+
+
+def check_resumable(where: str | Path, name: str, stored: dict, settings: dict) -> None:
+    """Raise ``ConfigError`` unless the finished result ``stored`` (holding :func:`settings_record`'s keys)
+    was computed with ``settings``; the one-line message names ``where``, ``name`` and what differs."""
+    current = settings_record(settings)
+    if stored.get("settings_hash") == current["settings_hash"]:
+        return
+    old, new = flatten(stored.get("settings") or {}), flatten(current["settings"])
+    diff = [f"{k}: {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}" for k in sorted(set(old) | set(new))
+            if old.get(k, "(unset)") != new.get(k, "(unset)")]
+    what = "; ".join(diff[:4]) + ("; ..." if len(diff) > 4 else "") if old else "no settings recorded"
+    raise ConfigError(f"{where}: finished {name} was computed with other settings ({what}); pass "
+                      f"--overwrite to clear the old results, or choose another output directory")

@@ -12,11 +12,10 @@ What it guarantees:
   versions. The CSV logs are appended as training goes.
 - **Guarded.** A step whose loss or gradients are NaN/Inf is skipped and counted (and logged); more than
   ``max_bad_steps`` in a row stops the run with :class:`TrainingDiverged`.
-- **Distributed.** Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in
-  ``DistributedDataParallel`` (gloo on CPU, nccl on CUDA); every global batch is split across ranks
-  (rank ``r`` takes items ``r::world_size``), so the effective batch is ``batch_size`` whatever the number
-  of processes. ``loss_fn`` must compute the loss through ``model(...)`` (the forward) so DDP can
-  synchronise gradients.
+- **Distributed.** Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in ``DistributedDataParallel``
+  (:mod:`genlowdim.distributed`); every global batch is split across ranks (rank ``r`` takes items
+  ``r::world_size``), so the effective batch is ``batch_size`` whatever the number of processes. ``loss_fn``
+  must compute the loss through ``model(...)`` (the forward) so DDP can synchronise gradients.
 
 In-memory runs (``out_dir=None``) write nothing and cannot resume: they serve the thousands of small fits
 of a sweep, where a checkpoint per fit would cost more than the fit. They run in one process. The same
@@ -35,13 +34,10 @@ A short budgeted run ends at a low learning rate instead of wherever the plateau
 from __future__ import annotations
 
 import copy
-import csv
-import hashlib
-import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -49,142 +45,23 @@ import torch
 from torch import nn
 
 from genlowdim.config import dump_yaml
-from genlowdim.resume import check_same_run, load_for_resume
+from genlowdim.distributed import (all_agree, barrier, broadcast_float, init_distributed, mean_over_ranks,
+                                   wrap_ddp)
+from genlowdim.resume import check_resumable, check_same_run, load_for_resume, settings_record
 from genlowdim.runtime import progress, save_checkpoint
+from genlowdim.train_logs import CsvLog, plot_losses
 from genlowdim.train_settings import TrainSettings
+from genlowdim.train_state import (Ema, FitResult, LossFn, RunState, StepContext, TrainingDiverged, epoch_order,
+                                   seed_from_generator, split_batches)
 
-
-class TrainingDiverged(RuntimeError):
-    """Too many consecutive steps had a non-finite loss or gradient."""
-
-
-@dataclass
-class StepContext:
-    """Handed to ``loss_fn`` each step."""
-
-    epoch: int
-    step: int
-    generator: torch.Generator
-    device: torch.device
-    rank: int = 0
-    world_size: int = 1
-
-
-@dataclass
-class FitResult:
-    out_dir: Path | None                 # None for an in-memory run (then no checkpoints either)
-    last_checkpoint: Path | None
-    best_checkpoint: Path | None
-    steps: int
-    epochs_completed: int
-    best_val: float | None
-    skipped_steps: int
-    stopped_because: str
-    history: list[dict] = field(default_factory=list)
-
-
-LossFn = Callable[[nn.Module, Any, StepContext], "tuple[torch.Tensor, dict[str, float]]"]
-
-
-@dataclass
-class _State:
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0   # global batches of the current epoch already consumed
-    best_val: float | None = None
-    skipped: int = 0
-    bad_in_row: int = 0
-    elapsed_s: float = 0.0
-
-
-def _dist_info() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    return rank, world
-
-
-def init_distributed(device: torch.device) -> tuple[int, int]:
-    """(rank, world size) of this process; joins the process group when ``torchrun`` started several."""
-    rank, world = _dist_info()
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend=backend)
-    return rank, world
-
-
-def epoch_order(num_items: int, seed: int, epoch: int, batch_size: int | None = None,
-                draw: str = "permutation") -> torch.Tensor:
-    """Item indices used in ``epoch`` (depend only on seed and epoch): a permutation, or for
-    ``draw="replacement"`` ``ceil(num_items / batch_size)`` batches of ``batch_size`` uniform draws."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    if draw == "permutation":
-        return torch.randperm(num_items, generator=gen)
-    num = math.ceil(num_items / batch_size) * batch_size
-    return torch.randint(num_items, (num,), generator=gen)
-
-
-def seed_from_generator(generator: torch.Generator | None) -> int:
-    """A ``TrainSettings.seed`` drawn from a caller's generator (torch's global one when None), so that
-    functions taking ``generator=`` stay seeded by it when they hand their loop to the engine."""
-    device = generator.device if generator is not None else None
-    return int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator, device=device))
-
-
-def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-class _Ema:
-    """Exponential moving average of floating-point parameters and buffers."""
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.decay = decay
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        for key, value in model.state_dict().items():
-            if value.dtype.is_floating_point:
-                self.shadow[key].lerp_(value.detach(), 1.0 - self.decay)
-            else:
-                self.shadow[key].copy_(value)
+# the run's types live in train_state, its logs in train_logs, DDP in distributed; importable from here
+__all__ = ["TrainSettings", "TrainingDiverged", "StepContext", "FitResult", "LossFn", "Trainer", "fit",
+           "epoch_order", "seed_from_generator", "init_distributed", "plot_losses", "settings_record",
+           "check_resumable"]
 
 
 def _grads_finite(model: nn.Module) -> bool:
     return all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-
-
-class _CsvLog:
-    """Append-only CSV with a header fixed by the first row; on resume, rows past ``step`` are dropped."""
-
-    def __init__(self, path: Path, resume_step: int | None):
-        self.path = path
-        self.fields: list[str] | None = None
-        if resume_step is not None and path.exists():
-            with open(path) as fh:
-                rows = list(csv.DictReader(fh))
-            self.fields = list(rows[0].keys()) if rows else None
-            keep = [r for r in rows if int(r["step"]) <= resume_step]
-            self._rewrite(keep)
-        elif path.exists():
-            path.unlink()
-
-    def _rewrite(self, rows: list[dict]) -> None:
-        with open(self.path, "w", newline="") as fh:
-            if self.fields:
-                writer = csv.DictWriter(fh, fieldnames=self.fields)
-                writer.writeheader()
-                writer.writerows(rows)
-
-    def append(self, row: dict) -> None:
-        new_file = self.fields is None
-        if new_file:
-            self.fields = list(row.keys())
-        with open(self.path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
-            if new_file:
-                writer.writeheader()
-            writer.writerow({k: row.get(k, "") for k in self.fields})
 
 
 class Trainer:
@@ -217,19 +94,12 @@ class Trainer:
             self.optimizer, factor=settings.plateau_factor, patience=settings.plateau_patience,
             min_lr=settings.min_lr)
         self.generator = torch.Generator(self.device).manual_seed(settings.seed + 7919 * self.rank)
-        self.ema = _Ema(model, settings.ema_decay) if settings.ema_decay else None
-        self.state = _State()
+        self.ema = Ema(model, settings.ema_decay) if settings.ema_decay else None
+        self.state = RunState()
         self._run_bar = None                 # the single bar of an in-memory run
         self._started = time.monotonic()   # this session's start, reset by run()
         self.history: list[dict] = []
-        self.ddp_model = self._wrap_ddp()
-
-    def _wrap_ddp(self) -> nn.Module:
-        if self.world == 1:
-            return self.model
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
-                                                   find_unused_parameters=True)
+        self.ddp_model = wrap_ddp(self.model, self.device, self.world)
 
     # ----- checkpoints -------------------------------------------------------------------------
     def _payload(self) -> dict:
@@ -248,12 +118,8 @@ class Trainer:
         path = self.out / name
         if self.rank == 0:
             save_checkpoint(path, self._payload())
-        self._barrier()
+        barrier(self.world)
         return path
-
-    def _barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
 
     def restore(self, path: Path) -> None:
         payload = load_for_resume(path, self.family, map_location=self.device)
@@ -265,7 +131,7 @@ class Trainer:
         torch.set_rng_state(payload["torch_rng"].cpu())
         if self.ema and payload.get("ema_state_dict"):
             self.ema.shadow = {k: v.to(self.device) for k, v in payload["ema_state_dict"].items()}
-        self.state = _State(**payload["train_state"])
+        self.state = RunState(**payload["train_state"])
         self.extra_state = payload.get("extra_state") or self.extra_state
 
     # ----- steps -------------------------------------------------------------------------------
@@ -278,7 +144,7 @@ class Trainer:
         if ok:
             loss.backward()
             ok = _grads_finite(self.model)
-        ok = self._all_ranks_agree(ok)
+        ok = all_agree(ok, self.device, self.world)
         if not ok:
             self.optimizer.zero_grad(set_to_none=True)
             self.state.skipped += 1
@@ -299,7 +165,7 @@ class Trainer:
             self.post_step(self.model)
         if self.ema:
             self.ema.update(self.model)
-        return self._mean_over_ranks(loss.detach()), logs
+        return mean_over_ranks(loss.detach(), self.world), logs
 
     def budget_fraction(self) -> float:
         """Fraction of the training budget spent, in [0, 1] (the largest over the budgets that are set)."""
@@ -310,32 +176,14 @@ class Trainer:
             fractions.append(self._spent_seconds() / (60.0 * s.max_minutes))
         per_epoch = math.ceil(len(self.train_set) / s.batch_size)
         fractions.append(self.state.step / max(s.epochs * per_epoch, 1))
-        frac = min(max(fractions), 1.0)
-        if self.world > 1:  # time differs across ranks: all take rank 0's view so weights stay identical
-            value = torch.tensor([frac], device=self.device, dtype=torch.float64)
-            torch.distributed.broadcast(value, src=0)
-            frac = float(value)
-        return frac
+        # time differs across ranks: all take rank 0's view so weights stay identical
+        return broadcast_float(min(max(fractions), 1.0), self.device, self.world, torch.float64)
 
     def _set_cosine_lr(self) -> None:
         s = self.s
         anneal = 0.5 * (1.0 + math.cos(math.pi * self.budget_fraction()))
         for group in self.optimizer.param_groups:
             group["lr"] = s.min_lr + (group.get("initial_lr", s.lr) - s.min_lr) * anneal
-
-    def _all_ranks_agree(self, ok: bool) -> bool:
-        if self.world == 1:
-            return ok
-        flag = torch.tensor([1.0 if ok else 0.0], device=self.device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-        return bool(flag.item() > 0)
-
-    def _mean_over_ranks(self, value: torch.Tensor) -> float:
-        if self.world > 1:
-            value = value.clone()
-            torch.distributed.all_reduce(value)
-            value /= self.world
-        return float(value)
 
     # ----- validation --------------------------------------------------------------------------
     def validate(self) -> dict:
@@ -354,9 +202,7 @@ class Trainer:
         if "val_loss" not in result:
             raise KeyError("val_fn must return a dict with a 'val_loss' entry")
         if self.world > 1:  # every rank steps its scheduler with rank 0's value
-            val = torch.tensor([float(result["val_loss"])], device=self.device)
-            torch.distributed.broadcast(val, src=0)
-            result["val_loss"] = float(val)
+            result["val_loss"] = broadcast_float(float(result["val_loss"]), self.device, self.world)
         return result
 
     # ----- the loop ----------------------------------------------------------------------------
@@ -386,8 +232,8 @@ class Trainer:
         if self.rank == 0:  # the resolved config, readable beside the checkpoints
             dump_yaml(self.config, self.out / "config.yaml")
         resume_step = self.state.step if resume else None
-        train_log = _CsvLog(self.out / "log.csv", resume_step) if self.rank == 0 else None
-        val_log = _CsvLog(self.out / "val.csv", resume_step) if self.rank == 0 else None
+        train_log = CsvLog(self.out / "log.csv", resume_step) if self.rank == 0 else None
+        val_log = CsvLog(self.out / "val.csv", resume_step) if self.rank == 0 else None
         self._started = time.monotonic()
         self._run_bar = self._steps_bar()
         try:
@@ -417,7 +263,7 @@ class Trainer:
         s = self.s
         while self.state.epoch < s.epochs:
             order = epoch_order(len(self.train_set), s.seed, self.state.epoch, s.batch_size, s.batch_draw)
-            if not self._run_epoch(_batches(order, s.batch_size), train_log):
+            if not self._run_epoch(split_batches(order, s.batch_size), train_log):
                 return "budget"
             self.state.epoch += 1
             self.state.batch_in_epoch = 0
@@ -522,86 +368,7 @@ def _default_collate(items: list) -> Any:
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
-    if hasattr(batch, "to"):
-        return batch.to(device)
-    return batch
-
-
-# ----- resuming finished results -------------------------------------------------------------------
-
-
-def settings_record(settings: dict) -> dict:
-    """``{"settings": ..., "settings_hash": ...}`` to store beside a finished result (JSON-normalised)."""
-    normal = json.loads(json.dumps(settings, sort_keys=True))
-    digest = hashlib.sha256(json.dumps(normal, sort_keys=True).encode()).hexdigest()[:16]
-    return {"settings": normal, "settings_hash": digest}
-
-
-def check_resumable(where: str | Path, name: str, stored: dict, settings: dict) -> None:
-    """Raise ``ConfigError`` unless the finished result ``stored`` (holding :func:`settings_record`'s keys)
-    was computed with ``settings``; the one-line message names ``where``, ``name`` and what differs."""
-    from genlowdim.config import ConfigError
-
-    current = settings_record(settings)
-    if stored.get("settings_hash") == current["settings_hash"]:
-        return
-    from genlowdim.resume import flatten
-
-    old, new = flatten(stored.get("settings") or {}), flatten(current["settings"])
-    diff = [f"{k}: {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}" for k in sorted(set(old) | set(new))
-            if old.get(k, "(unset)") != new.get(k, "(unset)")]
-    what = "; ".join(diff[:4]) + ("; ..." if len(diff) > 4 else "") if old else "no settings recorded"
-    raise ConfigError(f"{where}: finished {name} was computed with other settings ({what}); pass "
-                      f"--overwrite to clear the old results, or choose another output directory")
-
-
-def plot_losses(out_dir: str | Path) -> Path | None:
-    """Write ``out_dir/loss.png`` from ``log.csv`` (and ``val.csv`` when present)."""
-    out_dir = Path(out_dir)
-    rows = _read_csv(out_dir / "log.csv")
-    if not rows:
-        return None
-    from matplotlib.figure import Figure   # no pyplot: no global backend, works headless
-
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    ax.plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows], label="train")
-    val = _read_csv(out_dir / "val.csv")
-    if val:
-        ax.plot([int(r["step"]) for r in val], [float(r["val_loss"]) for r in val], "o-", label="val")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("loss")
-    loss_axis(ax.yaxis, [float(r["loss"]) for r in rows] + [float(r["val_loss"]) for r in val])
-    ax.legend()
-    fig.tight_layout()
-    path = out_dir / "loss.png"
-    fig.savefig(path, dpi=120)
-    return path
-
-
-def loss_axis(axis, values: list[float]) -> None:
-    """A log scale for positive losses, labelled at every 1-9, 1-2-5 or 1 × 10^k by the decades shown (at
-    least two labels even when the curve stays within one decade); a symlog scale, linear within ±1, when a
-    loss is zero or negative."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite or min(finite) <= 0:
-        axis.axes.set_yscale("symlog", linthresh=1.0)
-        return
-    decades = math.log10(max(finite) / min(finite))
-    subs = tuple(range(1, 10)) if decades < 1.2 else (1.0, 2.0, 5.0) if decades < 4 else (1.0,)
-    axis.axes.set_yscale("log")
-    axis.set_major_locator(LogLocator(subs=subs, numticks=30))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_formatter(NullFormatter())
-
-
-def _read_csv(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path) as fh:
-        return [r for r in csv.DictReader(fh) if r.get("loss", "0") not in ("", "nan")]
+    return batch.to(device) if hasattr(batch, "to") else batch
 
 
 def fit(model: nn.Module, train_set: Sequence | torch.Tensor, *, loss_fn: LossFn,

@@ -303,7 +303,7 @@ def test_loss_axis_labels_several_ticks_whatever_the_range(low, high, fewest):
     # symlog labels only decades: a loss curve between 3.2 and 8.7 had a single tick label
     from matplotlib.figure import Figure
 
-    from genlowdim.train import loss_axis
+    from genlowdim.train_logs import loss_axis
 
     ax = Figure().subplots()
     values = [high * (low / high) ** (k / 49) for k in range(50)]
@@ -319,7 +319,7 @@ def test_loss_axis_labels_several_ticks_whatever_the_range(low, high, fewest):
 def test_loss_axis_falls_back_to_symlog_for_negative_losses():
     from matplotlib.figure import Figure
 
-    from genlowdim.train import loss_axis
+    from genlowdim.train_logs import loss_axis
 
     ax = Figure().subplots()
     loss_axis(ax.yaxis, [3.0, -1.5, 0.2])

@@ -3,13 +3,15 @@
 ``genlowdim train --config configs/crystal/X.yaml --out D`` and ``genlowdim sample --checkpoint C ...`` are
 dispatched here by the top-level CLI (:func:`train`, :func:`sample`, :func:`property_fn`); this module adds
 ``data``, ``reconstruct``, ``optimize``, ``csp``, ``analyse``, ``analyse-memorisation``, ``models`` and ``demo``,
-each with the flags it owns. The handlers are :mod:`genlowdim.crystal.commands`.
+each with the flags it owns. The handlers are :mod:`genlowdim.crystal.commands` (train, sample, models, demo),
+:mod:`~genlowdim.crystal.task_commands` (reconstruct, csp, optimize) and
+:mod:`~genlowdim.crystal.analysis_commands` (analyse, analyse-memorisation).
 """
 from __future__ import annotations
 
 import argparse
 
-from genlowdim.crystal import commands
+from genlowdim.crystal import analysis_commands, commands, task_commands
 from genlowdim.crystal.commands import property_fn, sample, train
 
 __all__ = ["register", "train", "sample", "property_fn", "add_model_flags", "add_overwrite_flag",
@@ -32,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     add_overwrite_flag(p)
     add_device_flag(p)
-    p.set_defaults(func=commands.cmd_reconstruct, start=lambda a: f"reconstructing {_first(a.num)} crystals of "
+    p.set_defaults(func=task_commands.cmd_reconstruct, start=lambda a: f"reconstructing {_first(a.num)} crystals of "
                    f"the {a.split} split with {_model(a)} into {a.out}")
 
     p = subparsers.add_parser("optimize", help="CDVAE latent optimisation of a property (SR5/SR10/SR15)")
@@ -51,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_sampling_flags(p, "optimize")
     p.add_argument("--out", required=True)
     add_device_flag(p)
-    p.set_defaults(func=commands.cmd_optimize, start=lambda a: f"optimising the property of {_model(a)} from "
+    p.set_defaults(func=task_commands.cmd_optimize, start=lambda a: f"optimising the property of {_model(a)} from "
                    f"the first {a.num:,} {a.split} crystals ({a.opt_steps:,} Adam steps each) into {a.out}")
 
     p = subparsers.add_parser("csp", help="crystal structure prediction: candidate structures for a formula, "
@@ -91,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     add_overwrite_flag(p)
     add_device_flag(p)
-    p.set_defaults(func=commands.cmd_csp, start=_csp_start)
+    p.set_defaults(func=task_commands.cmd_csp, start=_csp_start)
 
     p = subparsers.add_parser("analyse", help="low-dimensional structure of a CDVAE: latent union of subspaces, "
                               "denoiser Jacobian ranks, editing along subspace directions (analysis.json + PNGs)")
@@ -103,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="digits.json of `genlowdim lowrank digits` to draw its Jacobian-rank profile alongside")
     add_weights_flag(p)
     add_device_flag(p, "cpu")
-    p.set_defaults(func=commands.cmd_analyse, start=lambda a: f"analysing {_model(a)} into {a.out}"
+    p.set_defaults(func=analysis_commands.cmd_analyse, start=lambda a: f"analysing {_model(a)} into {a.out}"
                    + (" (quick settings)" if a.quick else ""))
 
     p = subparsers.add_parser("analyse-memorisation", help="train a crystal config on N training crystals for "
@@ -118,7 +120,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     add_device_flag(p, "cpu")
-    p.set_defaults(func=commands.cmd_analyse_memorisation, start=lambda a: f"training {a.config} on "
+    p.set_defaults(func=analysis_commands.cmd_analyse_memorisation, start=lambda a: f"training {a.config} on "
                    f"{a.sizes} crystals, {a.steps:,} steps each, into {a.out}")
 
     p = subparsers.add_parser("models", help="list the models shipped with the package and their measured figures")
@@ -195,8 +197,14 @@ def add_sampling_flags(p: argparse.ArgumentParser, task: str = "sample") -> None
                    help="settings as CDVAE's evaluate.py ('cdvae') or this package's defaults ('genlowdim', "
                    "the default); the flags below override single settings")
     p.add_argument("--sampler", default=None, help="sampler name (default: the protocol's)")
+    p.add_argument("--steps-per-level", type=int, default=None,
+                   help="ALD samplers (ald, ald_fast): Langevin steps at each of the model's noise levels "
+                   "(default: the protocol's)")
+    p.add_argument("--levels", type=int, default=None,
+                   help="the other samplers (pc, em, heun, euler, ddim; a low-rank model's): number of noise "
+                   "levels, one step each (default: the protocol's)")
     p.add_argument("--steps", type=int, default=None,
-                   help="steps per noise level for ALD samplers, levels otherwise (default: the protocol's)")
+                   help="deprecated: --steps-per-level for ALD samplers, --levels otherwise")
     p.add_argument("--step-lr", type=float, default=None, help="ALD step_lr (default: the protocol's)")
     if task != "csp":   # CSP keeps the formula's types (the decoder places them)
         p.add_argument("--type-update", choices=["argmax", "composition", "fixed"], default=None,

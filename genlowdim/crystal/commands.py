@@ -5,20 +5,12 @@ from __future__ import annotations
 
 import argparse
 
+from genlowdim.crystal.cdvae.from_args import STEP_FLAGS, protocol_config
 from genlowdim.errors import CheckpointError, UsageError, require_positive
 
-
-def protocol_config(cfg, args: argparse.Namespace):
-    """(config, :class:`~genlowdim.crystal.cdvae.protocols.DecodeSettings`) for this command's protocol and
-    overriding flags."""
-    from genlowdim.crystal.cdvae.protocols import DEFAULT_PROTOCOL, resolve
-
-    try:
-        return resolve(args.protocol or DEFAULT_PROTOCOL, args.task, cfg, sampler=args.sampler,
-                       steps=args.steps, step_lr=args.step_lr, type_update=getattr(args, "type_update", None),
-                       latent=getattr(args, "latent", None), constraint=getattr(args, "constraint", None))
-    except ValueError as err:
-        raise UsageError(str(err)) from err
+__all__ = ["STEP_FLAGS", "protocol_config", "resolve_checkpoint", "load_crystals", "check_split",
+           "reject_cdvae_flags", "train", "sample", "property_fn", "target_margin", "cmd_models",
+           "cmd_models_export", "cmd_demo"]
 
 
 def resolve_checkpoint(args: argparse.Namespace, kind: str = "cdvae") -> str:
@@ -27,6 +19,44 @@ def resolve_checkpoint(args: argparse.Namespace, kind: str = "cdvae") -> str:
 
     args.checkpoint = str(checkpoint_path(args.checkpoint, args.model, kind))
     return args.checkpoint
+
+
+def load_crystals(args: argparse.Namespace):
+    """(checkpoint payload, the model as the tasks see it) of ``--checkpoint``/``--model``: the checkpoint's
+    model kind picks its family (:mod:`genlowdim.crystal.families`), which builds it from the command's
+    arguments. A CDVAE-only flag given to another family is a UsageError."""
+    from genlowdim.crystal.families import crystal_model, model_kind
+    from genlowdim.runtime import load_checkpoint
+
+    path = resolve_checkpoint(args)
+    payload = load_checkpoint(path, family="crystal")
+    if model_kind(payload) != "cdvae":
+        reject_cdvae_flags(args, path)
+    return payload, crystal_model(payload, args, path)
+
+
+# flags that set how a CDVAE decodes (its protocol, CSP's latent source): (flag, attribute)
+CDVAE_FLAGS = (("--protocol", "protocol"), ("--sampler", "sampler"), ("--steps", "steps"), ("--levels", "levels"),
+               ("--steps-per-level", "steps_per_level"), ("--step-lr", "step_lr"), ("--type-update", "type_update"),
+               ("--latent", "latent"), ("--constraint", "constraint"), ("--target", "target"),
+               ("--method", "method"), ("--draws", "draws"), ("--opt-steps", "opt_steps"))
+
+
+def reject_cdvae_flags(args: argparse.Namespace, path: str) -> None:
+    """UsageError naming the CDVAE-only flags given for ``path``, a checkpoint of another crystal family."""
+    given = [flag for flag, name in CDVAE_FLAGS if getattr(args, name, None) is not None]
+    if given:
+        raise UsageError(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to CDVAE checkpoints; "
+                         f"{path} holds another kind of crystal model")
+
+
+def check_split(split: str, dataset: str) -> None:
+    """UsageError unless ``split`` is a split of the model's dataset ``dataset``."""
+    from genlowdim.structures.datasets import SPLITS
+
+    if split not in SPLITS:
+        raise UsageError(f"--split {split!r}: not a split of the checkpoint's dataset {dataset!r}; "
+                         f"use {', '.join(SPLITS[:-1])} or {SPLITS[-1]}")
 
 
 def train(args: argparse.Namespace) -> int:
@@ -142,183 +172,12 @@ def _sample_family(args: argparse.Namespace, checkpoint: dict) -> int:
     from genlowdim.crystal.families import crystal_model
     from genlowdim.crystal.tasks.generate import write_samples
 
-    cdvae_only = [flag for flag, value in (("--protocol", args.protocol), ("--sampler", args.sampler),
-                                           ("--steps", args.steps), ("--target", args.target)) if value is not None]
-    if cdvae_only:
-        raise UsageError(f"{' and '.join(cdvae_only)} apply to CDVAE checkpoints; {args.checkpoint} holds another "
-                         f"kind of crystal model")
+    reject_cdvae_flags(args, args.checkpoint)
     crystals = crystal_model(checkpoint, args, args.checkpoint)
     manifest = write_samples(crystals, args.num, args.out, batch_size=args.batch_size, seed=args.seed,
                              overwrite=args.overwrite, manifest={"checkpoint": args.checkpoint})
     print(f"wrote {manifest['count']} crystals to {args.out}")
     return 0
-
-
-def _cdvae_checkpoint(path: str):
-    """(payload, config) of a CDVAE checkpoint, read before any model or data is built."""
-    from genlowdim.crystal.cdvae.config import config_from_dict
-    from genlowdim.crystal.cdvae.training import FAMILY
-    from genlowdim.runtime import load_checkpoint
-
-    payload = load_checkpoint(path, family=FAMILY)
-    cfg = config_from_dict(payload["config"])
-    if cfg.task != "cdvae":
-        raise CheckpointError(f"{path}: checkpoint holds a {cfg.task!r} model, this command needs a 'cdvae' "
-                              f"model (trained with task: cdvae)")
-    return payload, cfg
-
-
-def _check_split(split: str, cfg) -> None:
-    from genlowdim.structures.datasets import SPLITS
-
-    if split not in SPLITS:
-        raise UsageError(f"--split {split!r}: not a split of the checkpoint's dataset {cfg.data.dataset!r}; "
-                         f"use {', '.join(SPLITS[:-1])} or {SPLITS[-1]}")
-
-
-def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.cdvae.checkpoints import load_model
-    from genlowdim.crystal.tasks.generate import reconstruct
-    from genlowdim.runtime import resolve_device
-
-    require_positive(args, "num", "batch_size", "steps")
-    payload, cfg = _cdvae_checkpoint(resolve_checkpoint(args))
-    _check_split(args.split, cfg)
-    model, cfg = load_model(payload, resolve_device(args.device), use_ema=args.weights == "ema", task="cdvae")
-    cfg, record = protocol_config(cfg, args)
-    summary = reconstruct(model, cfg, args.split, args.out, num=args.num, batch_size=args.batch_size,
-                          seed=args.seed, overwrite=args.overwrite, protocol=record)
-    print(f"wrote {summary['count']} predictions and truths to {args.out}; evaluate with\n  genlowdim evaluate "
-          f"{args.out}/predictions.extxyz --reference {args.out}/truth.extxyz --mode reconstruction "
-          f"--out {args.out}/eval")
-    return 0
-
-
-def _check_optimizable(path: str, cfg, property_name: str | None) -> None:
-    """What ``optimize`` needs of a checkpoint: a property head, known SR percentiles, the right property."""
-    from genlowdim.crystal.tasks.optimize import check_property_name, sr_thresholds
-
-    if not cfg.model.predict_property:
-        raise UsageError(f"{path}: this CDVAE has no property head (model.predict_property: false); optimize "
-                         f"needs one: train with --set model.predict_property=true")
-    try:
-        sr_thresholds(cfg.data.dataset)
-    except ValueError as err:
-        raise UsageError(f"{path}: {err}") from err
-    try:
-        check_property_name(cfg, property_name)
-    except ValueError as err:
-        raise UsageError(f"{err}; leave --property out or give that name") from err
-
-
-def cmd_optimize(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.cdvae.checkpoints import load_model
-    from genlowdim.crystal.tasks.optimize import optimize_property
-    from genlowdim.runtime import resolve_device
-
-    require_positive(args, "num", "opt_steps", "decode_every", "steps")
-    if args.lr <= 0:
-        raise UsageError(f"--lr {args.lr}: must be positive")
-    payload, cfg = _cdvae_checkpoint(resolve_checkpoint(args))
-    _check_optimizable(args.checkpoint, cfg, args.property)
-    _check_split(args.split, cfg)
-    property_path = args.property_model
-    if property_path is None and args.model is not None:
-        property_path = str(resolve_checkpoint(argparse.Namespace(checkpoint=None, model=args.model), "property"))
-    device = resolve_device(args.device)
-    model, cfg = load_model(payload, device, use_ema=args.weights == "ema", task="cdvae")
-    cfg, record = protocol_config(cfg, args)
-    prop_model = load_model(property_path, device, task="property")[0] if property_path else None
-    result = optimize_property(model, cfg, args.out, property_name=args.property, split=args.split,
-                               num=args.num, steps=args.opt_steps, decode_every=args.decode_every, lr=args.lr,
-                               seed=args.seed, property_model=prop_model, protocol=record)
-    print({k: result[k] for k in ("SR5", "SR10", "SR15")}, f"({record.protocol} protocol)")
-    return 0
-
-
-def _csp_settings(args: argparse.Namespace):
-    from genlowdim.crystal.cdvae.csp import METHODS, CSPSettings
-
-    require_positive(args, "num", "samples", "draws", "batch_size", "pool_size", "steps")
-    if args.opt_steps is not None and args.opt_steps < 0:
-        raise UsageError(f"--opt-steps {args.opt_steps}: must be at least 0")
-    if args.method is not None and args.method not in METHODS:
-        raise UsageError(f"--method {args.method!r}: choose one of {', '.join(METHODS)}")
-    if args.formula is not None and args.num is not None:
-        raise UsageError("--num counts compositions of a --split; with --formula use --samples")
-    given = {k: v for k, v in (("method", args.method), ("draws", args.draws), ("opt_steps", args.opt_steps))
-             if v is not None}
-    return CSPSettings(**given)
-
-
-def _check_formula(args: argparse.Namespace, payload: dict, cfg, types) -> str | None:
-    """UsageError naming the formula's elements the model never saw in training; with
-    ``--allow-unseen-elements`` the warning (printed here, written into the manifest by the task)."""
-    import sys
-
-    from genlowdim.crystal.known_elements import check_known_elements, training_elements
-
-    known = training_elements(payload, cfg, args.checkpoint)
-    warning = check_known_elements(types.tolist(), known, f"--formula {args.formula!r}",
-                                   allow=args.allow_unseen_elements)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr)
-    return warning
-
-
-def cmd_csp(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.cdvae.checkpoints import load_model
-    from genlowdim.crystal.tasks.csp import csp_formula, csp_split, parse_formula
-    from genlowdim.runtime import resolve_device
-
-    settings = _csp_settings(args)
-    if args.fmax <= 0 or args.relax_steps < 0 or args.symprec <= 0:
-        raise UsageError(f"--fmax and --symprec must be > 0 and --relax-steps ≥ 0 (got {args.fmax}, "
-                         f"{args.symprec}, {args.relax_steps})")
-    payload, cfg = _cdvae_checkpoint(resolve_checkpoint(args))
-    warning = None
-    if args.split is not None:
-        _check_split(args.split, cfg)
-    else:   # fail before building the model
-        warning = _check_formula(args, payload, cfg, parse_formula(args.formula,
-                                                                   int(payload["extra_state"]["max_atoms"])))
-    model, cfg = load_model(payload, resolve_device(args.device), use_ema=args.weights == "ema", task="cdvae")
-    cfg, record = protocol_config(cfg, args)
-    kw = dict(settings=settings, pool_size=args.pool_size, batch_size=args.batch_size, seed=args.seed,
-              overwrite=args.overwrite, protocol=record)
-    if args.formula is not None:
-        summary = csp_formula(model, cfg, args.formula, args.out, samples=args.samples or 20, warning=warning, **kw)
-        print(f"wrote {summary['count']} candidates for {args.formula} to {args.out} (cif/, cif_symmetrized/, "
-              f"candidates.extxyz; ranked best first by the heads' formula likelihood, method {settings.method})")
-        _print_cells(args.out, args.symprec)
-    else:
-        summary = csp_split(model, cfg, args.split, args.out, num=args.num, samples=args.samples or 1, **kw)
-        print(f"wrote {summary['count']} predictions for {summary['compositions']} compositions and their truths "
-              f"to {args.out}")
-    if args.relax:
-        _relax_csp(args)
-    if args.split is not None:
-        predictions = "relaxed/predictions.extxyz" if args.relax else "predictions.extxyz"
-        print(f"evaluate with\n  genlowdim evaluate {args.out}/{predictions} --reference {args.out}/truth.extxyz "
-              f"--mode reconstruction --out {args.out}/eval")
-    return 0
-
-
-def _print_cells(out: str, symprec: float) -> None:
-    from genlowdim.crystal.tasks.csp_relax import candidate_lines
-
-    print("\n".join(candidate_lines(out, symprec)))
-
-
-def _relax_csp(args: argparse.Namespace) -> None:
-    from genlowdim.crystal.tasks.csp_relax import relax_candidates, relaxed_lines
-    from genlowdim.physics.relax import RelaxSettings
-
-    merged = "candidates.extxyz" if args.formula is not None else "predictions.extxyz"
-    record = relax_candidates(args.out, merged, ranked_ids=args.formula is not None, symprec=args.symprec,
-                              settings=RelaxSettings(fmax=args.fmax, steps=args.relax_steps,
-                                                     symmetry=args.relax_symmetry, symprec=args.symprec))
-    print("\n".join(relaxed_lines(record, args.out, per_candidate=args.formula is not None)))
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -360,61 +219,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     require_positive(args, "steps", "num")
     run_demo(args.out, steps=args.steps, num=args.num, device=resolve_device(args.device))
-    return 0
-
-
-SMALL_CELL_ATOMS = 6     # perov_5-sized cells: tiny graphs and matrices
-
-
-def analysis_threads(max_atoms: int, available: int) -> int:
-    """Intra-op threads for ``analyse``: one for models of small cells (their graphs and Jacobians are
-    too small to share out; one thread is fastest on a busy CPU), all ``available`` for larger cells."""
-    return 1 if max_atoms <= SMALL_CELL_ATOMS else available
-
-
-def cmd_analyse(args: argparse.Namespace) -> int:
-    import json
-    from dataclasses import replace
-    from pathlib import Path
-
-    import torch
-
-    from genlowdim.crystal.analysis.run import AnalysisSettings, quick_settings, run_analysis
-    from genlowdim.crystal.cdvae.checkpoints import load_model
-
-    require_positive(args, "limit")
-    payload, _ = _cdvae_checkpoint(resolve_checkpoint(args))
-    digits = None
-    if args.digits:
-        if not Path(args.digits).is_file():
-            raise UsageError(f"--digits {args.digits}: no such file (write it with `genlowdim lowrank digits`)")
-        digits = json.loads(Path(args.digits).read_text()).get("jacobian_rank")
-    model, cfg = load_model(payload, args.device, use_ema=args.weights == "ema", task="cdvae")
-    settings = quick_settings() if args.quick else AnalysisSettings()
-    if args.limit is not None:
-        settings = replace(settings, limit_per_split=args.limit)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(analysis_threads(model.max_atoms, threads))
-    try:
-        run_analysis(model, cfg, args.out, settings, checkpoint=args.checkpoint, digits=digits)
-    finally:
-        torch.set_num_threads(threads)
-    print(f"wrote {args.out}/analysis.json and its figures")
-    return 0
-
-
-def cmd_analyse_memorisation(args: argparse.Namespace) -> int:
-    from genlowdim.crystal.analysis.memorisation import run_memorisation
-
-    require_positive(args, "steps", "num", "sampler_steps")
-    try:
-        sizes = sorted({int(v) for v in args.sizes.split(",") if v.strip()})
-    except ValueError as err:
-        raise UsageError(f"--sizes {args.sizes!r}: give comma-separated integers, e.g. 32,64,128") from err
-    if not sizes or min(sizes) < 1:
-        raise UsageError(f"--sizes {args.sizes!r}: give positive training-set sizes")
-    run_memorisation(args.config, sizes, args.steps, args.out, num=args.num, sampler_steps=args.sampler_steps,
-                     intrinsic_dim=args.intrinsic_dim, seed=args.seed, device=args.device)
     return 0
 
 

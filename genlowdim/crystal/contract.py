@@ -13,6 +13,14 @@ its decode settings, resolved once, into an object with
 
 All noise comes from ``generator``, so batch k of a run is reproducible from (seed, k) alone.
 
+What the commands read of it besides (``reconstruct``, ``csp`` and ``optimize`` on the command line):
+
+* ``max_atoms``: the largest cell it decodes (a ``--formula`` with more atoms is refused);
+* ``load_split(split, num) -> list``: the first ``num`` crystals (PyG ``Data``; None: all) of a split of the
+  dataset it was trained on;
+* ``run_entries(task) -> (settings, manifest)``: further entries of the settings a resumed run of ``task``
+  must match (e.g. the protocol it was resolved from) and of the run's manifest (both may be empty).
+
 Models with a latent space add the latent hooks that property optimisation, aiming at a property and the
 analysis use (:class:`LatentCrystalModel`).
 """
@@ -40,12 +48,20 @@ class CrystalModel(Protocol):
     def predict(self, formulas: list[torch.Tensor], samples: int,
                 generator: torch.Generator | None) -> tuple[DecodedCrystals, torch.Tensor]: ...
 
+    max_atoms: int
+
+    def load_split(self, split: str, num: int | None) -> list: ...
+
+    def run_entries(self, task: str) -> tuple[dict, dict]: ...
+
 
 @runtime_checkable
 class LatentCrystalModel(CrystalModel, Protocol):
     """A crystal model with a latent space z (latent_dim,): ``encode(batch, sample=False) -> (mu, log_var,
     z)``, ``decode(z, generator)`` and ``predict_property(z) -> (B, 1)`` (a property head on z);
-    ``parameters()`` gives the device and dtype of new latents."""
+    ``parameters()`` gives the device and dtype of new latents; ``dataset``: the name of its training
+    dataset (property optimisation reads its success-rate percentiles and property name)."""
+    dataset: str
     latent_dim: int
 
     def encode(self, batch, generator: torch.Generator | None = None, sample: bool = True): ...

@@ -12,13 +12,11 @@ __all__ = ["FAMILIES", "model_kind", "crystal_model"]
 
 
 def _cdvae(payload: dict, args: argparse.Namespace):
-    """A CDVAE checkpoint decoding with its config's sampling settings."""
-    from genlowdim.crystal.cdvae.checkpoints import load_model
-    from genlowdim.crystal.cdvae.contract import CDVAECrystals
-    from genlowdim.runtime import resolve_device
+    """A CDVAE checkpoint, decoding with its config's sampling settings or with the protocol the command's
+    flags resolve to (:mod:`genlowdim.crystal.cdvae.from_args`)."""
+    from genlowdim.crystal.cdvae.from_args import cdvae_crystals
 
-    model, cfg = load_model(payload, resolve_device(args.device), use_ema=args.weights == "ema", task="cdvae")
-    return CDVAECrystals(model, cfg.sampling)
+    return cdvae_crystals(payload, args)
 
 
 FAMILIES: dict[str, Callable] = {

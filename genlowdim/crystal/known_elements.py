@@ -7,7 +7,8 @@ Where a model's training elements are recorded, first found wins:
 1. the checkpoint's ``extra_state["elements"]`` (written by ``genlowdim train`` since it was added);
 2. ``elements`` of the shipped model's ``manifest.json`` beside the checkpoint;
 3. the atomic numbers of the training split its config names (``data.dataset``, ``data.train_limit``),
-   read once and cached under :func:`~genlowdim.runtime.cache_dir`.
+   read once and cached under :func:`~genlowdim.runtime.cache_dir`; for a model without such a config, the
+   training split its ``load_split`` reads (:mod:`genlowdim.crystal.contract`).
 """
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ def symbols(numbers) -> list[str]:
     return [Element.from_Z(int(z)).symbol for z in numbers]
 
 
-def training_elements(payload: dict, cfg, checkpoint: str | Path | None = None) -> list[int]:
-    """Sorted atomic numbers of the model's training crystals (see the module docstring for the sources)."""
+def training_elements(payload: dict, cfg, checkpoint: str | Path | None = None, model=None) -> list[int]:
+    """Sorted atomic numbers of the model's training crystals (see the module docstring for the sources;
+    ``cfg``: the checkpoint's config, or None and ``model`` a model of the contract)."""
     recorded = (payload.get("extra_state") or {}).get("elements")
     if recorded:
         return sorted(int(z) for z in recorded)
@@ -38,6 +40,10 @@ def training_elements(payload: dict, cfg, checkpoint: str | Path | None = None) 
             listed = json.loads(manifest.read_text()).get("elements")
             if listed:
                 return sorted(int(z) for z in listed)
+    if cfg is None:
+        from genlowdim.crystal.cdvae.training import seen_elements
+
+        return seen_elements(model.load_split("train", None))
     return _cached_split_elements(cfg)
 
 

@@ -20,7 +20,7 @@ import torch
 
 from genlowdim.runtime import progress
 from genlowdim.structures.batches import BatchWriter
-from genlowdim.train import init_distributed
+from genlowdim.distributed import barrier, init_distributed
 
 __all__ = ["BatchRun", "batch_generator", "item_id", "model_digest", "model_device", "decode_totals"]
 
@@ -78,7 +78,7 @@ class BatchRun:
         kw = {"cleared": tuple(cleared), "write_cifs": write_cifs}
         if rank == 0:
             writer = BatchWriter(out_dir, settings, overwrite=overwrite, **kw)
-        _barrier(world)
+        barrier(world)
         if rank != 0:
             writer = BatchWriter(out_dir, settings, overwrite=False, **kw)
         return cls(writer, rank, world, device)
@@ -103,9 +103,4 @@ class BatchRun:
         return batch_generator(self.device, seed, k)
 
     def barrier(self) -> None:
-        _barrier(self.world)
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        torch.distributed.barrier()
+        barrier(self.world)

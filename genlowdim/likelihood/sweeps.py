@@ -225,7 +225,7 @@ def row_settings(base: RunConfig, setting: dict, kind: str) -> dict:
 
 def _finished_rows(base: RunConfig, path: Path, kind: str, overwrite: bool) -> list[dict]:
     """Rows of ``path`` computed with ``base``'s settings ([] for ``overwrite``); ``ConfigError`` otherwise."""
-    from genlowdim.train import check_resumable
+    from genlowdim.resume import check_resumable
 
     if overwrite and path.is_file():
         path.unlink()
@@ -241,7 +241,7 @@ def _run_rows(settings: list[dict], base: RunConfig, path: Path, kind: str, desc
     """Fit every setting (dicts of DataConfig changes) not already in ``path``; append rows incrementally."""
     from genlowdim.config import to_dict
     from genlowdim.runtime import progress, write_json
-    from genlowdim.train import settings_record
+    from genlowdim.resume import settings_record
 
     rows = _finished_rows(base, path, kind, overwrite)
     done = {json.dumps(r["setting"], sort_keys=True) for r in rows}

@@ -118,7 +118,7 @@ def cell_settings(cfg: SweepConfig, solver: str, d: int, per_subspace: int) -> d
 def load_finished_cells(cfg: SweepConfig, path: Path, overwrite: bool = False) -> dict:
     """Finished cells of ``path`` (all of them computed with ``cfg``'s settings), or {} when ``overwrite``
     or there is no file; raises ``ConfigError`` naming the directory and what differs otherwise."""
-    from genlowdim.train import check_resumable
+    from genlowdim.resume import check_resumable
 
     if overwrite and path.is_file():
         path.unlink()
@@ -139,7 +139,7 @@ def run_phase_transition(cfg: SweepConfig, out_dir: str | Path, log: Callable[[s
 
     Finished cells are kept when their stored settings match ``cfg`` (else ``ConfigError``);
     ``overwrite`` starts afresh. Returns the results dict."""
-    from genlowdim.train import settings_record
+    from genlowdim.resume import settings_record
 
     out = Path(out_dir)
     path = out / "results.json"

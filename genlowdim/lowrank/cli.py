@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -115,9 +116,13 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
         get_sampler(name)
     except ValueError as err:
         raise UsageError(f"--sampler: {err}") from None
-    steps = args.steps or cfg.sample.steps
+    if args.steps is not None and args.levels is not None:
+        raise UsageError("--steps is the deprecated form of --levels; give --levels alone")
+    if args.steps is not None:
+        print("genlowdim: warning: --steps is deprecated; for a low-rank model it is --levels", file=sys.stderr)
+    steps = args.levels or args.steps or cfg.sample.steps
     if args.num < 1 or args.batch_size < 1 or steps < 1:
-        raise UsageError(f"sample: --num, --batch-size and --steps must be >= 1, got {args.num}, "
+        raise UsageError(f"sample: --num, --batch-size and --levels must be >= 1, got {args.num}, "
                          f"{args.batch_size}, {steps}")
     from genlowdim.runtime import resolve_device
 

@@ -164,7 +164,7 @@ def test_bad_analyse_input_is_a_clear_usage_error(tiny_checkpoint, tmp_path, cap
 
 
 def test_analyse_pins_one_thread_only_for_small_cell_models():
-    from genlowdim.crystal.commands import analysis_threads
+    from genlowdim.crystal.analysis_commands import analysis_threads
 
     assert analysis_threads(5, 8) == 1          # perov_5: tiny graphs, one thread is fastest
     assert analysis_threads(24, 8) == 8         # carbon_24-sized cells keep the caller's threads

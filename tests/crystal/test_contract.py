@@ -1,7 +1,7 @@
 """The contract between the crystal tasks and a model family is enough: a test double that implements it
 (and nothing of CDVAE) runs through generation, reconstruction and CSP, resumably, through ``genlowdim
-sample`` once its family is registered, and ships like the pretrained models; the CDVAE wrapper meets the
-contract with its latent hooks."""
+sample``, ``reconstruct`` and ``csp`` once its family is registered, and ships like the pretrained models;
+the CDVAE wrapper meets the contract with its latent hooks."""
 import json
 
 import pytest
@@ -24,8 +24,18 @@ from genlowdim.structures.io import read_structures
 class CubicCells:
     """Crystals in a cubic cell of edge ``edge`` Å, atoms at random fractional positions."""
 
+    dataset = "perov_5"
+    max_atoms = 20
+
     def __init__(self, edge: float = 5.0):
         self.edge = edge
+
+    def load_split(self, split: str, num: int | None = None) -> list:
+        items = list(load_dataset(self.dataset, split))
+        return items if num is None else items[:num]
+
+    def run_entries(self, task: str) -> tuple[dict, dict]:
+        return {"edge": self.edge}, {"model": "cubic cells"}
 
     def record(self, task: str) -> dict:
         return {"model": f"cubic cells {self.edge}", "device": "cpu"}
@@ -53,7 +63,9 @@ class CubicCells:
 def test_the_double_and_the_cdvae_wrapper_meet_the_contract(model_cfg):
     model, cfg = model_cfg
     assert isinstance(CubicCells(), CrystalModel) and not isinstance(CubicCells(), LatentCrystalModel)
-    assert isinstance(CDVAECrystals(model, cfg.sampling), LatentCrystalModel)
+    crystals = CDVAECrystals(model, cfg.sampling, config=cfg)
+    assert isinstance(crystals, LatentCrystalModel) and crystals.dataset == cfg.data.dataset == "perov_5"
+    assert len(crystals.load_split("val", 2)) == 2
 
 
 def test_generation_through_the_contract_resumes(tmp_path):
@@ -85,13 +97,19 @@ def test_reconstruction_and_csp_through_the_contract(tmp_path):
 
 def _cubic_checkpoint(path, edge: float = 4.0):
     save_checkpoint(path, {"family": "crystal", "config": {"edge": edge}, "state_dict": {},
-                           "extra_state": {"task": "cubic"}})
+                           "extra_state": {"task": "cubic", "elements": [8, 11, 17, 22, 38]}})
     return path
 
 
-def test_a_registered_family_samples_through_the_cli(tmp_path, monkeypatch):
+@pytest.fixture
+def cubic_family(tmp_path, monkeypatch):
+    """The double registered as the family of ``task: cubic`` checkpoints, and one such checkpoint."""
     monkeypatch.setitem(families.FAMILIES, "cubic", lambda payload, args: CubicCells(payload["config"]["edge"]))
-    ckpt = _cubic_checkpoint(tmp_path / "cubic.pt")
+    return _cubic_checkpoint(tmp_path / "cubic.pt")
+
+
+def test_a_registered_family_samples_through_the_cli(tmp_path, cubic_family):
+    ckpt = cubic_family
     out = tmp_path / "s"
     args = ["sample", "--checkpoint", str(ckpt), "--num", "3", "--batch-size", "2", "--out", str(out)]
     assert main(args + ["--device", "cpu"]) == 0
@@ -115,3 +133,32 @@ def test_a_family_ships_through_the_pretrained_registry(tmp_path):
         {"files": {"cubic": {"file": "cubic.pt", "sha256": sha256_of(ckpt)}}}))
     assert list(available_models(tmp_path)) == ["cubic_4"]
     assert resolve_model("cubic_4", "cubic", root=tmp_path) == ckpt
+
+
+def test_a_registered_family_reconstructs_through_the_cli(tmp_path, cubic_family):
+    out = tmp_path / "r"
+    args = ["reconstruct", "--checkpoint", str(cubic_family), "--split", "val", "--num", "3", "--batch-size", "2",
+            "--device", "cpu", "--out", str(out)]
+    assert main(args) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["count"] == 3 and manifest["model"] == "cubic cells" and manifest["settings"]["edge"] == 4.0
+    preds, truth = (read_structures(out / name) for name in ("predictions.extxyz", "truth.extxyz"))
+    assert [i for i, _ in preds] == [i for i, _ in truth][:3]
+    assert [p.composition for _, p in preds] == [t.composition for _, t in truth]
+    assert all(p.lattice.a == pytest.approx(4.0) for _, p in preds)
+    assert main(args + ["--latent", "sample", "--overwrite"]) == 2                # CDVAE's flags stay CDVAE's
+    assert main([a if a != "val" else "dev" for a in args] + ["--overwrite"]) == 2
+
+
+def test_a_registered_family_predicts_structures_through_the_cli(tmp_path, cubic_family, capsys):
+    out = tmp_path / "c"
+    args = ["csp", "--checkpoint", str(cubic_family), "--device", "cpu", "--out", str(out)]
+    assert main(args + ["--formula", "SrTiO3", "--samples", "3"]) == 0
+    candidates = [c for _, c in read_structures(out / "candidates.extxyz")]
+    assert len(candidates) == 3 and all(c.composition.reduced_formula == "SrTiO3" for c in candidates)
+    assert "ranked best first by the model's score" in capsys.readouterr().out
+    assert main(args + ["--formula", "LiF", "--overwrite"]) == 2               # never seen in training: refused
+    assert "never seen" in capsys.readouterr().err
+    assert main(args + ["--split", "val", "--num", "2", "--overwrite"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["dataset"] == "perov_5"
+    assert main(args + ["--formula", "SrTiO3", "--method", "prior", "--overwrite"]) == 2

@@ -166,7 +166,7 @@ def test_csp_refuses_elements_never_seen_in_training_unless_allowed(checkpoint, 
     monkeypatch.setenv("GENLOWDIM_QUIET", "1")
     monkeypatch.setenv("GENLOWDIM_CACHE_DIR", str(tmp_path / "cache"))
     args = ["csp", "--checkpoint", checkpoint, "--formula", "CsPbI3", "--samples", "1", "--method", "random",
-            "--sampler", "ald_fast", "--steps", "2"]
+            "--sampler", "ald_fast", "--steps-per-level", "2"]
     assert _run(args + ["--out", str(tmp_path / "no")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "elements I, Pb never seen" in err and "--allow-unseen-elements" in err

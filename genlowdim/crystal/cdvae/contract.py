@@ -9,14 +9,15 @@ from functools import cached_property
 import torch
 
 from genlowdim.config import to_dict
-from genlowdim.crystal.cdvae.config import SamplingConfig
-from genlowdim.crystal.cdvae.csp import CSPSettings, predict_structures
+from genlowdim.crystal.cdvae.config import CrystalConfig, SamplingConfig
+from genlowdim.crystal.cdvae.csp import CSPSettings, needs_pool, predict_structures
+from genlowdim.crystal.cdvae.protocols import DecodeSettings
 from genlowdim.crystal.cdvae.sampling import decode_latents, generate, reconstruct_batch
 from genlowdim.crystal.decoded import DecodedCrystals
 from genlowdim.crystal.latents import LatentPool
 from genlowdim.crystal.runs import model_digest
 
-__all__ = ["CDVAECrystals"]
+__all__ = ["CDVAECrystals", "data_record"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -24,7 +25,10 @@ class CDVAECrystals:
     """``model``: a CDVAE in eval mode; ``sampling``: its decode settings; ``sampler``/``steps``: a sampler of
     ``sampling.samplers`` and its step count (None: the config's); ``latent``: reconstruction from the
     posterior ``mean`` or a posterior ``sample``; ``csp``/``pool``: how :meth:`predict` proposes latents
-    (``pool_loader``: loads the pool at the first prediction instead, so that a finished run encodes nothing)."""
+    (``pool_loader``: loads the pool at the first prediction instead, so that a finished run encodes nothing;
+    ``pool_size``: the training crystals it encodes, recorded). ``config``: the checkpoint's config (its
+    dataset, for :meth:`load_split`); ``protocol``: the decode settings ``sampling`` was resolved from
+    (recorded by the runs)."""
     model: torch.nn.Module
     sampling: SamplingConfig
     sampler: str | None = None
@@ -33,6 +37,9 @@ class CDVAECrystals:
     csp: CSPSettings = field(default_factory=CSPSettings)
     pool: LatentPool | None = None
     pool_loader: Callable[[], LatentPool | None] | None = None
+    pool_size: int | None = None
+    config: CrystalConfig | None = None
+    protocol: DecodeSettings | None = None
 
     @property
     def sampler_name(self) -> str:
@@ -41,6 +48,39 @@ class CDVAECrystals:
     @property
     def latent_dim(self) -> int:
         return self.model.cfg.latent_dim
+
+    @property
+    def max_atoms(self) -> int:
+        return self.model.max_atoms
+
+    @property
+    def dataset(self) -> str:
+        return self._config().data.dataset
+
+    def _config(self) -> CrystalConfig:
+        if self.config is None:
+            raise ValueError("this CDVAECrystals was built without its config; pass config= to read its dataset")
+        return self.config
+
+    def load_split(self, split: str, num: int | None = None) -> list:
+        from genlowdim.crystal.cdvae.training import load_split
+
+        return load_split(self._config(), split, num)
+
+    def run_entries(self, task: str) -> tuple[dict, dict]:
+        """(settings, manifest) entries of a run of ``task``: the protocol record, and for ``reconstruct`` the
+        data section and latent, for ``csp`` the latent source and pool."""
+        record = self.protocol.to_dict() if self.protocol is not None else None
+        if task == "reconstruct":
+            described = "posterior mean (mu)" if self.latent == "mean" else "posterior sample (mu + sigma * eps)"
+            return ({"data": data_record(self._config()), "latent": self.latent, "protocol": record},
+                    {"sampler": self.sampler_name, "steps": self.steps, "protocol": record,
+                     "dataset": self._config().data.dataset, "latent": described})
+        if task == "csp":
+            csp = to_dict(self.csp)
+            return ({"csp": csp, "pool_size": self.pool_size if needs_pool(self.csp) else None, "protocol": record},
+                    {"method": self.csp.method, "csp": csp, "sampler": self.sampler_name})
+        return {"protocol": record}, {"sampler": self.sampler_name, "steps": self.steps, "protocol": record}
 
     def record(self, task: str) -> dict:
         """Weights digest, sampler and its spec, device; for ``sample`` and ``reconstruct`` also the step
@@ -81,3 +121,12 @@ class CDVAECrystals:
 
     def parameters(self):
         return self.model.parameters()
+
+
+def data_record(cfg: CrystalConfig) -> dict:
+    """The data section as reconstruction settings record it: ``data_dir`` only when one is given, so that
+    folders written before the field existed still resume."""
+    data = to_dict(cfg.data)
+    if data.get("data_dir") is None:
+        data.pop("data_dir", None)
+    return data

@@ -9,9 +9,16 @@
                optimisation kept inside the ball that holds the encoded training crystals (the one change
                to CDVAE's optimisation; see :mod:`genlowdim.crystal.tasks.optimize`).
 
-A protocol sets defaults; any explicit command-line setting (``--sampler``, ``--steps``, ``--step-lr``,
-``--type-update``, ``--latent``, ``--constraint``) overrides one of them, and :func:`resolve` returns the
-config to decode with together with a record of every setting actually used and which ones were overridden.
+A protocol sets defaults; any explicit command-line setting (``--sampler``, ``--levels``,
+``--steps-per-level``, ``--step-lr``, ``--type-update``, ``--latent``, ``--constraint``) overrides one of them,
+and :func:`resolve` returns the config to decode with together with a record of every setting actually used
+and which ones were overridden.
+
+Step counts have one unit per flag: ``--steps-per-level`` is the Langevin steps at each of the model's σ
+levels of an ALD sampler (``steps_each``), ``--levels`` the noise levels of a Karras-grid sampler
+(``steps``). ``--steps`` is kept, deprecated, with its old meaning: the first for ALD samplers, the second
+otherwise. Whichever of the three gave it, the record lists ``steps`` among the overridden settings and the
+resolved count in ``sampler_spec`` (so a run written with ``--steps`` resumes under the new flag).
 """
 from __future__ import annotations
 
@@ -72,27 +79,53 @@ class DecodeSettings:
         return record
 
 
+def step_override(spec: SamplerSpec, name: str, *, levels: int | None = None,
+                  steps_per_level: int | None = None, steps: int | None = None) -> dict:
+    """The field of ``spec`` (sampler ``name``) that the step flags set, as ``replace`` keywords: ``steps_each``
+    from ``steps_per_level`` (ALD samplers), ``steps`` from ``levels`` (the others); ``steps``, the deprecated
+    flag, is the one that fits the sampler. ValueError (one line, naming the flag) for a flag the sampler has
+    no use for, or for ``steps`` beside one of the new flags."""
+    is_ald = spec.method == "ald"
+    if steps is not None:
+        if levels is not None or steps_per_level is not None:
+            given = "--levels" if levels is not None else "--steps-per-level"
+            raise ValueError(f"--steps is the deprecated form of --levels and --steps-per-level; give {given} "
+                             f"alone")
+        return {"steps_each": steps} if is_ald else {"steps": steps}
+    if levels is not None and is_ald:
+        raise ValueError(f"--levels {levels}: sampler {name!r} is an ALD sampler, which runs on the model's own "
+                         f"noise levels; give --steps-per-level (Langevin steps at each level)")
+    if steps_per_level is not None and not is_ald:
+        raise ValueError(f"--steps-per-level {steps_per_level}: sampler {name!r} ({spec.method}) takes one step "
+                         f"per noise level; give --levels (its number of noise levels)")
+    if levels is not None:
+        return {"steps": levels}
+    return {} if steps_per_level is None else {"steps_each": steps_per_level}
+
+
 def resolve(protocol: str, task: str, cfg: CrystalConfig, *, sampler: str | None = None,
             steps: int | None = None, step_lr: float | None = None, type_update: str | None = None,
-            latent: str | None = None, constraint: str | None = None) -> tuple[CrystalConfig, DecodeSettings]:
+            latent: str | None = None, constraint: str | None = None, levels: int | None = None,
+            steps_per_level: int | None = None) -> tuple[CrystalConfig, DecodeSettings]:
     """(config to decode with, :class:`DecodeSettings`) for ``task`` under ``protocol``.
 
     The returned config's ``sampling.sampler`` is the sampler to use and its spec holds the step settings
-    (``steps`` replaces ``steps_each`` for ALD, ``steps`` otherwise); the type update of the task is in
-    ``sampling.type_update`` (generation, optimisation) or ``sampling.recon_type_update`` (reconstruction).
-    Raises ValueError naming the bad value."""
+    (``steps_per_level`` replaces ``steps_each`` of an ALD sampler, ``levels`` the ``steps`` of the others;
+    ``steps``, deprecated, is whichever of the two fits the sampler: :func:`step_override`); the type update
+    of the task is in ``sampling.type_update`` (generation, optimisation) or ``sampling.recon_type_update``
+    (reconstruction). Raises ValueError naming the bad value."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"--protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     p = PROTOCOLS[protocol]
-    overridden = [name for name, value in (("sampler", sampler), ("steps", steps), ("step_lr", step_lr),
+    step_count = next((v for v in (steps, levels, steps_per_level) if v is not None), None)
+    overridden = [name for name, value in (("sampler", sampler), ("steps", step_count), ("step_lr", step_lr),
                                            ("type_update", type_update), ("latent", latent),
                                            ("constraint", constraint)) if value is not None]
     name = sampler or p.sampler
     spec = p.spec if (p.spec is not None and sampler is None) else cfg.sampling.spec(name)
-    if steps is not None:
-        spec = replace(spec, **({"steps_each": steps} if spec.method == "ald" else {"steps": steps}))
+    spec = replace(spec, **step_override(spec, name, levels=levels, steps_per_level=steps_per_level, steps=steps))
     if step_lr is not None:
         if spec.method != "ald" or step_lr <= 0:
             raise ValueError(f"--step-lr {step_lr}: needs a positive value and an ALD sampler such as ald or "

@@ -20,7 +20,8 @@ from genlowdim.crystal.cdvae.model import CDVAE, scaled_lattice_target
 from genlowdim.crystal.cdvae.property import PropertyPredictor
 from genlowdim.structures.folders import find_dataset_folder, folder_max_atoms, folder_property, split_files
 from genlowdim.structures.registry import get_spec
-from genlowdim.train import fit, plot_losses
+from genlowdim.train import fit
+from genlowdim.train_logs import plot_losses
 
 FAMILY = "crystal"
 

@@ -1,14 +1,12 @@
 """Crystal structure prediction (CSP) written to disk: candidates for one formula, or the benchmark over a
 split's compositions, batch by batch on :class:`~genlowdim.crystal.runs.BatchRun` (resumable, shared between
-``torchrun`` processes). How a model proposes candidates is its own (CDVAE: :mod:`genlowdim.crystal.cdvae.csp`).
+``torchrun`` processes), for any model of the contract (:mod:`genlowdim.crystal.contract`). How a model
+proposes candidates is its own (CDVAE: :mod:`genlowdim.crystal.cdvae.csp`).
 """
 from __future__ import annotations
 
 import torch
 
-from genlowdim.config import to_dict
-from genlowdim.crystal.cdvae.contract import CDVAECrystals
-from genlowdim.crystal.cdvae.csp import CSPSettings, load_pool, needs_pool
 from genlowdim.crystal.contract import CrystalModel
 from genlowdim.crystal.geometry.encoder import MAX_ATOMIC_NUM
 from genlowdim.crystal.runs import BatchRun, item_id, model_device
@@ -90,51 +88,45 @@ def write_candidates(crystals: CrystalModel, formulas: list[torch.Tensor], ids: 
     return summary
 
 
-def run_csp(model, cfg, formulas: list[torch.Tensor], ids: list[str], out_dir, *, samples: int = 1,
-            settings: CSPSettings = CSPSettings(), pool_size: int = 2000, extra_settings: dict | None = None,
-            warnings: list[str] | None = None, **kw) -> dict:
-    """:func:`write_candidates` of a CDVAE proposing latents by ``settings`` (the ``posterior*`` and ``*_opt``
-    methods encode the first ``pool_size`` training crystals, once a batch is left to run); ``protocol`` (in
-    ``kw``): the :class:`~genlowdim.crystal.cdvae.protocols.DecodeSettings` it was resolved from."""
-    crystals = CDVAECrystals(model, cfg.sampling, csp=settings,
-                             pool_loader=lambda: load_pool(model, cfg, settings, pool_size))
-    if kw.get("protocol") is not None:
-        kw["protocol"] = kw["protocol"].to_dict()
-    return write_candidates(crystals, formulas, ids, out_dir, samples=samples,
-                            settings={"csp": to_dict(settings),
-                                      "pool_size": pool_size if needs_pool(settings) else None},
-                            describe={"method": settings.method, "csp": to_dict(settings),
-                                      "sampler": crystals.sampler_name,
-                                      **({"warnings": warnings} if warnings else {})},
-                            extra=extra_settings, **kw)
+def run_csp(crystals: CrystalModel, formulas: list[torch.Tensor], ids: list[str], out_dir, *, samples: int = 1,
+            extra_settings: dict | None = None, warnings: list[str] | None = None, **kw) -> dict:
+    """:func:`write_candidates` with the model's own entries of the settings and the manifest
+    (``run_entries("csp")``: a CDVAE's latent source and pool; a ``protocol`` entry is the record that
+    :func:`write_candidates` keeps); ``warnings`` go into the manifest."""
+    settings, describe = crystals.run_entries("csp")
+    settings = dict(settings)
+    protocol = settings.pop("protocol", None)
+    return write_candidates(crystals, formulas, ids, out_dir, samples=samples, settings=settings,
+                            describe={**describe, **({"warnings": warnings} if warnings else {})},
+                            protocol=protocol, extra=extra_settings, **kw)
 
 
-def csp_formula(model, cfg, formula: str, out_dir, *, samples: int = 20, warning: str | None = None,
+def csp_formula(crystals: CrystalModel, formula: str, out_dir, *, samples: int = 20, warning: str | None = None,
                 **kw) -> dict:
     """Candidates for one formula: ``cif/<formula>_<rank>.cif`` and ``candidates.extxyz``, best first.
     ``warning`` (elements the model never saw, allowed by the user) goes into the manifest's ``warnings``."""
-    types = parse_formula(formula, model.max_atoms)
+    types = parse_formula(formula, crystals.max_atoms)
     name = "".join(formula.split())
-    return run_csp(model, cfg, [types], [name], out_dir, samples=samples, extra_settings={"formula": formula},
+    return run_csp(crystals, [types], [name], out_dir, samples=samples, extra_settings={"formula": formula},
                    warnings=[warning] if warning else [], **kw)
 
 
-def csp_split(model, cfg, split: str, out_dir, *, num: int | None = None, samples: int = 1, **kw) -> dict:
-    """The CSP benchmark on the first ``num`` crystals of ``split``: ``truth.extxyz`` and
-    ``predictions.extxyz`` with the same ids in the same order (``samples`` consecutive candidates per id,
-    best ranked first), for ``genlowdim evaluate ... --mode reconstruction``. Only the compositions are given
-    to the model."""
+def csp_split(crystals: CrystalModel, split: str, out_dir, *, num: int | None = None, samples: int = 1,
+              **kw) -> dict:
+    """The CSP benchmark on the first ``num`` crystals of ``split`` of the model's dataset: ``truth.extxyz``
+    and ``predictions.extxyz`` with the same ids in the same order (``samples`` consecutive candidates per
+    id, best ranked first), for ``genlowdim evaluate ... --mode reconstruction``. Only the compositions are
+    given to the model."""
     from torch_geometric.data import Batch
 
     from genlowdim.crystal.decoded import batch_to_decoded
-    from genlowdim.crystal.cdvae.training import load_split
     from genlowdim.structures.io import write_extxyz
 
-    items = load_split(cfg, split, num)
+    items = crystals.load_split(split, num)
     ids = [item_id(d, split, i) for i, d in enumerate(items)]
-    summary = run_csp(model, cfg, [d.atom_types for d in items], ids, out_dir, samples=samples,
+    summary = run_csp(crystals, [d.atom_types for d in items], ids, out_dir, samples=samples,
                       merged="predictions.extxyz", candidate_ids="same",
-                      extra_settings={"split": split, "dataset": cfg.data.dataset}, **kw)
+                      extra_settings={"split": split, "dataset": crystals.dataset}, **kw)
     from pathlib import Path
 
     write_extxyz(batch_to_decoded(Batch.from_data_list(items)).to_structures(), Path(out_dir) / "truth.extxyz",

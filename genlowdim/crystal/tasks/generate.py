@@ -1,6 +1,7 @@
 """Generation and reconstruction with a trained crystal model, written to disk batch by batch.
 
-:func:`write_samples` and :func:`write_reconstructions` take any :class:`~genlowdim.crystal.contract.CrystalModel`;
+:func:`write_samples`, :func:`write_reconstructions` and :func:`reconstruct_split` take any
+:class:`~genlowdim.crystal.contract.CrystalModel`;
 :func:`sample_crystals` and :func:`reconstruct` are their CDVAE entry points (a model, its config and the
 user's sampler choice). All run on :class:`~genlowdim.crystal.runs.BatchRun`: resumable into the same folder,
 only with the same settings (weights, seed, sampler and its spec, counts, type update, device), and shared
@@ -17,7 +18,6 @@ from torch_geometric.data import Batch
 from genlowdim.config import to_dict
 from genlowdim.crystal.cdvae.config import CrystalConfig
 from genlowdim.crystal.cdvae.contract import CDVAECrystals
-from genlowdim.crystal.cdvae.training import load_split
 from genlowdim.crystal.contract import CrystalModel
 from genlowdim.crystal.decoded import batch_to_decoded
 from genlowdim.crystal.runs import BatchRun, decode_totals, item_id, model_device
@@ -25,7 +25,7 @@ from genlowdim.crystal.tasks.targeted import Aim
 from genlowdim.runtime import library_versions, write_json
 from genlowdim.structures.io import write_extxyz
 
-__all__ = ["sample_crystals", "reconstruct", "write_samples", "write_reconstructions"]
+__all__ = ["sample_crystals", "reconstruct", "write_samples", "write_reconstructions", "reconstruct_split"]
 
 
 def write_samples(crystals: CrystalModel, num: int, out_dir: str | Path, *, batch_size: int = 500,
@@ -102,13 +102,13 @@ def write_reconstructions(crystals: CrystalModel, items: list, split: str, out_d
     return summary
 
 
-def _data_record(cfg: CrystalConfig) -> dict:
-    """The data section as reconstruction settings record it: ``data_dir`` only when one is given, so that
-    folders written before the field existed still resume."""
-    data = to_dict(cfg.data)
-    if data.get("data_dir") is None:
-        data.pop("data_dir", None)
-    return data
+def reconstruct_split(crystals: CrystalModel, split: str, out_dir: str | Path, *, num: int | None = None,
+                      batch_size: int = 500, seed: int = 0, overwrite: bool = False) -> dict:
+    """:func:`write_reconstructions` of the first ``num`` crystals (None: all) of ``split`` of the model's
+    dataset, with the model's own entries of the settings and the manifest (``run_entries``)."""
+    settings, manifest = crystals.run_entries("reconstruct")
+    return write_reconstructions(crystals, crystals.load_split(split, num), split, out_dir, batch_size=batch_size,
+                                 seed=seed, overwrite=overwrite, settings=settings, manifest=manifest)
 
 
 def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *, batch_size: int = 500,
@@ -141,12 +141,7 @@ def reconstruct(model, cfg: CrystalConfig, split: str, out_dir: str | Path, *, n
     The latent is z = μ unless ``protocol.latent == "sample"`` (z = μ + σ·ε from batch k's generator,
     as CDVAE's ``model.encode`` reparameterises); ``protocol``:
     :class:`~genlowdim.crystal.cdvae.protocols.DecodeSettings`."""
-    latent = protocol.latent if protocol is not None else "mean"
-    record = protocol.to_dict() if protocol is not None else None
-    crystals = CDVAECrystals(model, cfg.sampling, sampler=sampler, steps=steps, latent=latent)
-    return write_reconstructions(
-        crystals, load_split(cfg, split, num), split, out_dir, batch_size=batch_size, seed=seed,
-        overwrite=overwrite, settings={"data": _data_record(cfg), "latent": latent, "protocol": record},
-        manifest={"sampler": crystals.sampler_name, "steps": steps, "protocol": record,
-                  "dataset": cfg.data.dataset,
-                  "latent": "posterior mean (mu)" if latent == "mean" else "posterior sample (mu + sigma * eps)"})
+    crystals = CDVAECrystals(model, cfg.sampling, sampler=sampler, steps=steps, config=cfg, protocol=protocol,
+                             latent=protocol.latent if protocol is not None else "mean")
+    return reconstruct_split(crystals, split, out_dir, num=num, batch_size=batch_size, seed=seed,
+                             overwrite=overwrite)
