@@ -209,6 +209,31 @@ def test_empty_crystals_and_unsorted_batch():
         edge_keys(ref.edge_index[1], ref.edge_index[0], ref.cell_offsets, n).tolist())
 
 
+@pytest.mark.parametrize("bad", ["nan", "flat"])
+def test_a_degenerate_decoded_lattice_does_not_stop_the_batch(bad):
+    """A NaN or nearly flat cell among good ones: the good crystals keep exactly their own graphs."""
+    structures = random_skewed_structures(seed=5, count=2)
+    pos, lattice, batch = batch_of(structures)
+    broken = torch.eye(3, dtype=torch.float64) * 4.0
+    if bad == "nan":
+        broken[0, 0] = float("nan")
+    else:
+        broken[2, 2] = 1e-9   # heights ~0: an unbounded image search
+    n_bad = 3
+    pos_all = torch.cat([pos, torch.rand(n_bad, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))])
+    lattice_all = torch.cat([lattice, broken.unsqueeze(0)])
+    batch_all = torch.cat([batch, torch.full((n_bad,), 2, dtype=torch.long)])
+    graph = periodic_radius_graph(pos_all, lattice_all, batch_all, 5.0, max_neighbors=12)
+    ref = periodic_radius_graph(pos, lattice, batch, 5.0, max_neighbors=12)
+    good = batch_all.index_select(0, graph.edge_index[1]) < 2
+    n = pos_all.shape[0]
+    assert sorted(edge_keys(graph.edge_index[1][good], graph.edge_index[0][good], graph.cell_offsets[good],
+                            n).tolist()) == sorted(edge_keys(ref.edge_index[1], ref.edge_index[0],
+                                                             ref.cell_offsets, n).tolist())
+    if bad == "nan":
+        assert bool(good.all())   # no edge of a cell whose geometry is undefined
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(pos=torch.zeros(3, 2)), "pos must have shape"),
     (dict(lattice=torch.eye(3)), "lattice must have shape"),

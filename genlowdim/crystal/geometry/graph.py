@@ -28,6 +28,10 @@ __all__ = ["PeriodicGraph", "periodic_radius_graph", "MAX_CANDIDATES_PER_CHUNK"]
 MAX_CANDIDATES_PER_CHUNK = 2 ** 22
 # the search keeps candidates up to cutoff * (1 + margin); the exact cut is made on the final lengths
 _SEARCH_MARGIN = 1e-5
+# a decoded lattice can be degenerate (non-finite, or a cell flatter than cutoff / MAX_REACH between lattice
+# planes): its image search stops at MAX_REACH plane spacings (a non-finite cell gets no edges) instead of
+# sizing a window from an infinite or NaN reach, which would stop the whole batch
+MAX_REACH = 8.0
 
 
 class PeriodicGraph(NamedTuple):
@@ -195,6 +199,7 @@ def _search(pos: torch.Tensor, lattice: torch.Tensor, batch: torch.Tensor, radiu
     metric = lattice @ lattice.transpose(1, 2)
     margin = 1.0 + max(_SEARCH_MARGIN, 1e3 * torch.finfo(pos.dtype).eps)
     reach = (radius * margin).unsqueeze(1) / lattice_heights(lattice)  # (B, 3) in lattice-plane spacings
+    reach = torch.nan_to_num(reach, nan=0.0, posinf=MAX_REACH).clamp(0.0, MAX_REACH)
     windows = torch.floor(2 * reach).long() + 1
     counts = torch.bincount(batch, minlength=num_graphs)
     starts = torch.cumsum(counts, 0) - counts
