@@ -290,7 +290,7 @@ def cmd_csp(args: argparse.Namespace) -> int:
         summary = csp_formula(model, cfg, args.formula, args.out, samples=args.samples or 20, warning=warning, **kw)
         print(f"wrote {summary['count']} candidates for {args.formula} to {args.out} (cif/, cif_symmetrized/, "
               f"candidates.extxyz; ranked best first by the heads' formula likelihood, method {settings.method})")
-        _print_cells(args.out, args.symprec)
+        _print_cells(args.out, args.symprec, cfg)
     else:
         summary = csp_split(model, cfg, args.split, args.out, num=args.num, samples=args.samples or 1, **kw)
         print(f"wrote {summary['count']} predictions for {summary['compositions']} compositions and their truths "
@@ -304,10 +304,10 @@ def cmd_csp(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_cells(out: str, symprec: float) -> None:
-    from genlowdim.crystal.tasks.csp_relax import candidate_lines
+def _print_cells(out: str, symprec: float, cfg) -> None:
+    from genlowdim.crystal.tasks.csp_report import candidate_report, training_records
 
-    print("\n".join(candidate_lines(out, symprec)))
+    print("\n".join(candidate_report(out, training_records(cfg), symprec=symprec)))
 
 
 def _relax_csp(args: argparse.Namespace) -> None:

@@ -5,7 +5,9 @@ Both return (and, with ``out_dir``, write as ``metrics.json``) one dict::
     {"mode": "generation" | "reconstruction",
      "metrics": {struct_valid, comp_valid, valid, cov_recall, cov_precision, amsd_recall, amsd_precision,
                  amcd_recall, amcd_precision, wdist_density, wdist_num_elems, wdist_prop, match_rate,
-                 rms_dist, unique, novel, comp_div, struct_div},  # fractions in [0, 1]; null when not computed
+                 rms_dist, unique, novel, comp_div, struct_div  # fractions in [0, 1]; null when not computed
+                 [reconstruction also: match_rate_unscaled, vpa_error_mean, vpa_error_median,
+                  length_error_mean, length_error_median]},
      "params": {metric name: its parameters, ..., "seed", "versions"},
      "summary": {"counts", "protocol", "units"}}  # what the numbers mean (genlowdim.metrics.summary)
 
@@ -14,7 +16,8 @@ novel needs training structures). comp_div / struct_div are CDVAE's diversities:
 Euclidean distance of the (normalised) composition / structure fingerprints over the same seeded
 subsample of valid crystals as the property statistics. The params of each Wasserstein distance also hold
 its value on all valid crystals and its spread over ``num_wdist_seeds`` other subsample seeds. Reconstruction computes struct_valid, comp_valid, valid, match_rate,
-rms_dist. ``out_dir`` also gets ``structures.csv`` (per-structure flags, reasons and distances) and, in
+rms_dist and the cell-size errors beside them (:mod:`genlowdim.metrics.reconstruction_report`,
+:mod:`genlowdim.metrics.cell_size`). ``out_dir`` also gets ``structures.csv`` (per-structure flags, reasons and distances) and, in
 generation mode, PNG histograms of density / number of elements / property against the reference and
 ``timings.json`` (wall seconds of each stage).
 """
