@@ -7,13 +7,14 @@ or predicted cell 30% too large still counts as a match. Per pair (prediction, t
   (signed; needs no matching; every pair with a valid prediction);
 - ``length_errors`` = |a′| / a − 1 (same for b, c), the relative errors of the lattice lengths after the
   matcher's own mapping: both crystals are reduced as ``get_rms_dist`` reduces them (primitive cell, then
-  Niggli), ``StructureMatcher.get_transformation(truth, prediction)`` (same tolerances, ``primitive_cell=False``
-  on the reduced copies) gives the integer matrix M that turns the prediction's reduced cell into the basis
-  matching the truth's, and (a′, b′, c′) are the row lengths of M · L_pred (unscaled). ``angle_error`` is the
-  largest |α′ − α| (same for β, γ) in degrees. Only pairs the protocol's (scaled) matcher matches have a mapping;
+  Niggli); ``StructureMatcher.get_transformation(truth, prediction)`` (same tolerances, ``primitive_cell=False``
+  on the reduced copies) gives the integer matrix M that puts the prediction's reduced cell in the basis
+  matching the truth's; (a′, b′, c′) are the row lengths of M · L_pred (unscaled). ``angle_error`` is the
+  largest |α′ − α| (same for β, γ) in degrees. Only pairs the protocol's (scaled) matcher matches have one;
 - ``matched_unscaled``: the same matcher with ``scale=False``. It still compares sites in the average of the
   two cells, so a cell stretched uniformly by less than ``ltol`` (30% in every length, 2.2× the volume) keeps
-  zero site displacement and matches: volume scaling off catches only cells beyond ``ltol``.
+  zero site displacement and matches: volume scaling off catches cells beyond ``ltol`` and uneven
+  distortions that move sites, not a uniformly wrong size.
 
 :func:`cell_size` returns the metrics ``match_rate_unscaled``, ``vpa_error_mean`` / ``vpa_error_median``
 (|vpa_error| over valid predictions) and ``length_error_mean`` / ``length_error_median`` (the mean of

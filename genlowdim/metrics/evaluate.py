@@ -15,10 +15,11 @@ Generation computes everything except match_rate/rms_dist (wdist_prop needs a pr
 novel needs training structures). comp_div / struct_div are CDVAE's diversities: the mean pairwise
 Euclidean distance of the (normalised) composition / structure fingerprints over the same seeded
 subsample of valid crystals as the property statistics. The params of each Wasserstein distance also hold
-its value on all valid crystals and its spread over ``num_wdist_seeds`` other subsample seeds. Reconstruction computes struct_valid, comp_valid, valid, match_rate,
-rms_dist and the cell-size errors beside them (:mod:`genlowdim.metrics.reconstruction_report`,
-:mod:`genlowdim.metrics.cell_size`). ``out_dir`` also gets ``structures.csv`` (per-structure flags, reasons and distances) and, in
-generation mode, PNG histograms of density / number of elements / property against the reference and
+its value on all valid crystals and its spread over ``num_wdist_seeds`` other subsample seeds.
+Reconstruction computes struct_valid, comp_valid, valid, match_rate, rms_dist and the cell-size errors
+beside them (:mod:`genlowdim.metrics.reconstruction_report`, :mod:`genlowdim.metrics.cell_size`).
+``out_dir`` also gets ``structures.csv`` (per-structure flags, reasons and distances) and, in generation
+mode, PNG histograms of density / number of elements / property against the reference and
 ``timings.json`` (wall seconds of each stage).
 """
 from __future__ import annotations
