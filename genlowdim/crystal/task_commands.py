@@ -64,7 +64,7 @@ def cmd_csp(args: argparse.Namespace) -> int:
                   else "the model's score")
         print(f"wrote {summary['count']} candidates for {args.formula} to {args.out} (cif/, cif_symmetrized/, "
               f"candidates.extxyz; ranked best first by {ranked})")
-        _print_cells(args.out, args.symprec)
+        _print_cells(args.out, args.symprec, crystals)
     else:
         check_split(args.split, crystals.dataset)
         summary = csp_split(crystals, args.split, args.out, num=args.num, samples=args.samples or 1, **kw)
@@ -79,10 +79,12 @@ def cmd_csp(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_cells(out: str, symprec: float) -> None:
-    from genlowdim.crystal.tasks.csp_relax import candidate_lines
+def _print_cells(out: str, symprec: float, crystals) -> None:
+    """Each candidate's cell beside its nearest training entry (a family without a config: no entries)."""
+    from genlowdim.crystal.tasks.csp_report import candidate_report, training_records
 
-    print("\n".join(candidate_lines(out, symprec)))
+    cfg = getattr(crystals, "config", None)
+    print("\n".join(candidate_report(out, training_records(cfg) if cfg is not None else [], symprec=symprec)))
 
 
 def _relax_csp(args: argparse.Namespace) -> None:

@@ -7,8 +7,12 @@ Crystal metrics follow CDVAE (Xie et al., ICLR 2022) exactly, with every paramet
 - ``fingerprints``: CrystalNN "ops" structure fingerprints and normalised Magpie composition fingerprints
 - ``coverage``: COV-R / COV-P / AMSD / AMCD on any feature arrays
 - ``properties``: Wasserstein-1 of density, number of elements and a predicted property
+- ``matcher``: ``MatchTolerances``, the StructureMatcher settings every matching metric takes (CDVAE's by default)
 - ``matching``: reconstruction match rate / RMS distance, uniqueness and novelty (StructureMatcher)
-- ``evaluate``: ``evaluate_generation`` / ``evaluate_reconstruction`` (what ``genlowdim evaluate`` runs)
+- ``cell_size``: what the volume-scaling matcher hides: volume-per-atom and lattice-length errors, the match
+  rate with scaling off
+- ``evaluate``: ``evaluate_generation`` / ``evaluate_reconstruction`` (what ``genlowdim evaluate`` runs; the
+  reconstruction mode lives in ``reconstruction_report``)
 
 Plain-vector metrics live in ``vectors`` and ``subspace``. Nothing heavy is imported here: import the
 submodule you need (``from genlowdim.metrics.evaluate import evaluate_generation``).

@@ -200,8 +200,10 @@ def run(args: argparse.Namespace) -> int:
 
             raise UsageError("--property-model and --stability apply to --mode generation (reconstruction has no property metric)")
         groups = group_by_id(ids, structures, ref_ids) if args.pair_by != "order" else None
-        tolerances = dict(stol=args.stol, angle_tol=args.angle_tol, ltol=args.ltol, workers=args.workers,
-                          out_dir=args.out)
+        from genlowdim.metrics.matcher import MatchTolerances
+
+        tolerances = dict(tolerances=MatchTolerances(stol=args.stol, angle_tol=args.angle_tol, ltol=args.ltol),
+                          workers=args.workers, out_dir=args.out)
         if groups is not None:   # several candidates per truth (CSP with --samples k): best of k
             report = evaluate_reconstruction_best_of(groups, reference, ids=ref_ids, **tolerances)
         else:

@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from genlowdim.metrics.lattice_screen import lattice_shape, may_match
+from genlowdim.metrics.matcher import MatchTolerances
 
 BLOCK = 256        # most crystals of one key per uniqueness round
 MIN_BLOCK = 8      # fewest, while few representatives are known
@@ -37,9 +38,7 @@ def _reduce_chunk(args: tuple) -> list:
     structures, tol = args
     from pymatgen.core import Structure
 
-    from genlowdim.metrics.matcher import matcher
-
-    m = matcher(*tol)
+    m = tol.matcher()
     # the reduction fit() applies to each of its arguments (Niggli, then primitive cell)
     return [m._get_reduced_structure(Structure.from_sites(s), m._primitive_cell, True) for s in structures]
 
@@ -61,7 +60,7 @@ def _map(pool, fn, tasks: list, workers: int) -> list:
     return list(pool.map(fn, tasks, chunksize=chunk))
 
 
-def prepare(structures: Sequence, indices: Sequence[int], tol: tuple, pool, workers: int,
+def prepare(structures: Sequence, indices: Sequence[int], tol: MatchTolerances, pool, workers: int,
             chunk: int = 64) -> dict[int, tuple]:
     """index -> (key, reduced structure): key = (reduced formula, number of sites after reduction)."""
     indices = list(indices)
@@ -87,12 +86,10 @@ def _shapes(prepared: dict, longest: dict, ltol: float) -> dict:
 
 def _fits(s1: int, s2: int) -> bool:
     """``fit(structures[s1], structures[s2])`` through the screen (indices into ``_STATE``)."""
-    shapes, reduced, (stol, angle_tol, ltol) = _STATE["shapes"], _STATE["reduced"], _STATE["tol"]
-    if not may_match(shapes[s1], shapes[s2], ltol, angle_tol):
+    shapes, reduced, tol = _STATE["shapes"], _STATE["reduced"], _STATE["tol"]
+    if not may_match(shapes[s1], shapes[s2], tol.ltol, tol.angle_tol):
         return False
-    from genlowdim.metrics.matcher import matcher
-
-    return bool(matcher(stol, angle_tol, ltol).fit(reduced[s1], reduced[s2], skip_structure_reduction=True))
+    return bool(tol.matcher().fit(reduced[s1], reduced[s2], skip_structure_reduction=True))
 
 
 def _first_fit(task: tuple) -> int:
@@ -120,7 +117,7 @@ def _any_fit(task: tuple) -> bool:
     return any(_fits(i, t) for t in train)
 
 
-def _with_state(reduced: dict, shapes: dict, tol: tuple, workers: int, body):
+def _with_state(reduced: dict, shapes: dict, tol: MatchTolerances, workers: int, body):
     """Runs ``body(pool)`` with ``_STATE`` set (and inherited by the pool's forked workers)."""
     _STATE.update(reduced=reduced, shapes=shapes, tol=tol)
     try:
@@ -134,13 +131,13 @@ def _with_state(reduced: dict, shapes: dict, tol: tuple, workers: int, body):
         _STATE.clear()
 
 
-def first_come_duplicates(prepared: dict, tol: tuple, workers: int, n: int) -> np.ndarray:
+def first_come_duplicates(prepared: dict, tol: MatchTolerances, workers: int, n: int) -> np.ndarray:
     """duplicate_of: (n,) int, -1 for a representative, else the first earlier representative of the same
     key it fits (``fit(representative, crystal)``). prepared: :func:`prepare` of the crystals to group."""
     groups: dict = defaultdict(list)
     for i in sorted(prepared):
         groups[prepared[i][0]].append(i)
-    shapes = _shapes(prepared, _longest(prepared), tol[2])
+    shapes = _shapes(prepared, _longest(prepared), tol.ltol)
     reduced = {i: r for i, (_, r) in prepared.items()}
     dup: dict[int, int] = {}
 
@@ -178,14 +175,14 @@ def _likeliest_first(i: int, candidates: list[int], shapes: dict) -> list[int]:
     return [candidates[k] for k in np.argsort(np.abs(theirs - mine).sum(axis=1), kind="stable")]
 
 
-def novel_flags(prepared: dict, train_prepared: dict, tol: tuple, workers: int, n: int) -> np.ndarray:
+def novel_flags(prepared: dict, train_prepared: dict, tol: MatchTolerances, workers: int, n: int) -> np.ndarray:
     """novel: (n,) bool, True where crystal i (a key of ``prepared``) fits no training crystal
     (``fit(crystal, training crystal)``); train_prepared: :func:`prepare` of the training set."""
     offset = n  # training crystals live after the generated ones in the shared index space
     train_groups: dict = defaultdict(list)
     for j in sorted(train_prepared):
         train_groups[train_prepared[j][0]].append(j + offset)
-    shapes = _shapes(prepared, _longest(prepared, train_prepared), tol[2])
+    shapes = _shapes(prepared, _longest(prepared, train_prepared), tol.ltol)
     # training crystals are only ever the second argument: their cell, no lattice vectors
     shapes.update({j + offset: lattice_shape(v[1].lattice.matrix, 0.0) for j, v in train_prepared.items()})
     reduced = {i: r for i, (_, r) in prepared.items()}

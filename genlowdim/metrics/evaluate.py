@@ -5,7 +5,9 @@ Both return (and, with ``out_dir``, write as ``metrics.json``) one dict::
     {"mode": "generation" | "reconstruction",
      "metrics": {struct_valid, comp_valid, valid, cov_recall, cov_precision, amsd_recall, amsd_precision,
                  amcd_recall, amcd_precision, wdist_density, wdist_num_elems, wdist_prop, match_rate,
-                 rms_dist, unique, novel, comp_div, struct_div},  # fractions in [0, 1]; null when not computed
+                 rms_dist, unique, novel, comp_div, struct_div  # fractions in [0, 1]; null when not computed
+                 [reconstruction also: match_rate_unscaled, vpa_error_mean, vpa_error_median,
+                  length_error_mean, length_error_median]},
      "params": {metric name: its parameters, ..., "seed", "versions"},
      "summary": {"counts", "protocol", "units"}}  # what the numbers mean (genlowdim.metrics.summary)
 
@@ -13,36 +15,33 @@ Generation computes everything except match_rate/rms_dist (wdist_prop needs a pr
 novel needs training structures). comp_div / struct_div are CDVAE's diversities: the mean pairwise
 Euclidean distance of the (normalised) composition / structure fingerprints over the same seeded
 subsample of valid crystals as the property statistics. The params of each Wasserstein distance also hold
-its value on all valid crystals and its spread over ``num_wdist_seeds`` other subsample seeds. Reconstruction computes struct_valid, comp_valid, valid, match_rate,
-rms_dist. ``out_dir`` also gets ``structures.csv`` (per-structure flags, reasons and distances) and, in
-generation mode, PNG histograms of density / number of elements / property against the reference and
+its value on all valid crystals and its spread over ``num_wdist_seeds`` other subsample seeds.
+Reconstruction computes struct_valid, comp_valid, valid, match_rate, rms_dist and the cell-size errors
+beside them (:mod:`genlowdim.metrics.reconstruction_report`, :mod:`genlowdim.metrics.cell_size`).
+``out_dir`` also gets ``structures.csv`` (per-structure flags, reasons and distances) and, in generation
+mode, PNG histograms of density / number of elements / property against the reference and
 ``timings.json`` (wall seconds of each stage).
 """
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from genlowdim.metrics.composition import compositional_validity
 from genlowdim.metrics.coverage import coverage
 from genlowdim.metrics.fingerprints import cached_fingerprints
 from genlowdim.runtime import usable_cpus
-from genlowdim.metrics.matching import (ANGLE_TOL, LTOL, STOL, matching_candidates, novelty, reconstruction,
-                                        reduce_for_matching, uniqueness)
+from genlowdim.metrics.matching import matching_candidates, novelty, reduce_for_matching, uniqueness
 from genlowdim.metrics.properties import crystal_quantities, property_statistics, seeded_subsample
 from genlowdim.metrics.reference_data import reference_data
-from genlowdim.metrics.result import MetricResult, versions
-from genlowdim.metrics.structure import structural_validity
-from genlowdim.metrics.summary import describe, format_table  # noqa: F401 - format_table: the CLI's table
+from genlowdim.metrics.reconstruction_report import (  # noqa: F401 - the reconstruction mode, here for callers
+    evaluate_reconstruction, evaluate_reconstruction_best_of)
+from genlowdim.metrics.report import METRIC_NAMES, pack, validity, write_outputs  # noqa: F401
+from genlowdim.metrics.result import MetricResult
+from genlowdim.metrics.summary import format_table  # noqa: F401 - format_table: the CLI's table
 from genlowdim.structures.registry import get_spec
 
-METRIC_NAMES = ("struct_valid", "comp_valid", "valid", "cov_recall", "cov_precision", "amsd_recall",
-                "amsd_precision", "amcd_recall", "amcd_precision", "wdist_density", "wdist_num_elems",
-                "wdist_prop", "match_rate", "rms_dist", "unique", "novel", "comp_div", "struct_div")
 
 
 def resolve_cutoffs(dataset: str | None, struct_cutoff: float | None, comp_cutoff: float | None
@@ -61,20 +60,6 @@ def resolve_cutoffs(dataset: str | None, struct_cutoff: float | None, comp_cutof
     s = float(s) if struct_cutoff is None else float(struct_cutoff)
     c = float(c) if comp_cutoff is None else float(comp_cutoff)
     return s, c, source
-
-
-def _validity(structures: Sequence) -> tuple[MetricResult, MetricResult]:
-    return structural_validity(structures), compositional_validity(structures)
-
-
-def _pack(mode: str, results: dict[str, MetricResult], extra_params: dict) -> dict:
-    metrics = {name: (results[name].value if name in results else None) for name in METRIC_NAMES}
-    # versions are recorded once, at the top level
-    params = {name: {k: v for k, v in results[name].params.items() if k != "versions"}
-              for name in METRIC_NAMES if name in results}
-    params.update(extra_params, versions=versions())
-    report = {"mode": mode, "metrics": metrics, "params": params}
-    return {**report, "summary": describe(report)}
 
 
 def evaluate_generation(structures: Sequence, reference_structures: Sequence, *, dataset: str | None = None,
@@ -108,7 +93,7 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
     s_cut, c_cut, cut_source = resolve_cutoffs(dataset, struct_cutoff, comp_cutoff)
     workers = usable_cpus() if workers is None else workers
     clock = StageClock()
-    sv, cv = _validity(structures)
+    sv, cv = validity(structures)
     clock.mark("validity")
     fps, gen_cache = cached_fingerprints(structures, "generated", cache_dir, workers=workers,
                                          show_progress=show_progress, desc="generated fingerprints",
@@ -144,14 +129,14 @@ def evaluate_generation(structures: Sequence, reference_structures: Sequence, *,
     clock.mark("uniqueness and novelty")
     block = None if stability is None else _stability(structures, valid, results, stability)
     clock.mark("stability")
-    report = _pack("generation", results, {"seed": seed, "workers": workers, "fingerprints": fingerprints,
+    report = pack("generation", results, {"seed": seed, "workers": workers, "fingerprints": fingerprints,
                                            "num_generated": len(structures),
                                            "num_reference": len(reference_structures)})
     if block is not None:
         report["stability"] = block
     if out_dir is not None:
         rows = _generation_rows(structures, ids, results, ok, fps.errors, valid, num_property_samples, seed)
-        _write_outputs(Path(out_dir), report, rows)
+        write_outputs(Path(out_dir), report, rows)
         clock.mark("metrics.json and structures.csv")
         from genlowdim.metrics.plots import write_histograms
 
@@ -265,81 +250,6 @@ def _coverage_or_empty(fps, ref_fps, s_cut: float, c_cut: float, n_all: int) -> 
     return out
 
 
-def evaluate_reconstruction(predictions: Sequence, truths: Sequence, *, stol: float = STOL,
-                            angle_tol: float = ANGLE_TOL, ltol: float = LTOL, workers: int | None = None,
-                            out_dir: str | Path | None = None, ids: Sequence[str] | None = None) -> dict:
-    """CDVAE reconstruction metrics: ``predictions[i]`` is compared with ``truths[i]`` (pair them first,
-    e.g. by id); invalid predictions (struct or comp) count as failures. Returns the metrics.json dict."""
-    if len(predictions) != len(truths):
-        raise ValueError(f"{len(predictions)} predictions but {len(truths)} truths")
-    workers = usable_cpus() if workers is None else workers
-    sv, cv = _validity(predictions)
-    valid = sv.per_item["valid"] & cv.per_item["valid"]
-    results = {"struct_valid": sv, "comp_valid": cv,
-               "valid": MetricResult("valid", float(valid.mean()) if len(valid) else None,
-                                     {"definition": "struct_valid and comp_valid",
-                                      "num_valid": int(valid.sum())}, {"valid": valid})}
-    results.update(reconstruction(predictions, truths, valid, stol, angle_tol, ltol, workers))
-    report = _pack("reconstruction", results, {"workers": workers, "num_truths": len(truths),
-                                               "num_predictions": len(predictions)})
-    if out_dir is not None:
-        ids = list(ids) if ids is not None else [str(i) for i in range(len(truths))]
-        m = results["match_rate"].per_item
-        rows = [{"id": ids[i], "struct_valid": bool(sv.per_item["valid"][i]),
-                 "invalid_reason": sv.per_item["reason"][i], "comp_valid": bool(cv.per_item["valid"][i]),
-                 "valid": bool(valid[i]), "matched": bool(m["matched"][i]), "rms_dist": m["rms"][i]}
-                for i in range(len(truths))]
-        _write_outputs(Path(out_dir), report, rows)
-    return report
-
-
-def evaluate_reconstruction_best_of(candidates: Sequence[Sequence], truths: Sequence, *, stol: float = STOL,
-                                    angle_tol: float = ANGLE_TOL, ltol: float = LTOL, workers: int | None = None,
-                                    out_dir: str | Path | None = None, ids: Sequence[str] | None = None) -> dict:
-    """Best-of-k reconstruction (DiffCSP's multi-sample CSP metric): ``candidates[i]`` is the list of
-    predictions for ``truths[i]`` (best ranked first). A truth is matched when any valid candidate matches;
-    rms_dist is the mean over matched truths of their smallest RMS. Validity is over all candidates;
-    ``params.match_rate`` also records the first candidate's match rate (one-sample CSP)."""
-    if len(candidates) != len(truths):
-        raise ValueError(f"{len(candidates)} candidate lists but {len(truths)} truths")
-    workers = usable_cpus() if workers is None else workers
-    flat = [c for group in candidates for c in group]
-    owner = np.array([i for i, group in enumerate(candidates) for _ in group], dtype=int)
-    sv, cv = _validity(flat)
-    valid = sv.per_item["valid"] & cv.per_item["valid"]
-    rms = reconstruction(flat, [truths[i] for i in owner], valid, stol, angle_tol, ltol,
-                         workers)["match_rate"].per_item["rms"]
-    first = np.array([np.flatnonzero(owner == i)[0] if len(candidates[i]) else -1 for i in range(len(truths))])
-    best = np.full(len(truths), np.nan)
-    for i in range(len(truths)):
-        mine = rms[owner == i]
-        if np.isfinite(mine).any():
-            best[i] = np.nanmin(mine)
-    matched = np.isfinite(best)
-    first_matched = np.array([f >= 0 and np.isfinite(rms[f]) for f in first])
-    sizes = [len(g) for g in candidates]
-    params = {"stol": stol, "angle_tol_degrees": angle_tol, "ltol": ltol, "num_truths": len(truths),
-              "candidates_per_truth": {"min": min(sizes, default=0), "max": max(sizes, default=0)},
-              "num_matched": int(matched.sum()), "first_candidate_match_rate": float(first_matched.mean()),
-              "first_candidate_rms_dist": float(np.nanmean(rms[first[first_matched]])) if first_matched.any()
-              else None, "definition": "matched when any candidate matches; rms = smallest over its matches"}
-    results = {"struct_valid": sv, "comp_valid": cv,
-               "valid": MetricResult("valid", float(valid.mean()) if len(valid) else None,
-                                     {"definition": "struct_valid and comp_valid, over all candidates",
-                                      "num_valid": int(valid.sum())}, {"valid": valid}),
-               "match_rate": MetricResult("match_rate", float(matched.mean()) if len(truths) else None, params),
-               "rms_dist": MetricResult("rms_dist", float(np.nanmean(best)) if matched.any() else None, params)}
-    report = _pack("reconstruction", results, {"workers": workers, "num_truths": len(truths),
-                                               "num_predictions": len(flat), "samples": "best of k"})
-    if out_dir is not None:
-        ids = list(ids) if ids is not None else [str(i) for i in range(len(truths))]
-        rows = [{"id": ids[i], "candidates": sizes[i], "valid_candidates": int(valid[owner == i].sum()),
-                 "matched": bool(matched[i]), "first_matched": bool(first_matched[i]), "rms_dist": best[i]}
-                for i in range(len(truths))]
-        _write_outputs(Path(out_dir), report, rows)
-    return report
-
-
 def _generation_rows(structures, ids, results, ok, errors, valid, num_samples, seed) -> list[dict]:
     ids = list(ids) if ids is not None else [str(i) for i in range(len(structures))]
     sv, cv = results["struct_valid"].per_item, results["comp_valid"].per_item
@@ -364,14 +274,3 @@ def _generation_rows(structures, ids, results, ok, errors, valid, num_samples, s
     return rows
 
 
-def _write_outputs(out_dir: Path, report: dict, rows: list[dict]) -> None:
-    from genlowdim.runtime import atomic_write_text, write_json
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "metrics.json", report)
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    atomic_write_text(out_dir / "structures.csv", buf.getvalue())

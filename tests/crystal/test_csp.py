@@ -158,6 +158,9 @@ def test_csp_formula_writes_ranked_candidates(checkpoint, tmp_path, monkeypatch)
     assert manifest["count"] == 3 and manifest["method"] == "prior"
     assert manifest["protocol"]["type_update"] == "composition"
     assert "warnings" not in manifest
+    described = json.loads((out / "candidates.json").read_text())
+    assert [c["name"] for c in described["candidates"]] == ["SrTiO3_000", "SrTiO3_001", "SrTiO3_002"]
+    assert described["num_training"] == 64 and described["symprec"] == 0.1
 
 
 def test_csp_refuses_elements_never_seen_in_training_unless_allowed(checkpoint, tmp_path, monkeypatch, capsys):

@@ -50,7 +50,9 @@ def test_csp_relax_command(tmp_path, capsys):
                  "--pool-size", "20", "--relax", "--relax-steps", "3", "--symprec", "0.05",
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("at symprec 0.05 Å") == 4 and "model rank" in printed
+    # two candidates, each with its nearest training entry, then the two relaxed
+    assert printed.count("at symprec 0.05 Å") == 6 and "model rank" in printed
+    assert printed.count("nearest training entry (") == 2
     assert len(list((out / "cif_symmetrized").glob("*.cif"))) == 2
     assert len(list((out / "relaxed" / "cif").glob("*.cif"))) == 2
     relax = json.loads((out / "manifest.json").read_text())["relax"]

@@ -13,7 +13,7 @@ import pytest
 from tests.metrics.data.record_evaluate_golden import OUT, cases
 
 # parameters added since the recording: they describe how the numbers were computed, not the numbers
-NEW_PARAMS = {"unique": {"method", "workers"}, "novel": {"method", "workers"}}
+NEW_PARAMS = {"unique": {"method", "workers", "scale"}, "novel": {"method", "workers", "scale"}}
 
 
 @pytest.fixture(scope="module")

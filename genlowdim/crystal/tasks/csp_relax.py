@@ -115,17 +115,6 @@ def _add_to_manifest(out_dir: Path, record: dict) -> None:
     write_json(path, {**manifest, "relax": record})
 
 
-def candidate_lines(out_dir: str | Path, symprec: float = SYMPREC) -> list[str]:
-    """One line per candidate of ``out_dir/candidates.extxyz`` (lattice, volume per atom, space group);
-    writes their symmetrised CIFs to ``out_dir/cif_symmetrized/``."""
-    from genlowdim.structures.io import read_structures
-    from genlowdim.structures.symmetry import format_cell
-
-    pairs = read_structures(Path(out_dir) / "candidates.extxyz")
-    cells = describe_candidates([s for _, s in pairs], [i for i, _ in pairs], Path(out_dir), symprec)
-    return ["  " + format_cell(c["name"], c) for c in cells]
-
-
 def relaxed_lines(record: dict, out_dir: str | Path, per_candidate: bool = True) -> list[str]:
     """What ``csp --relax`` prints: counts, then per candidate (best first) its cell, relaxed energy per
     atom and the model's rank."""
