@@ -140,11 +140,15 @@ def _record_skipped(out: str, skipped: list[dict]) -> None:
 
 
 def pair_by_id(pred_ids, preds, truth_ids, truths, how: str = "auto") -> tuple[list, list[str]]:
-    """Predictions reordered to follow the truths; a truth without prediction gets ``None``."""
+    """Predictions reordered to follow the truths; a truth without prediction gets ``None`` (a miss). With
+    ``how="auto"`` ids pair when every truth has its prediction, or when every prediction names a truth (a
+    prediction file that lost unreadable frames, which ``load_input`` reports by name)."""
     from genlowdim.errors import UsageError
 
     lookup = dict(zip(pred_ids, preds))
-    use_id = how == "id" or (how == "auto" and all(t in lookup for t in truth_ids))
+    truth_set = set(truth_ids)
+    use_id = how == "id" or (how == "auto" and (all(t in lookup for t in truth_ids)
+                                                 or (len(lookup) > 0 and all(i in truth_set for i in lookup))))
     if use_id:
         if len(lookup) != len(pred_ids):
             raise UsageError("predictions contain repeated ids; pair by order (--pair-by order)")
