@@ -353,7 +353,7 @@ class Trainer:
             val_log.append(row)
         if math.isfinite(val) and (self.state.best_val is None or val < self.state.best_val):
             self.state.best_val = val
-            self.save("best.pt")
+            self._checkpoint_elapsed("best.pt")   # with the wall time so far (a shipped model records it)
 
 
 def _default_collate(items: list) -> Any:

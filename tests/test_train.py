@@ -153,6 +153,8 @@ def test_validation_best_checkpoint_ema_and_plot(tmp_path):
     assert best["config"] == {"x": 1} and float(best["extra_state"]["scale"]) == 2.0
     assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == {"x": 1}
     assert best["ema_state_dict"] is not None
+    last = load_checkpoint(tmp_path / "last.pt", family="toy")
+    assert 0 < best["train_state"]["elapsed_s"] <= last["train_state"]["elapsed_s"]   # wall time recorded
     assert result.best_val == pytest.approx(min(
         float(r["val_loss"]) for r in csv.DictReader(open(tmp_path / "val.csv"))))
     assert (tmp_path / "loss.png").stat().st_size > 1000
