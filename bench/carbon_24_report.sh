@@ -14,19 +14,11 @@ SAMPLER=${2:-ald_100}
 NGEN=${3:-10000}
 NREC=${4:-2030}
 NCSP=${5:-100}
-G="${GENLOWDIM:-.venv/bin/genlowdim}"
-SPLIT=${SPLIT:-test}
-read -r -a M <<< "${MODEL:---model carbon_24}"
-mkdir -p "$OUT"
 
 source "$(dirname "$0")/timed.sh"
+report_setup "--model carbon_24"
 
-for protocol in genlowdim cdvae; do
-    timed "recon_$protocol" "$G" reconstruct "${M[@]}" --protocol "$protocol" --sampler "$SAMPLER" \
-        --split "$SPLIT" --num "$NREC" --out "$OUT/recon_$protocol"
-    timed "recon_eval_$protocol" "$G" evaluate "$OUT/recon_$protocol/predictions.extxyz" \
-        --reference "$OUT/recon_$protocol/truth.extxyz" --mode reconstruction --out "$OUT/recon_$protocol/eval"
-done
+recon_both_protocols
 timed "sample_$SAMPLER" "$G" sample "${M[@]}" --sampler "$SAMPLER" --num "$NGEN" --out "$OUT/gen"
 timed "evaluate_$SAMPLER" "$G" evaluate "$OUT/gen" --reference "carbon_24:$SPLIT" --out "$OUT/gen/eval"
 timed "csp20" "$G" csp "${M[@]}" --split "$SPLIT" --num "$NCSP" --samples 20 --sampler "$SAMPLER" --out "$OUT/csp20"

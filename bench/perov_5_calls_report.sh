@@ -13,12 +13,9 @@ OUT=${1:?usage: bench/perov_5_calls_report.sh OUT [SAMPLER] [NUM_GENERATED] [NUM
 SAMPLER=${2:-ald_100}
 NGEN=${3:-10000}
 NREC=${4:-3785}
-G="${GENLOWDIM:-.venv/bin/genlowdim}"
-SPLIT=${SPLIT:-test}
-read -r -a M <<< "${MODEL:---model perov_5}"
-mkdir -p "$OUT"
 
 source "$(dirname "$0")/timed.sh"
+report_setup "--model perov_5"
 
 timed "sample_$SAMPLER" "$G" sample "${M[@]}" --sampler "$SAMPLER" --num "$NGEN" --out "$OUT/gen"
 timed "evaluate_$SAMPLER" "$G" evaluate "$OUT/gen" --reference perov_5:$SPLIT --property-model perov_5 \
@@ -28,9 +25,4 @@ if [ "$NGEN" -gt 2000 ]; then
     timed "evaluate_${SAMPLER}_2000" "$G" evaluate "$OUT/gen2000" --reference perov_5:$SPLIT \
         --property-model perov_5 --out "$OUT/gen2000/eval"
 fi
-for protocol in genlowdim cdvae; do
-    timed "recon_$protocol" "$G" reconstruct "${M[@]}" --protocol "$protocol" --sampler "$SAMPLER" \
-        --split "$SPLIT" --num "$NREC" --out "$OUT/recon_$protocol"
-    timed "recon_eval_$protocol" "$G" evaluate "$OUT/recon_$protocol/predictions.extxyz" \
-        --reference "$OUT/recon_$protocol/truth.extxyz" --mode reconstruction --out "$OUT/recon_$protocol/eval"
-done
+recon_both_protocols
