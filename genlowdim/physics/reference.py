@@ -85,9 +85,10 @@ def reference_energies(formulas: Iterable[str], dataset: str = "perov_5",
     flat = [(f, name, s, structure_hash(s)) for f, items in entries.items() for name, s in items]
     energies = {digest: _cached(folder, digest) for _, _, _, digest in flat}
     todo = [(s, digest) for _, _, s, digest in flat if energies[digest] is None]
-    if todo:
-        results = relax_structures([s for s, _ in todo], settings, potential)
-        for (s, digest), result in zip(todo, results):
+    step = settings.batch_size
+    for start in range(0, len(todo), step):  # stored batch by batch: a stopped run keeps what it finished
+        part = todo[start:start + step]
+        for (s, digest), result in zip(part, relax_structures([s for s, _ in part], settings, potential)):
             if result.error is None:
                 energies[digest] = result.energy_final
                 _store(folder, s, result)
