@@ -2,7 +2,8 @@
 
 Each shipped model is a folder ``genlowdim/crystal/pretrained/<name>/`` with
 
-  ``cdvae.pt``       the CDVAE's EMA weights, config and scalers (a weights-only genlowdim checkpoint)
+  ``cdvae.pt``       the CDVAE's EMA weights, config and scalers (a weights-only genlowdim checkpoint; a model of
+                     another family ships its own file, listed under its kind)
   ``property.pt``    the separately trained property predictor (scores ``wdist_prop`` and optimisation)
   ``manifest.json``  sha256 of both files, the training configs and commands, optimiser steps, wall time,
                      the git commit they were trained at, and the metrics measured with them
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from collections.abc import Collection
 from pathlib import Path
 
 from genlowdim.runtime import CheckpointError, load_checkpoint, save_checkpoint, write_json
@@ -32,18 +34,19 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def available_models(root: str | Path = PRETRAINED_DIR) -> dict[str, dict]:
-    """Name -> manifest of every shipped model under ``root``."""
-    root = Path(root)
+def available_models(root: str | Path | None = None) -> dict[str, dict]:
+    """Name -> manifest of every shipped model under ``root`` (None: :data:`PRETRAINED_DIR`)."""
+    root = Path(root or PRETRAINED_DIR)
     found = {}
     for manifest in sorted(root.glob("*/manifest.json")):
         found[manifest.parent.name] = json.loads(manifest.read_text())
     return found
 
 
-def resolve_model(name: str, kind: str = "cdvae", root: str | Path = PRETRAINED_DIR) -> Path:
+def resolve_model(name: str, kind: str | Collection[str] = "cdvae", root: str | Path | None = None) -> Path:
     """Path of a shipped model's ``kind`` file (``cdvae``, ``property``, or any kind its manifest lists),
-    its sha256 checked.
+    its sha256 checked. ``kind`` may be a collection of kinds (the model families the commands know): the one
+    of them the manifest lists (:func:`model_kind_of`).
 
     Raises CheckpointError naming the known models when ``name`` is unknown, the file is missing or its
     content does not match the manifest."""
@@ -52,10 +55,12 @@ def resolve_model(name: str, kind: str = "cdvae", root: str | Path = PRETRAINED_
         known = ", ".join(sorted(models)) or "none"
         raise CheckpointError(f"--model {name!r}: no shipped model of that name (shipped: {known}); "
                               f"pass --checkpoint PATH for a model of your own")
+    if not isinstance(kind, str):
+        kind = model_kind_of(name, models[name], kind)
     entry = models[name]["files"].get(kind)
     if entry is None:
         raise CheckpointError(f"--model {name!r} ships no {kind} model")
-    path = Path(root) / name / entry["file"]
+    path = Path(root or PRETRAINED_DIR) / name / entry["file"]
     if not path.is_file():
         raise CheckpointError(f"--model {name!r}: {path} is missing from the installation")
     if sha256_of(path) != entry["sha256"]:
@@ -64,8 +69,21 @@ def resolve_model(name: str, kind: str = "cdvae", root: str | Path = PRETRAINED_
     return path
 
 
-def checkpoint_path(checkpoint: str | None, model: str | None, kind: str = "cdvae") -> Path:
-    """The file behind ``--checkpoint PATH`` or ``--model NAME`` (exactly one of them)."""
+def model_kind_of(name: str, manifest: dict, kinds: Collection[str]) -> str:
+    """The kind of the model file of shipped model ``name`` (its ``manifest``): the one of ``kinds`` whose file
+    the manifest lists. CheckpointError when it lists none of them or several."""
+    listed = [kind for kind in manifest["files"] if kind in kinds]
+    if len(listed) != 1:
+        what = "no model file" if not listed else f"several model files ({', '.join(listed)})"
+        files = ", ".join(sorted(manifest["files"])) or "none"
+        raise CheckpointError(f"--model {name!r}: its manifest lists {what} of the known model kinds "
+                              f"{', '.join(sorted(kinds))} (its files: {files})")
+    return listed[0]
+
+
+def checkpoint_path(checkpoint: str | None, model: str | None, kind: str | Collection[str] = "cdvae") -> Path:
+    """The file behind ``--checkpoint PATH`` or ``--model NAME`` (exactly one of them); ``kind``: see
+    :func:`resolve_model`."""
     if (checkpoint is None) == (model is None):
         raise CheckpointError("give exactly one of --checkpoint PATH and --model NAME "
                               f"(shipped: {', '.join(sorted(available_models())) or 'none'})")
