@@ -13,6 +13,7 @@ from genlowdim.crystal.cdvae.config import CrystalConfig, SamplingConfig
 from genlowdim.crystal.cdvae.csp import CSPSettings, needs_pool, predict_structures
 from genlowdim.crystal.cdvae.protocols import DecodeSettings
 from genlowdim.crystal.cdvae.sampling import decode_latents, generate, reconstruct_batch
+from genlowdim.crystal.contract import LatentOptimization
 from genlowdim.crystal.decoded import DecodedCrystals
 from genlowdim.crystal.latents import LatentPool
 from genlowdim.crystal.runs import model_digest
@@ -24,9 +25,10 @@ __all__ = ["CDVAECrystals", "data_record"]
 class CDVAECrystals:
     """``model``: a CDVAE in eval mode; ``sampling``: its decode settings; ``sampler``/``steps``: a sampler of
     ``sampling.samplers`` and its step count (None: the config's); ``latent``: reconstruction from the
-    posterior ``mean`` or a posterior ``sample``; ``csp``/``pool``: how :meth:`predict` proposes latents
-    (``pool_loader``: loads the pool at the first prediction instead, so that a finished run encodes nothing;
-    ``pool_size``: the training crystals it encodes, recorded). ``config``: the checkpoint's config (its
+    posterior ``mean`` or a posterior ``sample`` (also where property optimisation starts); ``constraint``:
+    property optimisation's bound on z (``none``/``ball``, :meth:`latent_optimization`); ``csp``/``pool``: how
+    :meth:`predict` proposes latents (``pool_loader``: loads the pool at the first prediction instead, so that a
+    finished run encodes nothing; ``pool_size``: the training crystals it encodes, recorded). ``config``: the checkpoint's config (its
     dataset, for :meth:`load_split`); ``protocol``: the decode settings ``sampling`` was resolved from
     (recorded by the runs)."""
     model: torch.nn.Module
@@ -34,6 +36,7 @@ class CDVAECrystals:
     sampler: str | None = None
     steps: int | None = None
     latent: str = "mean"
+    constraint: str = "none"
     csp: CSPSettings = field(default_factory=CSPSettings)
     pool: LatentPool | None = None
     pool_loader: Callable[[], LatentPool | None] | None = None
@@ -54,6 +57,10 @@ class CDVAECrystals:
         return self.model.max_atoms
 
     @property
+    def property_head(self) -> str | None:
+        return "CDVAE property head" if self.model.fc_property is not None else None
+
+    @property
     def dataset(self) -> str:
         return self._config().data.dataset
 
@@ -69,18 +76,26 @@ class CDVAECrystals:
 
     def run_entries(self, task: str) -> tuple[dict, dict]:
         """(settings, manifest) entries of a run of ``task``: the protocol record, and for ``reconstruct`` the
-        data section and latent, for ``csp`` the latent source and pool."""
+        data section and latent, for ``csp`` the latent source and pool, for ``sample`` the sampling config,
+        for ``optimize`` the sampler's spec."""
         record = self.protocol.to_dict() if self.protocol is not None else None
+        name = self.sampler_name
         if task == "reconstruct":
             described = "posterior mean (mu)" if self.latent == "mean" else "posterior sample (mu + sigma * eps)"
             return ({"data": data_record(self._config()), "latent": self.latent, "protocol": record},
-                    {"sampler": self.sampler_name, "steps": self.steps, "protocol": record,
+                    {"sampler": name, "steps": self.steps, "protocol": record,
                      "dataset": self._config().data.dataset, "latent": described})
         if task == "csp":
             csp = to_dict(self.csp)
             return ({"csp": csp, "pool_size": self.pool_size if needs_pool(self.csp) else None, "protocol": record},
-                    {"method": self.csp.method, "csp": csp, "sampler": self.sampler_name})
-        return {"protocol": record}, {"sampler": self.sampler_name, "steps": self.steps, "protocol": record}
+                    {"method": self.csp.method, "csp": csp, "sampler": name})
+        if task == "optimize":
+            return {"protocol": record}, {"protocol": record, "sampler": name,
+                                          "sampler_spec": to_dict(self.sampling.spec(name))}
+        manifest = {"sampler": name, "steps": self.steps, "protocol": record}
+        if task == "sample":
+            manifest["sampling_config"] = to_dict(self.sampling)
+        return {"protocol": record}, manifest
 
     def record(self, task: str) -> dict:
         """Weights digest, sampler and its spec, device; for ``sample`` and ``reconstruct`` also the step
@@ -118,6 +133,10 @@ class CDVAECrystals:
 
     def predict_property(self, z: torch.Tensor) -> torch.Tensor:
         return self.model.predict_property(z)
+
+    def latent_optimization(self) -> LatentOptimization:
+        """Starts from ``latent`` (mean or posterior sample), bounded by ``constraint``."""
+        return LatentOptimization(self.latent, self.constraint)
 
     def parameters(self):
         return self.model.parameters()

@@ -26,10 +26,9 @@ from dataclasses import dataclass, replace
 
 from genlowdim.config import to_dict
 from genlowdim.crystal.cdvae.config import CrystalConfig, SamplerSpec
+from genlowdim.crystal.contract import CONSTRAINTS, START_LATENTS as LATENTS
 
 TASKS = ("sample", "reconstruct", "optimize", "csp")
-LATENTS = ("mean", "sample")
-CONSTRAINTS = ("none", "ball")
 CDVAE_ALD = SamplerSpec(method="ald", steps_each=100, step_lr=1e-4)
 
 
