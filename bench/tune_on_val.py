@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from genlowdim.crystal.cdvae.checkpoints import load_model  # noqa: E402
 from genlowdim.crystal.cdvae.config import SamplerSpec  # noqa: E402
+from genlowdim.crystal.cdvae.contract import CDVAECrystals  # noqa: E402
 from genlowdim.crystal.tasks.optimize import optimize_property  # noqa: E402
 from genlowdim.crystal.pretrained import checkpoint_path  # noqa: E402
 from genlowdim.crystal.cdvae.protocols import resolve  # noqa: E402
@@ -142,10 +143,12 @@ def optimisation_table(model, cfg, rows: Rows, args, property_model) -> list[dic
         if row is None:
             used, record = resolve(protocol, "optimize", cfg, sampler="ald_fast")
             t0 = time.perf_counter()
+            crystals = CDVAECrystals(model, used.sampling, config=used, protocol=record, latent=record.latent,
+                                     constraint=record.constraint)
             result = optimize_property(
-                model, used, Path(args.out) / "opt" / name.split(",")[0].replace(" ", "_").replace(":", ""),
+                crystals, Path(args.out) / "opt" / name.split(",")[0].replace(" ", "_").replace(":", ""),
                 split="val", num=args.num_opt, steps=args.opt_steps, decode_every=args.decode_every,
-                property_model=property_model, protocol=record, seed=args.seed,
+                property_model=property_model, seed=args.seed,
                 **({"radius_quantile": quantile} if quantile is not None else {}))
             row = rows.add({"table": "optimisation", "name": name, "seconds": time.perf_counter() - t0,
                             "radius": result["radius"], **{k: result[k] for k in ("SR5", "SR10", "SR15")},

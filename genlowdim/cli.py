@@ -87,10 +87,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_sample(args: argparse.Namespace) -> int:
     from genlowdim.runtime import load_checkpoint
 
-    from genlowdim.crystal.pretrained import checkpoint_path
+    from genlowdim.crystal.commands import resolve_checkpoint
 
     require_positive(args, "num", "batch_size", "steps", "levels", "steps_per_level")
-    args.checkpoint = str(checkpoint_path(args.checkpoint, args.model))
+    resolve_checkpoint(args)   # --model NAME: the shipped model's file of its family
     payload = load_checkpoint(args.checkpoint)
     crystal_only = [flag for flag, value in (("--step-lr", args.step_lr), ("--type-update", args.type_update),
                                              ("--steps-per-level", args.steps_per_level),

@@ -1,14 +1,33 @@
 """Handlers of ``analyse`` and ``analyse-memorisation`` (their flags are :mod:`genlowdim.crystal.cli`): the
-low-dimensional structure of a trained CDVAE, and memorisation against training-set size."""
+low-dimensional structure of a trained CDVAE, and memorisation against training-set size.
+
+``analyse`` reads more of a model than the contract gives: the CDVAE's decoder as a denoiser at its own noise
+levels, its lattice, composition and atom-count heads, and its sampler (docs/contributing.md), so it takes a
+CDVAE checkpoint and refuses another family's with one line."""
 from __future__ import annotations
 
 import argparse
 
 from genlowdim.crystal.commands import resolve_checkpoint
-from genlowdim.crystal.task_commands import cdvae_checkpoint
-from genlowdim.errors import UsageError, require_positive
+from genlowdim.errors import CheckpointError, UsageError, require_positive
 
-__all__ = ["analysis_threads", "cmd_analyse", "cmd_analyse_memorisation"]
+__all__ = ["analysis_threads", "cdvae_checkpoint", "cmd_analyse", "cmd_analyse_memorisation"]
+
+
+def cdvae_checkpoint(path: str):
+    """(payload, config) of a CDVAE checkpoint, read before any model or data is built; CheckpointError
+    (one line) for a checkpoint of another kind."""
+    from genlowdim.crystal.cdvae.config import config_from_dict
+    from genlowdim.crystal.cdvae.training import FAMILY
+    from genlowdim.crystal.families import model_kind
+    from genlowdim.runtime import load_checkpoint
+
+    payload = load_checkpoint(path, family=FAMILY)
+    kind = model_kind(payload)
+    if kind != "cdvae":
+        raise CheckpointError(f"{path}: checkpoint holds a {kind!r} model; analyse reads a CDVAE's decoder, heads "
+                              f"and noise levels, beyond the crystal model contract, so it needs a 'cdvae' model")
+    return payload, config_from_dict(payload["config"])
 
 
 SMALL_CELL_ATOMS = 6     # perov_5-sized cells: tiny graphs and matrices

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from genlowdim.crystal import data_cli
 
     data_cli.register(subparsers)
-    p = subparsers.add_parser("reconstruct", help="encode and decode crystals of a split with a CDVAE checkpoint")
+    p = subparsers.add_parser("reconstruct", help="encode and decode crystals of a split with a crystal model")
     add_model_flags(p)
     p.add_argument("--split", default="test", help="split of the checkpoint's dataset (train/val/test)")
     p.add_argument("--num", type=int, default=None, help="first N crystals of the split (default: all)")
@@ -37,12 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=task_commands.cmd_reconstruct, start=lambda a: f"reconstructing {_first(a.num)} crystals of "
                    f"the {a.split} split with {_model(a)} into {a.out}")
 
-    p = subparsers.add_parser("optimize", help="CDVAE latent optimisation of a property (SR5/SR10/SR15)")
-    add_model_flags(p, "CDVAE checkpoint trained with a property head")
+    p = subparsers.add_parser("optimize", help="latent optimisation of a property (SR5/SR10/SR15) with a model that "
+                              "has a latent space and a property head (a CDVAE)")
+    add_model_flags(p, "checkpoint of a model with a latent space and a property head")
     p.add_argument("--property", default=None, help="property name (checked against the checkpoint's dataset)")
     p.add_argument("--property-model", default=None,
                    help="property-predictor checkpoint that scores the decodes (default with --model: the "
-                   "shipped model's predictor; otherwise CDVAE's own head on the re-encoded decode)")
+                   "shipped model's predictor; otherwise the model's own head on the re-encoded decode)")
     p.add_argument("--split", default="test", help="split whose first --num crystals are the starting points")
     p.add_argument("--num", type=int, default=100)
     p.add_argument("--opt-steps", type=int, default=5000, help="Adam steps on z (CDVAE: 5,000)")
@@ -224,7 +225,7 @@ def add_target_flags(p: argparse.ArgumentParser) -> None:
     :mod:`genlowdim.crystal.tasks.targeted`)."""
     p.add_argument("--target", default=None,
                    help="crystals only: aim at a property, e.g. 'heat_ref<0.5', 'heat_ref>1.2', '0.2<heat_ref<0.5' "
-                   "(heat_ref in eV/atom; rejection on the CDVAE property head over z ~ N(0, I); with --model the "
+                   "(heat_ref in eV/atom; rejection on the model's property head over z ~ N(0, I); with --model the "
                    "shipped property predictor also scores each crystal into predicted_property.csv; docs/csp.md)")
     p.add_argument("--target-draws", type=int, default=None,
                    help="with --target: at most this many latents drawn per crystal (default 1000)")

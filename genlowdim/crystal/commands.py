@@ -6,18 +6,21 @@ from __future__ import annotations
 import argparse
 
 from genlowdim.crystal.cdvae.from_args import STEP_FLAGS, protocol_config
-from genlowdim.errors import CheckpointError, UsageError, require_positive
+from genlowdim.errors import UsageError, require_positive
 
 __all__ = ["STEP_FLAGS", "protocol_config", "resolve_checkpoint", "load_crystals", "check_split",
-           "reject_cdvae_flags", "train", "sample", "property_fn", "target_margin", "cmd_models",
-           "cmd_models_export", "cmd_demo"]
+           "reject_cdvae_flags", "require_latent", "train", "sample", "property_fn", "target_margin",
+           "cmd_models", "cmd_models_export", "cmd_demo"]
 
 
-def resolve_checkpoint(args: argparse.Namespace, kind: str = "cdvae") -> str:
-    """The checkpoint file behind ``--checkpoint`` or ``--model`` (also stored back in ``args.checkpoint``)."""
+def resolve_checkpoint(args: argparse.Namespace, kind: str | None = None) -> str:
+    """The checkpoint file behind ``--checkpoint`` or ``--model`` (also stored back in ``args.checkpoint``).
+    ``kind``: the shipped model's file of that kind (e.g. ``property``); None: its model's file, the one of
+    the kinds of :data:`~genlowdim.crystal.families.FAMILIES` that its manifest lists."""
+    from genlowdim.crystal.families import FAMILIES
     from genlowdim.crystal.pretrained import checkpoint_path
 
-    args.checkpoint = str(checkpoint_path(args.checkpoint, args.model, kind))
+    args.checkpoint = str(checkpoint_path(args.checkpoint, args.model, kind or tuple(FAMILIES)))
     return args.checkpoint
 
 
@@ -25,26 +28,47 @@ def load_crystals(args: argparse.Namespace):
     """(checkpoint payload, the model as the tasks see it) of ``--checkpoint``/``--model``: the checkpoint's
     model kind picks its family (:mod:`genlowdim.crystal.families`), which builds it from the command's
     arguments. A CDVAE-only flag given to another family is a UsageError."""
-    from genlowdim.crystal.families import crystal_model, model_kind
     from genlowdim.runtime import load_checkpoint
 
-    path = resolve_checkpoint(args)
-    payload = load_checkpoint(path, family="crystal")
+    payload = load_checkpoint(resolve_checkpoint(args), family="crystal")
+    return payload, family_crystals(payload, args)
+
+
+def family_crystals(payload: dict, args: argparse.Namespace):
+    """The model of the loaded checkpoint ``payload`` (of ``args.checkpoint``) through its family; a
+    CDVAE-only flag given to another family is a UsageError."""
+    from genlowdim.crystal.families import crystal_model, model_kind
+
     if model_kind(payload) != "cdvae":
-        reject_cdvae_flags(args, path)
-    return payload, crystal_model(payload, args, path)
+        reject_cdvae_flags(args, args.checkpoint)
+    return crystal_model(payload, args, args.checkpoint)
 
 
-# flags that set how a CDVAE decodes (its protocol, CSP's latent source): (flag, attribute)
+def require_latent(crystals, path: str, what: str) -> None:
+    """UsageError (one line) unless the model has the contract's latent hooks and a property head, which
+    ``what`` (``optimize``, ``--target``) needs; it names the missing hooks."""
+    from genlowdim.crystal.contract import missing_latent_hooks
+
+    missing = missing_latent_hooks(crystals)
+    if missing:
+        raise UsageError(f"{what} needs a crystal model with a latent space; {path} holds one without the latent "
+                         f"hooks {', '.join(missing)} (genlowdim.crystal.contract.LatentCrystalModel)")
+    if crystals.property_head is None:
+        raise UsageError(f"{what} needs a property head on the model's latent space; {path} has none")
+
+
+# flags that set how a CDVAE decodes (its protocol): (flag, attribute)
 CDVAE_FLAGS = (("--protocol", "protocol"), ("--sampler", "sampler"), ("--steps", "steps"), ("--levels", "levels"),
                ("--steps-per-level", "steps_per_level"), ("--step-lr", "step_lr"), ("--type-update", "type_update"),
-               ("--latent", "latent"), ("--constraint", "constraint"), ("--target", "target"),
-               ("--method", "method"), ("--draws", "draws"), ("--opt-steps", "opt_steps"))
+               ("--latent", "latent"), ("--constraint", "constraint"))
+# csp's flags of a CDVAE's latent source (optimize's --opt-steps is its own: the Adam steps of any family)
+CDVAE_CSP_FLAGS = (("--method", "method"), ("--draws", "draws"), ("--opt-steps", "opt_steps"))
 
 
 def reject_cdvae_flags(args: argparse.Namespace, path: str) -> None:
     """UsageError naming the CDVAE-only flags given for ``path``, a checkpoint of another crystal family."""
-    given = [flag for flag, name in CDVAE_FLAGS if getattr(args, name, None) is not None]
+    flags = CDVAE_FLAGS + (CDVAE_CSP_FLAGS if getattr(args, "task", None) == "csp" else ())
+    given = [flag for flag, name in flags if getattr(args, name, None) is not None]
     if given:
         raise UsageError(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to CDVAE checkpoints; "
                          f"{path} holds another kind of crystal model")
@@ -102,82 +126,69 @@ def target_margin(args: argparse.Namespace) -> float:
     return 0.0
 
 
-def _target(args: argparse.Namespace, cfg):
-    """The parsed ``--target`` (None without one); UsageError when the model cannot aim at it."""
+def _check_target_flags(args: argparse.Namespace) -> None:
+    """UsageError for settings of ``--target`` given without it."""
+    if getattr(args, "target", None) is None and any(
+            getattr(args, k, None) is not None for k in ("target_source", "target_draws", "target_margin")):
+        raise UsageError("--target-source, --target-draws and --target-margin apply with --target")
+    require_positive(args, "target_draws")
+
+
+def _aim(args: argparse.Namespace, crystals):
+    """The :class:`~genlowdim.crystal.tasks.targeted.Aim` of ``--target`` (None without one); UsageError when
+    the model cannot aim at it (no latent hooks, no property head, another property, an empty target)."""
     if getattr(args, "target", None) is None:
-        if any(getattr(args, k, None) is not None for k in ("target_source", "target_draws", "target_margin")):
-            raise UsageError("--target-source, --target-draws and --target-margin apply with --target")
         return None
-    from genlowdim.crystal.tasks.targeted import parse_target
+    from genlowdim.crystal.tasks.targeted import Aim, parse_target
     from genlowdim.structures.registry import DATASETS
 
-    require_positive(args, "target_draws")
-    spec = DATASETS.get(cfg.data.dataset)
+    require_latent(crystals, args.checkpoint, "--target")
+    spec = DATASETS.get(crystals.dataset)
     target = parse_target(args.target, spec.property if spec is not None else None)
     margin = target_margin(args)
     if margin < 0:
         raise UsageError(f"--target-margin must be >= 0, got {margin:g}")
     target.shrunk(margin)   # UsageError when nothing of the target is left
-    if not cfg.model.predict_property:
-        raise UsageError(f"--target needs a CDVAE trained with a property head (model.predict_property: true); "
-                         f"{args.checkpoint} has none")
-    return target
+    pool = None
+    if (getattr(args, "target_source", None) or TARGET_SOURCE) == "posterior":
+        from genlowdim.crystal.latents import encode_pool
+
+        pool = encode_pool(crystals, crystals.load_split("train", TARGET_POOL_SIZE))
+    return Aim(target, max_draws=getattr(args, "target_draws", None) or 1000, pool=pool, margin=margin,
+               head=crystals.property_head)
 
 
 def sample(args: argparse.Namespace, checkpoint: dict) -> int:
-    """``genlowdim sample`` for crystal checkpoints: CIFs + samples.extxyz + manifest.json in --out. A CDVAE
-    takes its protocol and --target; another family's model is sampled through the contract."""
-    from genlowdim.crystal.families import model_kind
+    """``genlowdim sample`` for crystal checkpoints: CIFs + samples.extxyz + manifest.json in --out. The
+    checkpoint's family builds the model (a CDVAE with its protocol); ``--target`` aims at a property through
+    the latent hooks."""
+    from genlowdim.crystal.tasks.generate import write_samples
 
-    if model_kind(checkpoint) != "cdvae":
-        return _sample_family(args, checkpoint)
-    from genlowdim.crystal.cdvae.checkpoints import load_model
-    from genlowdim.crystal.cdvae.config import config_from_dict
-    from genlowdim.crystal.tasks.generate import sample_crystals
-    from genlowdim.runtime import resolve_device
-
-    target = _target(args, config_from_dict(checkpoint["config"]))
-    model, cfg = load_model(checkpoint, resolve_device(args.device), use_ema=args.weights == "ema",
-                            task="cdvae")
-    cfg, record = protocol_config(cfg, args)
-    pool = None
-    if target is not None and (getattr(args, "target_source", None) or TARGET_SOURCE) == "posterior":
-        from genlowdim.crystal.latents import encode_pool
-        from genlowdim.crystal.cdvae.training import load_split
-
-        pool = encode_pool(model, load_split(cfg, "train", TARGET_POOL_SIZE))
-    manifest = sample_crystals(model, cfg, args.num, args.out, batch_size=args.batch_size, seed=args.seed,
-                               checkpoint=args.checkpoint, overwrite=args.overwrite, protocol=record,
-                               target=target, max_draws=getattr(args, "target_draws", None) or 1000,
-                               target_pool=pool, target_margin=target_margin(args) if target is not None else 0.0)
-    aimed = "" if target is None else "; " + _aim_report(args, target, manifest)
-    print(f"wrote {manifest['count']} crystals to {args.out} ({record.protocol} protocol, sampler "
-          f"{record.sampler}){aimed}")
+    _check_target_flags(args)
+    crystals = family_crystals(checkpoint, args)
+    aim = _aim(args, crystals)
+    settings, entries = crystals.run_entries("sample")
+    manifest = write_samples(crystals, args.num, args.out, batch_size=args.batch_size, seed=args.seed,
+                             overwrite=args.overwrite, settings=settings, aim=aim,
+                             manifest={**entries, "checkpoint": args.checkpoint})
+    record = entries.get("protocol")
+    how = f" ({record['protocol']} protocol, sampler {record['sampler']})" if isinstance(record, dict) else ""
+    aimed = "" if aim is None else "; " + _aim_report(args, aim.target, manifest)
+    print(f"wrote {manifest['count']} crystals to {args.out}{how}{aimed}")
     return 0
 
 
 def _aim_report(args: argparse.Namespace, target, manifest: dict) -> str:
     """The account of ``sample --target``; a shipped model's property predictor also scores the crystals."""
+    from genlowdim.crystal.pretrained import available_models
     from genlowdim.crystal.tasks.targeted import check_with_predictor, describe_aim
 
-    if args.model is not None and manifest.get("count"):
+    shipped = available_models().get(args.model, {}).get("files", {}) if args.model is not None else {}
+    if "property" in shipped and manifest.get("count"):
         predictor = resolve_checkpoint(argparse.Namespace(checkpoint=None, model=args.model), "property")
         manifest = check_with_predictor(args.out, target, predictor, manifest,
                                         name=f"{args.model}'s shipped property predictor")
     return describe_aim(manifest, target)
-
-
-def _sample_family(args: argparse.Namespace, checkpoint: dict) -> int:
-    """``genlowdim sample`` of any crystal model family (:mod:`genlowdim.crystal.families`)."""
-    from genlowdim.crystal.families import crystal_model
-    from genlowdim.crystal.tasks.generate import write_samples
-
-    reject_cdvae_flags(args, args.checkpoint)
-    crystals = crystal_model(checkpoint, args, args.checkpoint)
-    manifest = write_samples(crystals, args.num, args.out, batch_size=args.batch_size, seed=args.seed,
-                             overwrite=args.overwrite, manifest={"checkpoint": args.checkpoint})
-    print(f"wrote {manifest['count']} crystals to {args.out}")
-    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:

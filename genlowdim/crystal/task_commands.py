@@ -1,16 +1,15 @@
 """Handlers of ``reconstruct``, ``csp`` and ``optimize`` (their flags are :mod:`genlowdim.crystal.cli`).
-``reconstruct`` and ``csp`` take the checkpoint's model through its family and the contract
-(:func:`genlowdim.crystal.commands.load_crystals`), so any registered family runs them; ``optimize`` loads a
-CDVAE (its property head and latent optimisation)."""
+Each takes the checkpoint's model through its family and the contract
+(:func:`genlowdim.crystal.commands.load_crystals`), so any registered family runs ``reconstruct`` and ``csp``,
+and any family with the latent hooks and a property head runs ``optimize``."""
 from __future__ import annotations
 
 import argparse
 
-from genlowdim.crystal.commands import (STEP_FLAGS, check_split, load_crystals, protocol_config,
-                                        resolve_checkpoint)
-from genlowdim.errors import CheckpointError, UsageError, require_positive
+from genlowdim.crystal.commands import STEP_FLAGS, check_split, load_crystals, require_latent, resolve_checkpoint
+from genlowdim.errors import UsageError, require_positive
 
-__all__ = ["cmd_reconstruct", "cmd_csp", "cmd_optimize", "cdvae_checkpoint"]
+__all__ = ["cmd_reconstruct", "cmd_csp", "cmd_optimize"]
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -98,57 +97,48 @@ def _relax_csp(args: argparse.Namespace) -> None:
     print("\n".join(relaxed_lines(record, args.out, per_candidate=args.formula is not None)))
 
 
-def cdvae_checkpoint(path: str):
-    """(payload, config) of a CDVAE checkpoint, read before any model or data is built."""
-    from genlowdim.crystal.cdvae.config import config_from_dict
-    from genlowdim.crystal.cdvae.training import FAMILY
-    from genlowdim.runtime import load_checkpoint
-
-    payload = load_checkpoint(path, family=FAMILY)
-    cfg = config_from_dict(payload["config"])
-    if cfg.task != "cdvae":
-        raise CheckpointError(f"{path}: checkpoint holds a {cfg.task!r} model, this command needs a 'cdvae' "
-                              f"model (trained with task: cdvae)")
-    return payload, cfg
-
-
-def _check_optimizable(path: str, cfg, property_name: str | None) -> None:
-    """What ``optimize`` needs of a checkpoint: a property head, known SR percentiles, the right property."""
+def _check_optimizable(path: str, crystals, property_name: str | None) -> None:
+    """What ``optimize`` needs of a model: the latent hooks, a property head, known SR percentiles of its
+    dataset, the right property."""
     from genlowdim.crystal.tasks.optimize import check_property_name, sr_thresholds
 
-    if not cfg.model.predict_property:
-        raise UsageError(f"{path}: this CDVAE has no property head (model.predict_property: false); optimize "
-                         f"needs one: train with --set model.predict_property=true")
+    require_latent(crystals, path, "optimize")
     try:
-        sr_thresholds(cfg.data.dataset)
+        sr_thresholds(crystals.dataset)
     except ValueError as err:
         raise UsageError(f"{path}: {err}") from err
     try:
-        check_property_name(cfg, property_name)
+        check_property_name(crystals.dataset, property_name)
     except ValueError as err:
         raise UsageError(f"{err}; leave --property out or give that name") from err
 
 
-def cmd_optimize(args: argparse.Namespace) -> int:
+def _property_model(args: argparse.Namespace):
+    """The property predictor that scores the decodes: ``--property-model``, else a shipped model's own
+    (when it ships one), else None (the model's head on the re-encoded decode)."""
     from genlowdim.crystal.cdvae.checkpoints import load_model
-    from genlowdim.crystal.tasks.optimize import optimize_property
+    from genlowdim.crystal.pretrained import available_models
     from genlowdim.runtime import resolve_device
+
+    path = args.property_model
+    if path is None and "property" in available_models().get(args.model or "", {}).get("files", {}):
+        path = resolve_checkpoint(argparse.Namespace(checkpoint=None, model=args.model), "property")
+    return load_model(path, resolve_device(args.device), task="property")[0] if path else None
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from genlowdim.crystal.tasks.optimize import optimize_property
 
     require_positive(args, "num", "opt_steps", "decode_every", *STEP_FLAGS)
     if args.lr <= 0:
         raise UsageError(f"--lr {args.lr}: must be positive")
-    payload, cfg = cdvae_checkpoint(resolve_checkpoint(args))
-    _check_optimizable(args.checkpoint, cfg, args.property)
-    check_split(args.split, cfg.data.dataset)
-    property_path = args.property_model
-    if property_path is None and args.model is not None:
-        property_path = str(resolve_checkpoint(argparse.Namespace(checkpoint=None, model=args.model), "property"))
-    device = resolve_device(args.device)
-    model, cfg = load_model(payload, device, use_ema=args.weights == "ema", task="cdvae")
-    cfg, record = protocol_config(cfg, args)
-    prop_model = load_model(property_path, device, task="property")[0] if property_path else None
-    result = optimize_property(model, cfg, args.out, property_name=args.property, split=args.split,
-                               num=args.num, steps=args.opt_steps, decode_every=args.decode_every, lr=args.lr,
-                               seed=args.seed, property_model=prop_model, protocol=record)
-    print({k: result[k] for k in ("SR5", "SR10", "SR15")}, f"({record.protocol} protocol)")
+    _, crystals = load_crystals(args)
+    _check_optimizable(args.checkpoint, crystals, args.property)
+    check_split(args.split, crystals.dataset)
+    result = optimize_property(crystals, args.out, property_name=args.property, split=args.split, num=args.num,
+                               steps=args.opt_steps, decode_every=args.decode_every, lr=args.lr, seed=args.seed,
+                               property_model=_property_model(args))
+    record = result.get("protocol")
+    print({k: result[k] for k in ("SR5", "SR10", "SR15")},
+          f"({record['protocol']} protocol)" if isinstance(record, dict) else f"(scored by {result['scored_by']})")
     return 0

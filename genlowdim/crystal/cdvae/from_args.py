@@ -51,6 +51,19 @@ def csp_settings(args: argparse.Namespace):
     return CSPSettings(**given)
 
 
+def _check_property_head(cfg, args: argparse.Namespace) -> None:
+    """UsageError, with the setting to train one, when ``optimize`` or ``--target`` meets a CDVAE without a
+    property head."""
+    if cfg.model.predict_property:
+        return
+    if getattr(args, "task", None) == "optimize":
+        raise UsageError(f"{args.checkpoint}: this CDVAE has no property head (model.predict_property: false); "
+                         f"optimize needs one: train with --set model.predict_property=true")
+    if getattr(args, "target", None) is not None:
+        raise UsageError(f"--target needs a CDVAE trained with a property head (model.predict_property: true); "
+                         f"{args.checkpoint} has none")
+
+
 def cdvae_crystals(payload: dict, args: argparse.Namespace):
     """The CDVAE of ``payload`` for the command of ``args``: decoding with its config's sampling settings, or,
     for a command with the protocol flags (``args.task``), with the resolved protocol."""
@@ -62,6 +75,7 @@ def cdvae_crystals(payload: dict, args: argparse.Namespace):
     task = getattr(args, "task", None)
     settings = csp_settings(args) if task == "csp" else None   # its errors come before the model is built
     model, cfg = load_model(payload, resolve_device(args.device), use_ema=args.weights == "ema", task="cdvae")
+    _check_property_head(cfg, args)
     if task is None:
         return CDVAECrystals(model, cfg.sampling, config=cfg)
     cfg, decode = protocol_config(cfg, args)
@@ -73,5 +87,5 @@ def cdvae_crystals(payload: dict, args: argparse.Namespace):
         kw = dict(csp=settings, pool_size=pool_size,
                   pool_loader=lambda: load_pool(model, cfg, settings, pool_size))
     elif task == "optimize":
-        kw = dict(latent=decode.latent)
+        kw = dict(latent=decode.latent, constraint=decode.constraint)
     return CDVAECrystals(model, cfg.sampling, config=cfg, protocol=decode, **kw)

@@ -30,16 +30,18 @@ __all__ = ["sample_crystals", "reconstruct", "write_samples", "write_reconstruct
 
 def write_samples(crystals: CrystalModel, num: int, out_dir: str | Path, *, batch_size: int = 500,
                   seed: int = 0, overwrite: bool = False, protocol: dict | None = None, aim: Aim | None = None,
-                  manifest: dict | None = None) -> dict:
+                  manifest: dict | None = None, settings: dict | None = None) -> dict:
     """Generate ``num`` crystals into ``out_dir``: ``cif/<id>.cif``, ``samples.extxyz``, ``manifest.json``.
 
     ``aim``: decode only latents screened by a property head (:class:`~genlowdim.crystal.tasks.targeted.Aim`;
-    the model needs the latent hooks). ``manifest``: further entries of the manifest (not of the settings).
+    the model needs the latent hooks). ``protocol``/``settings``: the protocol record and further entries of
+    the settings a resumed run must match (``settings`` may hold the protocol itself, as the model's
+    ``run_entries("sample")`` does). ``manifest``: further entries of the manifest (not of the settings).
     Finished batches (``batches/batch_k/done.json``) of the same settings are skipped on a rerun; other
     settings raise ``OutputConflictError`` unless ``overwrite`` (which first clears the folder's batches,
     CIFs and merged files). Returns the manifest (the first process's; the others return theirs unmerged)."""
     settings = {"task": "sample", "num": num, "batch_size": batch_size, "seed": seed, "protocol": protocol,
-                **crystals.record("sample"), **(aim.settings() if aim is not None else {})}
+                **(settings or {}), **crystals.record("sample"), **(aim.settings() if aim is not None else {})}
     run = BatchRun.open(out_dir, settings, device=model_device(crystals), overwrite=overwrite,
                         cleared=("manifest.json", "samples.extxyz"))
     writer = run.writer
@@ -125,7 +127,8 @@ def sample_crystals(model, cfg: CrystalConfig, num: int, out_dir: str | Path, *,
     ``target_margin``: the head screens ``target`` moved this far inwards (property units)."""
     crystals = CDVAECrystals(model, cfg.sampling, sampler=sampler, steps=steps)
     record = protocol.to_dict() if protocol is not None else None
-    aim = None if target is None else Aim(target, max_draws=max_draws, pool=target_pool, margin=target_margin)
+    aim = None if target is None else Aim(target, max_draws=max_draws, pool=target_pool, margin=target_margin,
+                                          head=crystals.property_head)
     return write_samples(crystals, num, out_dir, batch_size=batch_size, seed=seed, overwrite=overwrite,
                          protocol=record, aim=aim,
                          manifest={"sampler": crystals.sampler_name, "steps": steps, "protocol": record,

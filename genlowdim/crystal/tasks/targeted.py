@@ -1,11 +1,12 @@
-"""Generation aimed at a property: rejection on CDVAE's property head over prior draws of z.
+"""Generation aimed at a property: rejection on a model's property head over prior draws of z.
 
 ``genlowdim sample --target "heat_ref<0.5"`` draws z ~ N(0, I), keeps the draws whose property head
-(:meth:`CDVAE.predict_property`, eV/atom for perov_5's ``heat_ref``) meets the target and decodes only those,
-so a targeted crystal costs the decoder exactly what an unconditional one costs; the head costs two small
-matrix products per draw. The draws are exact samples of the prior restricted to the head's accepted region.
-When ``max_draws`` draws per crystal yield too few accepted latents, the batch is completed with the draws
-closest to the target, and the count that met it on the head is reported (``head_accepted``).
+(``predict_property`` of a :class:`~genlowdim.crystal.contract.LatentCrystalModel`; CDVAE's, eV/atom for
+perov_5's ``heat_ref``) meets the target and decodes only those, so a targeted crystal costs the decoder
+exactly what an unconditional one costs; CDVAE's head costs two small matrix products per draw. The draws are
+exact samples of the prior restricted to the head's accepted region. When ``max_draws`` draws per crystal
+yield too few accepted latents, the batch is completed with the draws closest to the target, and the count
+that met it on the head is reported (``head_accepted``).
 
 Targets: ``NAME<HIGH``, ``NAME>LOW`` or ``LOW<NAME<HIGH`` (``<=``/``>=`` read the same: the property is
 continuous); NAME must be the property the checkpoint was trained on.
@@ -119,11 +120,13 @@ def targeted_latents(model, num: int, target: PropertyTarget, *, max_draws: int 
 class Aim:
     """Generation aimed at ``target``: the property head screens ``target`` moved ``margin`` inwards, at most
     ``max_draws`` latents per crystal, drawn from N(0, I) or from ``pool`` (a
-    :class:`~genlowdim.crystal.latents.LatentPool`)."""
+    :class:`~genlowdim.crystal.latents.LatentPool`); ``head``: the head's name in the manifest (the model's
+    ``property_head``)."""
     target: PropertyTarget
     max_draws: int = 1000
     pool: object = None
     margin: float = 0.0
+    head: str = "property head"
 
     @property
     def screen(self) -> PropertyTarget:
@@ -145,7 +148,7 @@ class Aim:
         """The manifest's entries from the finished batches' records."""
         source = "z ~ N(0, I)" if self.pool is None else "the training crystals' posterior"
         return {"target": str(self.target), "max_draws": self.max_draws, "target_margin": self.margin,
-                "head_screen": str(self.screen), "method": "rejection on the CDVAE property head over " + source,
+                "head_screen": str(self.screen), "method": f"rejection on the {self.head} over " + source,
                 "head_accepted": sum(i.get("head_accepted", 0) for i in infos),
                 "draws": sum(i.get("draws", 0) for i in infos)}
 
