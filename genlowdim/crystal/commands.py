@@ -194,6 +194,7 @@ def _aim_report(args: argparse.Namespace, target, manifest: dict) -> str:
 def cmd_models(args: argparse.Namespace) -> int:
     import json
 
+    from genlowdim.crystal.families import FAMILIES
     from genlowdim.crystal.pretrained import available_models
 
     models = available_models()
@@ -203,9 +204,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     if not models:
         print("no models are shipped with this installation")
     for name, manifest in models.items():
-        cdvae = manifest["files"].get("cdvae", {})
-        print(f"{name}: CDVAE {cdvae.get('steps')} steps ({cdvae.get('config', {}).get('name')}), "
-              f"files {', '.join(sorted(manifest['files']))}; use --model {name}")
+        kind = next((k for k in manifest["files"] if k in FAMILIES), "cdvae")   # the model's family
+        entry = manifest["files"].get(kind, {})
+        print(f"{name}: {'CDVAE' if kind == 'cdvae' else kind} {entry.get('steps')} steps "
+              f"({entry.get('config', {}).get('name')}), files {', '.join(sorted(manifest['files']))}; "
+              f"use --model {name}")
         for key, figures in manifest.get("metrics", {}).items():
             shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                               for k, v in figures.items() if not isinstance(v, (dict, list)))

@@ -328,7 +328,7 @@ def test_a_family_ships_through_the_pretrained_registry(tmp_path):
         resolve_model("cubic_4", ("cdvae",), root=tmp_path)
 
 
-def test_model_name_resolves_the_file_of_its_family(tmp_path, cubic_family, monkeypatch):
+def test_model_name_resolves_the_file_of_its_family(tmp_path, cubic_family, monkeypatch, capsys):
     """``--model NAME`` takes the shipped file listed under the kind of a registered family, not ``cdvae``."""
     monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path / "shipped")
     (tmp_path / "shipped").mkdir()
@@ -339,6 +339,9 @@ def test_model_name_resolves_the_file_of_its_family(tmp_path, cubic_family, monk
     assert manifest["checkpoint"] == str(tmp_path / "shipped" / "cubic_4" / "cubic.pt")
     assert main(["reconstruct", "--model", "cubic_4", "--split", "val", "--num", "2", "--device", "cpu",
                  "--out", str(tmp_path / "r")]) == 0
+    capsys.readouterr()
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.startswith("cubic_4: cubic None steps (None), files cubic; use --model cubic_4")
 
 
 def test_a_registered_family_reconstructs_through_the_cli(tmp_path, cubic_family):

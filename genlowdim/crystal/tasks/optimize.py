@@ -111,9 +111,10 @@ def optimize_property(crystals: LatentCrystalModel, out_dir: str | Path, *, prop
     ``crystals``: a :class:`~genlowdim.crystal.contract.LatentCrystalModel`; its ``latent_optimization()``
     decides the starting latents (``mean``: z = μ; ``sample``: a posterior draw, as CDVAE's ``model.encode``)
     and the constraint (``ball``: see :func:`latent_radius`), its ``decode`` the decode settings, its
-    ``run_entries("optimize")`` further entries of the results (e.g. the protocol). A snapshot counts if it is
-    structurally and compositionally valid; its property is predicted by ``property_model`` (else by the
-    model's own head on the re-encoded decode). Each snapshot is written as extxyz."""
+    ``run_entries("optimize")`` further entries of the results (e.g. the protocol; the task's own keys win).
+    A snapshot counts if it is structurally and compositionally valid; its property is predicted by
+    ``property_model`` (else by the model's own head on the re-encoded decode). Each snapshot is written as
+    extxyz."""
     search = crystals.latent_optimization()
     thresholds = sr_thresholds(crystals.dataset)
     check_property_name(crystals.dataset, property_name)
@@ -143,8 +144,9 @@ def optimize_property(crystals: LatentCrystalModel, out_dir: str | Path, *, prop
                      radius=radius)
     result = success_rates(best, thresholds)
     result.update(num=int(z0.shape[0]), split=split, steps=steps, decode_every=decode_every, lr=lr,
-                  radius=radius, radius_quantile=radius_quantile if radius is not None else None,
-                  **crystals.run_entries("optimize")[1], thresholds=thresholds, snapshots=snapshots,
+                  radius=radius, radius_quantile=radius_quantile if radius is not None else None)
+    result.update({k: v for k, v in crystals.run_entries("optimize")[1].items() if k not in result})
+    result.update(thresholds=thresholds, snapshots=snapshots,
                   scored_by="property model" if property_model is not None else crystals.property_head)
     write_json(out / "results.json", result)
     return result
