@@ -8,8 +8,8 @@ import argparse
 from genlowdim.crystal.cdvae.from_args import STEP_FLAGS, protocol_config
 from genlowdim.errors import UsageError, require_positive
 
-__all__ = ["STEP_FLAGS", "protocol_config", "resolve_checkpoint", "load_crystals", "check_split",
-           "reject_cdvae_flags", "require_latent", "train", "sample", "property_fn", "target_margin",
+__all__ = ["STEP_FLAGS", "protocol_config", "resolve_checkpoint", "load_crystals", "family_crystals",
+           "check_split", "reject_cdvae_flags", "require_latent", "train", "sample", "property_fn", "target_margin",
            "cmd_models", "cmd_models_export", "cmd_demo"]
 
 
