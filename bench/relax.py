@@ -17,11 +17,12 @@ Wall and CPU seconds per crystal (CPU: this process and its finished children), 
 with the same number of processes, optimiser steps, the 1-minute load average after the row, and the
 agreement of each row's final energies and structures with the first lockstep row on the crystals both
 relaxed (one at a time against lockstep shows the float-level spread of the same method: unstable cubic
-cells sit on saddles).
+cells sit on saddles). ``--filter-cost`` and ``--pass-cost`` time the cell filters and the CHGNet passes
+alone.
 
 Usage: python bench/relax.py [--num 8] [--baseline-num K] [--split test] [--optimizer BFGS] [--steps 100]
        [--threads 1] [--batch-sizes 16 128] [--chunks 8] [--processes 1 2] [--filters log frechet once unitcell]
-       [--symmetry] [--predict-graph] [--filter-cost]
+       [--symmetry] [--predict-graph] [--filter-cost] [--pass-cost]
 """
 from __future__ import annotations
 
@@ -177,6 +178,28 @@ def filter_cost(structures, repeats: int = 50, strain: float = 0.02) -> None:
               f"1 positions request), load average {os.getloadavg()[0]:.1f}")
 
 
+def pass_cost(structures, chunks=(1, 4, 8, 16, 64, 128)) -> None:
+    """CPU milliseconds per structure of one CHGNet energy/forces/stress evaluation of ``structures`` (graphs
+    built beforehand, not timed) in passes of each chunk size, and of CHGNet's own ``predict_graph`` one
+    structure at a time (the baseline's call): what the potential alone costs per structure and step."""
+    from genlowdim.physics.potential import energy_forces_stress, load_potential
+
+    model = load_potential().model
+    graphs = [model.graph_converter(s) for s in structures]
+    energy_forces_stress(model, graphs[:2])
+    for chunk in (c for c in chunks if c <= len(graphs)):
+        cpu = time.process_time()
+        for start in range(0, len(graphs), chunk):
+            energy_forces_stress(model, graphs[start:start + chunk])
+        print(f"one backward pass, passes of {chunk:3d}: {1e3 * (time.process_time() - cpu) / len(graphs):6.2f} ms "
+              f"CPU per structure, load average {os.getloadavg()[0]:.1f}")
+    cpu = time.process_time()
+    for g in graphs:
+        model.predict_graph([g], task="efs")
+    print(f"predict_graph, one at a time:    {1e3 * (time.process_time() - cpu) / len(graphs):6.2f} ms CPU per "
+          f"structure, load average {os.getloadavg()[0]:.1f}")
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num", type=int, default=8, help="perov_5 crystals of --split (the first N)")
@@ -198,6 +221,8 @@ def parse_args():
     parser.add_argument("--predict-graph", action="store_true", help="add the predict_graph lockstep row")
     parser.add_argument("--filter-cost", action="store_true",
                         help="only the CPU time per step of each cell filter, without relaxing")
+    parser.add_argument("--pass-cost", action="store_true",
+                        help="only the CPU time per structure of CHGNet passes of several sizes, without relaxing")
     args = parser.parse_args()
     for name in ("num", "baseline_num", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -220,6 +245,8 @@ def main() -> None:
     structures = load_structures("perov_5", args.split)[1][:args.num]
     if args.filter_cost:
         return filter_cost(structures)
+    if args.pass_cost:
+        return pass_cost(structures)
     n = len(structures)
     k = min(args.baseline_num or n, n)
     settings = RelaxSettings(optimizer=args.optimizer, fmax=args.fmax, steps=args.steps, symmetry=args.symmetry)
