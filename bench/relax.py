@@ -160,22 +160,25 @@ def filter_cost(structures, repeats: int = 50, strain: float = 0.02) -> None:
     values = load_potential().evaluate(structures)
     rng = np.random.default_rng(0)
     deformations = [np.eye(3) + strain * rng.uniform(-1, 1, (3, 3)) for _ in structures]
-    for name in ("frechet", "once", "log", "unitcell"):
-        make = filter_maker(name)
-        cpu = time.process_time()
+    def steps(name: str, count: int) -> float:
+        make, cpu = filter_maker(name), time.process_time()
         for s, v, d in zip(structures, values, deformations):
             atoms = AseAtomsAdaptor.get_atoms(s)
             f = make(atoms)
             atoms.set_cell(atoms.cell.array @ d, scale_atoms=True)
             atoms.calc = SinglePointCalculator(atoms, energy=v["energy"], forces=v["forces"], stress=v["stress"])
-            for _ in range(repeats):
+            for _ in range(count):
                 f._last = f._log = None     # a new step: nothing cached from the last one
                 for _ in range(2):
                     f.get_forces()
                 f.get_positions()
-        per_step = (time.process_time() - cpu) / (repeats * len(structures))
-        print(f"filter {name:9s}: {1e3 * per_step:.2f} ms CPU per structure and step (2 force requests, "
-              f"1 positions request), load average {os.getloadavg()[0]:.1f}")
+        return (time.process_time() - cpu) / (count * len(structures))
+
+    for name in FILTERS:     # warm-up: the first calls into scipy and ASE cost more
+        steps(name, 2)
+    for name in FILTERS:
+        print(f"filter {name:9s}: {1e3 * steps(name, repeats):.2f} ms CPU per structure and step (2 force "
+              f"requests, 1 positions request), load average {os.getloadavg()[0]:.1f}")
 
 
 def pass_cost(structures, chunks=(1, 4, 8, 16, 64, 128)) -> None:
@@ -213,7 +216,7 @@ def parse_args():
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None,
                         help="lockstep batch sizes (default: all N crystals in one batch)")
     parser.add_argument("--chunks", type=int, nargs="+", default=[None],
-                        help="structures per CHGNet pass in the lockstep rows (default: Potential.batch_size)")
+                        help="structures per CHGNet pass in the lockstep rows (default: load_potential's)")
     parser.add_argument("--processes", type=int, nargs="+", default=[1],
                         help="run every row with each of these numbers of forked processes (default 1)")
     parser.add_argument("--filters", nargs="+", choices=FILTERS, default=["log", "frechet"])
@@ -265,8 +268,8 @@ def main() -> None:
             lock_settings = dataclasses.replace(settings, batch_size=b)
             out, wall, cpu = split_run(lockstep, structures, p, settings=lock_settings, cell_filter=name, chunk=c,
                                        efs=efs)
-            batch = min(b, -(-n // p))
-            label = (f"lockstep, batch {batch}{f' (passes of {c})' if c and c < batch else ''}, filter {name}"
+            batch, passes = min(b, -(-n // p)), c or load_potential().batch_size
+            label = (f"lockstep, batch {batch}{f' (passes of {passes})' if passes < batch else ''}, filter {name}"
                      + (", predict_graph" if efs else ""))
             rows.append((label, p, n, wall, cpu, out, os.getloadavg()[0]))
     print(f"perov_5 {args.split} crystals (5 atoms): one at a time on the first {k}, lockstep on the first {n}; "
