@@ -19,6 +19,7 @@ __all__ = ["Potential", "load_potential", "atoms_to_structure", "DEFAULT_MODEL",
 
 DEFAULT_MODEL = "0.3.0"
 GPA_TO_EV_PER_A3 = 1.0 / 160.21766208   # ase.units.GPa
+CPU_PASS = 8                            # structures per CHGNet pass on CPU
 
 
 def atoms_to_structure(atoms) -> Any:
@@ -34,7 +35,7 @@ def atoms_to_structure(atoms) -> Any:
 @dataclass
 class Potential:
     """A loaded CHGNet model. ``name``: 'CHGNet'; ``version``: its weights ('0.3.0');
-    ``batch_size``: structures per forward pass."""
+    ``batch_size``: structures per forward pass (``load_potential`` sets it by device)."""
 
     model: Any
     name: str = "CHGNet"
@@ -139,4 +140,6 @@ def load_potential(version: str = DEFAULT_MODEL, device: str = "cpu") -> Potenti
     model.eval()
     # an atom with no neighbour within the 6 Å graph cutoff makes the output meaningless: fail it
     model.graph_converter.on_isolated_atoms = "error"
-    return Potential(model=model, version=version)
+    # on CPU a structure costs least in passes of about 8 (5-atom cells: ~15 ms each against ~20 ms alone and
+    # 20-45 ms in passes of 64-128, which also hold far more memory; bench/relax.py --pass-cost)
+    return Potential(model=model, version=version, batch_size=CPU_PASS if device == "cpu" else 256)

@@ -100,23 +100,42 @@ class RelaxResult:
                 "converged": self.converged, "error": self.error, **self.extra}
 
 
-def make_filter(atoms):
-    """``FrechetCellFilter`` on ``atoms`` whose forces are computed once per potential result.
+def make_filter(atoms, reuse_log: bool = True):
+    """``FrechetCellFilter`` on ``atoms`` whose forces are computed once per potential result and whose
+    positions reuse the forces' matrix logarithm.
 
     An optimiser asks for the filter's forces twice per step (the convergence test, then the step), and
-    each time the filter takes a matrix logarithm of the deformation gradient and nine Fréchet derivatives
+    each time the filter takes a matrix logarithm of the deformation gradient F and nine Fréchet derivatives
     of the matrix exponential. The second answer is the first one, reused while the calculator, positions
-    and cell are unchanged: the same numbers, bit for bit, for half the filter's work."""
-    return _once_filter_class()(atoms)
+    and cell are unchanged: the same numbers, bit for bit, for half the filter's work.
+
+    The positions (asked once per step) carry log(N F) with N the number of atoms, which ASE takes as a
+    second, slow logarithm of a matrix far from the identity. N is a positive scalar, so
+    log(N F) = log(N) I + log(F) exactly, and log(F) is the one the forces of the same state took: with
+    ``reuse_log`` the positions use it (equal to ASE's to float rounding, not bit for bit; without
+    ``reuse_log`` they are ASE's own)."""
+    return _once_filter_class()(atoms, reuse_log=reuse_log)
 
 
 @lru_cache(maxsize=1)
 def _once_filter_class():
     import numpy as np
     from ase.filters import FrechetCellFilter
+    from scipy.linalg import logm
 
     class OnceFrechetCellFilter(FrechetCellFilter):
         _last: tuple | None = None
+        _log: tuple | None = None      # (deformation gradient, its logarithm)
+
+        def __init__(self, atoms, reuse_log: bool = True):
+            super().__init__(atoms)
+            self.reuse_log = reuse_log
+            self._utility.logm = self._logm    # the forces' log(F) goes through the cache
+
+        def _logm(self, matrix):
+            if self._log is None or not np.array_equal(self._log[0], matrix):
+                self._log = (np.array(matrix, copy=True), logm(matrix))
+            return self._log[1].copy()
 
         def _same_state(self, kwargs: dict) -> bool:
             if self._last is None:
@@ -130,6 +149,16 @@ def _once_filter_class():
                 state = (self.atoms.calc, self.atoms.positions.copy(), self.atoms.cell.array.copy(), kwargs)
                 self._last = (state, super().get_forces(**kwargs))
             return self._last[1].copy()
+
+        def get_positions(self):
+            if not self.reuse_log:
+                return super().get_positions()
+            n = len(self.atoms)
+            out = self._utility.get_positions_unitcellfilter(self.atoms.get_positions(), self.atoms.get_cell(),
+                                                             cell_factor=float(n))
+            log_f = self._logm(self._utility.deform_grad(self.atoms.get_cell()))
+            out[n:] = (log_f + np.log(float(n)) * np.eye(3)) * self.exp_cell_factor
+            return out
 
     return OnceFrechetCellFilter
 

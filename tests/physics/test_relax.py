@@ -121,7 +121,10 @@ def test_one_backward_pass_equals_chgnets_own_prediction():
 
 def test_forces_computed_once_per_step_change_nothing(monkeypatch):
     """``make_filter`` reuses the filter's forces within a step; ASE's own FrechetCellFilter recomputes them.
-    Both give the same trajectory, bit for bit, in fewer filter evaluations."""
+    With ASE's positions (``reuse_log=False``) both give the same trajectory, bit for bit, in fewer filter
+    evaluations; with the positions' logarithm taken from the forces' one (the default) the trajectory is
+    the same to float rounding only (log(N F) = log(N) I + log(F) exactly, but not in floating point), here
+    within 1e-8 Å and 1e-8 eV/atom after six BFGS steps."""
     import ase.filters
 
     import genlowdim.physics.relax as relax
@@ -133,13 +136,45 @@ def test_forces_computed_once_per_step_change_nothing(monkeypatch):
         calls["n"] += 1
         return original(self, **kwargs)
 
+    def relax_with(make):
+        monkeypatch.setattr(relax, "make_filter", make)
+        calls["n"] = 0
+        return relax_structures([start], settings, load_potential())[0], calls["n"]
+
     monkeypatch.setattr(ase.filters.FrechetCellFilter, "get_forces", counted)
     settings, start = RelaxSettings(optimizer="BFGS", steps=6), perturbed(srtio3(), 0.15)
-    once = relax_structures([start], settings, load_potential())[0]
-    once_calls, calls["n"] = calls["n"], 0
-    monkeypatch.setattr(relax, "make_filter", ase.filters.FrechetCellFilter)
-    plain = relax_structures([start], settings, load_potential())[0]
-    assert once.steps == plain.steps == 6 and once.energy_final == plain.energy_final
+    make_filter = relax.make_filter
+    once, once_calls = relax_with(lambda atoms: make_filter(atoms, reuse_log=False))
+    shared, shared_calls = relax_with(make_filter)
+    plain, plain_calls = relax_with(ase.filters.FrechetCellFilter)
+    assert once.steps == shared.steps == plain.steps == 6 and once.energy_final == plain.energy_final
     np.testing.assert_array_equal(once.relaxed.cart_coords, plain.relaxed.cart_coords)
     np.testing.assert_array_equal(once.relaxed.lattice.matrix, plain.relaxed.lattice.matrix)
-    assert once_calls == 7 and calls["n"] == 13   # 7 states: one evaluation each, against two per step
+    assert once_calls == shared_calls == 7 and plain_calls == 13   # 7 states: one evaluation each, not two
+    assert abs(shared.energy_final - plain.energy_final) < 1e-8
+    np.testing.assert_allclose(shared.relaxed.cart_coords, plain.relaxed.cart_coords, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(shared.relaxed.lattice.matrix, plain.relaxed.lattice.matrix, rtol=0, atol=1e-8)
+    assert np.abs(shared.relaxed.cart_coords - start.cart_coords).max() > 0.01    # it did move
+
+
+def test_filter_positions_carry_the_logarithm_of_a_known_deformation():
+    """A cell deformed by F = exp(A) (A known) gives the filter's cell coordinates N (log(N) I + A), N the
+    number of atoms, as ASE's FrechetCellFilter does (to 1e-12); the atoms' rows are the undeformed ones."""
+    from ase.filters import FrechetCellFilter
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from scipy.linalg import expm
+
+    from genlowdim.physics.relax import make_filter
+
+    atoms = AseAtomsAdaptor.get_atoms(perturbed(srtio3(), 0.15))
+    undeformed = atoms.positions.copy()
+    ours, ase_filter = make_filter(atoms), FrechetCellFilter(atoms)
+    a = np.array([[0.03, 0.01, -0.02], [0.005, -0.04, 0.01], [0.02, 0.0, 0.05]])
+    atoms.set_cell(atoms.cell.array @ expm(a).T, scale_atoms=True)   # deformation gradient F = exp(A)
+    n = len(atoms)
+    positions = ours.get_positions()
+    np.testing.assert_allclose(positions[n:], n * (np.log(n) * np.eye(3) + a), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(positions[:n], undeformed, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(positions, ase_filter.get_positions(), rtol=0, atol=1e-12)
+    ours.set_positions(positions)          # and back: the same cell
+    np.testing.assert_allclose(ours.get_positions(), positions, rtol=0, atol=1e-12)
