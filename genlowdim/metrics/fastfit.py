@@ -156,20 +156,49 @@ def _search(matcher, c1: Crystal, c2: Crystal, mask: np.ndarray, t1, t2) -> bool
         cart1 = c1.cart(None)
     s2fc, params2, n = c2.frac, np.array(lat2.parameters), len(c1.frac)
     allowed = mask == 0
+    averaged: dict = {}
     for latt, _, scale_m in lat1.find_all_mappings(lat2, ltol=matcher.ltol, atol=matcher.angle_tol,
                                                    skip_rotation_matrix=True):
         if not math.isclose(abs(np.linalg.det(scale_m)), 1, abs_tol=0.5, rel_tol=0):
             continue
         s1fc = latt.get_fractional_coords(cart1)
         s1fc -= np.floor(s1fc)
-        avg = Lattice.from_parameters(*((np.array(latt.parameters) + params2) / 2))
-        norm = (n / avg.volume) ** (1 / 3)
-        frac_tol = _reciprocal_lengths(avg.matrix) * matcher.stol / (np.pi * norm)
+        params = (np.array(latt.parameters) + params2) / 2
+        key = params.tobytes()   # mappings related by inversion have the same cell parameters, bit for bit
+        if key not in averaged:
+            averaged[key] = _Averaged(Lattice.from_parameters(*params), n, matcher.stol)
+        avg = averaged[key]
         shifted = s2fc[None, :, :] + (s1fc[t1] - s2fc[t2])[:, None, :]   # one r2 copy per translation
-        passing = shifted[_prefilter(shifted, s1fc, frac_tol, allowed)]
-        if len(passing) and _any_close(matcher.stol, avg, norm, s1fc, passing, mask):
+        passing = shifted[_prefilter(shifted, s1fc, avg.frac_tol, allowed)]
+        if len(passing) and _any_close(avg, s1fc, passing, mask):
             return True
     return False
+
+
+def _volume(matrix: np.ndarray) -> float:
+    """``Lattice.volume``: |(a x b) . c|, the cross product with numpy's own products and differences."""
+    (a0, a1, a2), (b0, b1, b2) = matrix[0].tolist(), matrix[1].tolist()
+    cross = np.array([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0])
+    return float(abs(np.dot(cross, matrix[2])))
+
+
+class _Averaged:
+    """The averaged lattice of one mapping and what follows from it alone: the normalisation, the
+    fractional tolerance and (when a translation gets that far) the LLL basis, its tolerance and inverse."""
+
+    def __init__(self, avg, n: int, stol: float):
+        self.avg, self.stol = avg, stol
+        self.norm = (n / _volume(avg.matrix)) ** (1 / 3)
+        self.frac_tol = _reciprocal_lengths(avg.matrix) * stol / (np.pi * self.norm)
+        self._lll = None
+
+    def lll(self) -> tuple:
+        """(LLL matrix, LLL fractional tolerance, inverse of the LLL mapping)."""
+        if self._lll is None:
+            lll_matrix = self.avg.lll_matrix   # LLL-reduces the averaged lattice (cached in it)
+            tol = _reciprocal_lengths(_lattice_matrix(lll_matrix)) * self.stol / (np.pi * self.norm)
+            self._lll = (lll_matrix, tol, np.linalg.inv(self.avg.lll_mapping))
+        return self._lll
 
 
 def _prefilter(shifted: np.ndarray, s1fc: np.ndarray, frac_tol: np.ndarray, allowed: np.ndarray) -> np.ndarray:
@@ -185,15 +214,13 @@ def _prefilter(shifted: np.ndarray, s1fc: np.ndarray, frac_tol: np.ndarray, allo
     return out
 
 
-def _any_close(stol: float, avg, norm: float, s1fc: np.ndarray, passing: np.ndarray, mask: np.ndarray) -> bool:
+def _any_close(avg: _Averaged, s1fc: np.ndarray, passing: np.ndarray, mask: np.ndarray) -> bool:
     """Whether some translated copy has, after the optimal assignment and the removal of the mean shift,
     every site closer than ``stol`` (in units of the normalisation length) to its partner."""
     from pymatgen.util.coord_cython import pbc_shortest_vectors
     from scipy.optimize import linear_sum_assignment
 
-    lll_matrix = avg.lll_matrix   # LLL-reduces the averaged lattice (cached in it)
-    lll_tol = _reciprocal_lengths(_lattice_matrix(lll_matrix)) * stol / (np.pi * norm)
-    inverse = np.linalg.inv(avg.lll_mapping)
+    lll_matrix, lll_tol, inverse = avg.lll()
     k, n = passing.shape[:2]
     stacked = passing.reshape(-1, 3)
     # LLL coordinates copy by copy, with the same call (same shapes) as pymatgen makes for each
@@ -205,5 +232,5 @@ def _any_close(stol: float, avg, norm: float, s1fc: np.ndarray, passing: np.ndar
     short = vecs.reshape(k, n, n, 3)[np.arange(k)[:, None], np.arange(n)[None, :], sol]
     # per copy: mean shift over the sites (a sum in site order, then / n), squared residual lengths
     shift = np.add.reduce(short, axis=1) / n
-    dist = np.add.reduce((short - shift[:, None, :]) ** 2, axis=-1) ** 0.5 * norm
-    return bool((dist.max(axis=1) < stol).any())
+    dist = np.add.reduce((short - shift[:, None, :]) ** 2, axis=-1) ** 0.5 * avg.norm
+    return bool((dist.max(axis=1) < avg.stol).any())
