@@ -29,8 +29,6 @@ compares the two on every ordered pair of carbon_24 and perov_5 sets, scaled and
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 __all__ = ["Crystal", "crystal", "fit", "handles"]
@@ -159,11 +157,11 @@ def _search(matcher, c1: Crystal, c2: Crystal, mask: np.ndarray, t1, t2) -> bool
     averaged: dict = {}
     for latt, _, scale_m in lat1.find_all_mappings(lat2, ltol=matcher.ltol, atol=matcher.angle_tol,
                                                    skip_rotation_matrix=True):
-        if not math.isclose(abs(np.linalg.det(scale_m)), 1, abs_tol=0.5, rel_tol=0):
+        if abs(_int_det(scale_m)) != 1:   # ``_get_lattices``: |det| within 0.5 of 1, i.e. not a supercell
             continue
         s1fc = latt.get_fractional_coords(cart1)
         s1fc -= np.floor(s1fc)
-        params = (np.array(latt.parameters) + params2) / 2
+        params = (_parameters(latt.matrix) + params2) / 2
         key = params.tobytes()   # mappings related by inversion have the same cell parameters, bit for bit
         if key not in averaged:
             averaged[key] = _Averaged(Lattice.from_parameters(*params), n, matcher.stol)
@@ -173,6 +171,23 @@ def _search(matcher, c1: Crystal, c2: Crystal, mask: np.ndarray, t1, t2) -> bool
         if len(passing) and _any_close(avg, s1fc, passing, mask):
             return True
     return False
+
+
+def _parameters(matrix: np.ndarray) -> np.ndarray:
+    """``np.array(Lattice(matrix).parameters)`` by the same operations (lengths, clipped cosines from
+    ``np.dot`` of the rows, ``arccos`` in degrees), without the lattice's cached-property machinery."""
+    lengths = np.sqrt(np.sum(matrix ** 2, axis=1))
+    ln = lengths.tolist()
+    cos = [min(max(np.dot(matrix[(d + 1) % 3], matrix[(d + 2) % 3]) / (ln[(d + 1) % 3] * ln[(d + 2) % 3]), -1.0), 1.0)
+           for d in range(3)]
+    return np.concatenate([lengths, np.rad2deg(np.arccos(np.array(cos)))])
+
+
+def _int_det(m: np.ndarray) -> int:
+    """Exact determinant of an integer 3x3 matrix (numpy's float determinant of these small integer
+    matrices is within far less than 0.5 of it, so |det| = 1 is pymatgen's test)."""
+    (a, b, c), (d, e, f), (g, h, i) = m.tolist()
+    return a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
 
 
 def _volume(matrix: np.ndarray) -> float:
@@ -203,13 +218,17 @@ class _Averaged:
 
 def _prefilter(shifted: np.ndarray, s1fc: np.ndarray, frac_tol: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     """For each translated copy of r2 (shifted[k]), whether every site of it lies within ``frac_tol``
-    (per fractional axis, modulo 1) of an allowed site of r1: pymatgen's ``is_coord_subset_pbc`` test."""
+    (per fractional axis, modulo 1) of an allowed site of r1: pymatgen's ``is_coord_subset_pbc`` test,
+    |d - round(d)| <= tol on every axis (rounding half-way cases either way gives the same |0.5|)."""
     n1 = len(s1fc)
-    step = max(1, _CHUNK // max(1, shifted.shape[1] * n1 * 3))
+    step = max(1, _CHUNK // max(1, shifted.shape[1] * n1))
     out = np.empty(len(shifted), dtype=bool)
     for k in range(0, len(shifted), step):
-        d = shifted[k:k + step, :, None, :] - s1fc[None, None, :, :]
-        near = (np.abs(d - np.round(d)) <= frac_tol).all(axis=-1) & allowed
+        near = allowed[None, :, :]
+        for axis in range(3):
+            d = shifted[k:k + step, :, None, axis] - s1fc[None, None, :, axis]
+            d -= np.rint(d)
+            near = near & (np.abs(d) <= frac_tol[axis])
         out[k:k + step] = near.any(axis=2).all(axis=1)
     return out
 
