@@ -168,7 +168,7 @@ def _search(matcher, c1: Crystal, c2: Crystal, mask: np.ndarray, t1, t2) -> bool
         avg = averaged[key]
         shifted = s2fc[None, :, :] + (s1fc[t1] - s2fc[t2])[:, None, :]   # one r2 copy per translation
         passing = shifted[_prefilter(shifted, s1fc, avg.frac_tol, allowed)]
-        if len(passing) and _any_close(avg, s1fc, passing, mask):
+        if len(passing) and (_largest_displacements(avg, s1fc, passing, mask) < matcher.stol).any():
             return True
     return False
 
@@ -233,9 +233,9 @@ def _prefilter(shifted: np.ndarray, s1fc: np.ndarray, frac_tol: np.ndarray, allo
     return out
 
 
-def _any_close(avg: _Averaged, s1fc: np.ndarray, passing: np.ndarray, mask: np.ndarray) -> bool:
-    """Whether some translated copy has, after the optimal assignment and the removal of the mean shift,
-    every site closer than ``stol`` (in units of the normalisation length) to its partner."""
+def _largest_displacements(avg: _Averaged, s1fc: np.ndarray, passing: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """For each translated copy of r2, the largest site displacement (in units of the normalisation length)
+    after the optimal assignment and the removal of the mean shift: ``max(dist)`` of ``_cart_dists``."""
     from pymatgen.util.coord_cython import pbc_shortest_vectors
     from scipy.optimize import linear_sum_assignment
 
@@ -252,4 +252,4 @@ def _any_close(avg: _Averaged, s1fc: np.ndarray, passing: np.ndarray, mask: np.n
     # per copy: mean shift over the sites (a sum in site order, then / n), squared residual lengths
     shift = np.add.reduce(short, axis=1) / n
     dist = np.add.reduce((short - shift[:, None, :]) ** 2, axis=-1) ** 0.5 * avg.norm
-    return bool((dist.max(axis=1) < avg.stol).any())
+    return dist.max(axis=1)

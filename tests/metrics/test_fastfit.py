@@ -84,3 +84,56 @@ def test_batched_reductions_add_in_the_order_of_one_copy_at_a_time():
         x = rng.standard_normal((7, n, 3)) * 10.0 ** rng.integers(-8, 16, (7, n, 3))
         assert np.array_equal(np.add.reduce(x, axis=1) / n, np.array([np.mean(c, axis=0) for c in x]))
         assert np.array_equal(np.add.reduce(x ** 2, axis=-1), np.array([np.sum(c ** 2, axis=-1) for c in x]))
+
+
+def test_every_largest_displacement_equals_pymatgen_s(monkeypatch):
+    """On pairs that fail (where both search every mapping and translation), the largest displacement of
+    every translation that passes the prefilter, in order, is pymatgen's value bit for bit."""
+    import genlowdim.metrics.fastfit as fastfit
+    from pymatgen.core.structure_matcher import StructureMatcher
+
+    ss = list(carbon_structures("val", 60)) + _perov_set()[-40:]
+    ours, theirs = [], []
+    real_cart, real_largest = StructureMatcher._cart_dists.__func__, fastfit._largest_displacements
+
+    def their_cart(cls, *args, **kwargs):
+        out = real_cart(cls, *args, **kwargs)
+        theirs.append(max(out[0]))
+        return out
+
+    def our_largest(*args):
+        out = real_largest(*args)
+        ours.extend(out.tolist())
+        return out
+
+    monkeypatch.setattr(StructureMatcher, "_cart_dists", classmethod(their_cart))
+    monkeypatch.setattr(fastfit, "_largest_displacements", our_largest)
+    checked = 0
+    for scale in (True, False):
+        tol = MatchTolerances(scale=scale)
+        m = tol.matcher()
+        prepared = prepare(ss, range(len(ss)), tol, None, 1)
+        for i, j in itertools.permutations(range(len(ss)), 2):
+            if prepared[i][0] != prepared[j][0] or checked >= 400:
+                continue
+            del ours[:], theirs[:]
+            if not m.fit(prepared[i][1], prepared[j][1], skip_structure_reduction=True):
+                assert not fit(m, prepared[i][1], prepared[j][1])
+                assert ours == theirs, (i, j)
+                checked += bool(theirs)
+    assert checked >= 100
+
+
+def test_lattice_quantities_are_pymatgen_s_bit_for_bit():
+    from genlowdim.metrics.fastfit import _int_det, _parameters, _reciprocal_lengths, _volume
+
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        lattice = Lattice(rng.standard_normal((3, 3)) * rng.uniform(1, 20))
+        assert np.array_equal(_parameters(lattice.matrix), np.array(lattice.parameters))
+        assert _volume(lattice.matrix) == lattice.volume
+        assert np.array_equal(_reciprocal_lengths(lattice.matrix), np.array(lattice.reciprocal_lattice.abc))
+        lll = lattice.get_lll_reduced_lattice()
+        assert np.array_equal(_reciprocal_lengths(lattice.lll_matrix), np.array(lll.reciprocal_lattice.abc))
+        m = rng.integers(-4, 5, (3, 3))
+        assert abs(_int_det(m)) == round(abs(np.linalg.det(m)))
