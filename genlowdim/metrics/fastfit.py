@@ -84,7 +84,7 @@ def fit(matcher, r1, r2) -> bool:
         r1, r2 = (r.structure if isinstance(r, Crystal) else r for r in (r1, r2))
         return bool(matcher.fit(r1, r2, skip_structure_reduction=True))
     c1, c2 = crystal(r1, matcher), crystal(r2, matcher)
-    if c1.hash != c2.hash:
+    if not c1.hash == c2.hash:   # the composition check, with the comparator's own equality
         return False
     mask, t1, t2 = _species_mask(c1.runs, c2.runs, len(c1.frac), len(c2.frac))
     from scipy.optimize import linear_sum_assignment
