@@ -129,16 +129,22 @@ def _reciprocal_lengths(matrix: np.ndarray) -> np.ndarray:
 
 class _LLLView:
     """What pymatgen's ``pbc_shortest_vectors`` kernel reads from a lattice (``pbc``, ``lll_matrix``,
-    ``get_lll_frac_coords``), with the LLL coordinates already computed: ``known`` maps the id of each
-    array the kernel will be given to its LLL coordinates."""
+    ``get_lll_frac_coords``), with the LLL coordinates already computed: ``known`` is a list of (array
+    the kernel will be given, its LLL coordinates)."""
     pbc = (True, True, True)
 
-    def __init__(self, lll_matrix, known: dict):
+    def __init__(self, lll_matrix, known: list):
         self.lll_matrix = lll_matrix
         self._known = known
 
     def get_lll_frac_coords(self, frac_coords):
-        return self._known[id(frac_coords)]
+        for given, lll in self._known:   # the same object, or (should the kernel copy it) the same values
+            if frac_coords is given:
+                return lll
+        for given, lll in self._known:
+            if np.array_equal(frac_coords, given):
+                return lll
+        raise ValueError("coordinates the LLL view was not prepared for")
 
 
 def _search(matcher, c1: Crystal, c2: Crystal, mask: np.ndarray, t1, t2) -> bool:
@@ -244,7 +250,7 @@ def _largest_displacements(avg: _Averaged, s1fc: np.ndarray, passing: np.ndarray
     stacked = passing.reshape(-1, 3)
     # LLL coordinates copy by copy, with the same call (same shapes) as pymatgen makes for each
     lll2 = np.concatenate([np.dot(passing[c], inverse) for c in range(k)])
-    view = _LLLView(lll_matrix, {id(stacked): lll2, id(s1fc): np.dot(s1fc, inverse)})
+    view = _LLLView(lll_matrix, [(stacked, lll2), (s1fc, np.dot(s1fc, inverse))])
     vecs, d2 = pbc_shortest_vectors(view, stacked, s1fc, np.tile(mask, (k, 1)), True, lll_tol)
     d2 = d2.reshape(k, n, n)
     sol = np.array([linear_sum_assignment(d2[c])[1] for c in range(k)])
