@@ -9,7 +9,8 @@ method="pairwise")``), because:
 2. Pairs are compared only inside one key (reduced formula, number of sites after reduction): ``fit``
    rejects different compositions, and with ``attempt_supercell=False`` different reduced site counts.
 3. Inside a key, a pair reaches ``fit`` only when :func:`lattice_screen.may_match` finds a lattice the
-   matcher's own lattice step would find (see that module for the bound).
+   matcher's own lattice step would find (see that module for the bound). ``fit`` itself is
+   :func:`fastfit.fit`, which returns the same boolean as pymatgen's with its per-translation work hoisted.
 4. Uniqueness keeps the first-come rule: a crystal is a duplicate of the first earlier representative (in
    input order) that it fits. Each key's crystals are taken in rounds (a block of 8 to 256 crystals, as
    many as the representatives already known); every crystal of a round is compared in parallel with the
@@ -26,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
+from genlowdim.metrics.fastfit import crystal, fit
 from genlowdim.metrics.lattice_screen import lattice_shape, may_match
 from genlowdim.metrics.matcher import MatchTolerances
 
@@ -89,7 +91,12 @@ def _fits(s1: int, s2: int) -> bool:
     shapes, reduced, tol = _STATE["shapes"], _STATE["reduced"], _STATE["tol"]
     if not may_match(shapes[s1], shapes[s2], tol.ltol, tol.angle_tol):
         return False
-    return bool(tol.matcher().fit(reduced[s1], reduced[s2], skip_structure_reduction=True))
+    m = tol.matcher()
+    crystals = _STATE.setdefault("crystals", {})   # per process: each crystal's fixed arrays, once
+    for i in (s1, s2):
+        if i not in crystals:
+            crystals[i] = crystal(reduced[i], m)
+    return fit(m, crystals[s1], crystals[s2])
 
 
 def _first_fit(task: tuple) -> int:
