@@ -42,11 +42,12 @@ optimisation (``optimize``) and generation aimed at a property (``sample --targe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import torch
+if TYPE_CHECKING:   # the command line reads the constants below before any numerical library loads
+    import torch
 
-from genlowdim.crystal.decoded import DecodedCrystals
+    from genlowdim.crystal.decoded import DecodedCrystals
 
 __all__ = ["CrystalModel", "LatentCrystalModel", "LatentOptimization", "LATENT_HOOKS", "START_LATENTS",
            "CONSTRAINTS", "missing_latent_hooks"]
