@@ -43,7 +43,9 @@ def test_the_shipped_values_equal_a_fresh_computation_on_a_subset(perov_5_test):
     rows = np.sort(np.random.default_rng(0).choice(len(perov_5_test), 24, replace=False))
     subset = [perov_5_test[i] for i in rows]
     fresh = compute_fingerprints(subset, workers=1, show_progress=False)
-    np.testing.assert_array_equal(shipped.fingerprints.struct[rows], fresh.struct)
+    # CrystalNN order parameters: the same bits on the CPU that made the file; another CPU's vectorised
+    # numpy paths move the last bits of a few (measured: at most 1.8e-11 over 24 crystals' 1,464 values)
+    np.testing.assert_allclose(shipped.fingerprints.struct[rows], fresh.struct, rtol=0, atol=1e-9)
     np.testing.assert_array_equal(shipped.fingerprints.comp_raw[rows], fresh.comp_raw)
     assert [shipped.fingerprints.errors[i] for i in rows] == fresh.errors
     for name, values in crystal_quantities(subset).items():
