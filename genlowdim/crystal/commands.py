@@ -9,8 +9,8 @@ from genlowdim.crystal.cdvae.from_args import STEP_FLAGS, protocol_config
 from genlowdim.errors import UsageError, require_positive
 
 __all__ = ["STEP_FLAGS", "protocol_config", "resolve_checkpoint", "load_crystals", "family_crystals",
-           "check_split", "reject_cdvae_flags", "require_latent", "train", "sample", "property_fn", "target_margin",
-           "cmd_models", "cmd_models_export", "cmd_demo"]
+           "check_split", "reject_cdvae_flags", "require_latent", "shipped_property_model", "train", "sample",
+           "property_fn", "target_margin", "cmd_models", "cmd_models_export", "cmd_demo"]
 
 
 def resolve_checkpoint(args: argparse.Namespace, kind: str | None = None) -> str:
@@ -178,14 +178,22 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
     return 0
 
 
+def shipped_property_model(model: str | None) -> str | None:
+    """The property predictor file of shipped model ``model`` (sha256 checked), None when ``model`` is None
+    or ships none."""
+    from genlowdim.crystal.pretrained import available_models
+
+    if model is None or "property" not in available_models().get(model, {}).get("files", {}):
+        return None
+    return resolve_checkpoint(argparse.Namespace(checkpoint=None, model=model), "property")
+
+
 def _aim_report(args: argparse.Namespace, target, manifest: dict) -> str:
     """The account of ``sample --target``; a shipped model's property predictor also scores the crystals."""
-    from genlowdim.crystal.pretrained import available_models
     from genlowdim.crystal.tasks.targeted import check_with_predictor, describe_aim
 
-    shipped = available_models().get(args.model, {}).get("files", {}) if args.model is not None else {}
-    if "property" in shipped and manifest.get("count"):
-        predictor = resolve_checkpoint(argparse.Namespace(checkpoint=None, model=args.model), "property")
+    predictor = shipped_property_model(args.model)
+    if predictor is not None and manifest.get("count"):
         manifest = check_with_predictor(args.out, target, predictor, manifest,
                                         name=f"{args.model}'s shipped property predictor")
     return describe_aim(manifest, target)

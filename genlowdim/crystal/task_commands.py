@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from genlowdim.crystal.commands import STEP_FLAGS, check_split, load_crystals, require_latent, resolve_checkpoint
+from genlowdim.crystal.commands import (STEP_FLAGS, check_split, load_crystals, require_latent,
+                                        shipped_property_model)
 from genlowdim.errors import UsageError, require_positive
 
 __all__ = ["cmd_reconstruct", "cmd_csp", "cmd_optimize"]
@@ -117,12 +118,9 @@ def _property_model(args: argparse.Namespace):
     """The property predictor that scores the decodes: ``--property-model``, else a shipped model's own
     (when it ships one), else None (the model's head on the re-encoded decode)."""
     from genlowdim.crystal.cdvae.checkpoints import load_model
-    from genlowdim.crystal.pretrained import available_models
     from genlowdim.runtime import resolve_device
 
-    path = args.property_model
-    if path is None and "property" in available_models().get(args.model or "", {}).get("files", {}):
-        path = resolve_checkpoint(argparse.Namespace(checkpoint=None, model=args.model), "property")
+    path = args.property_model or shipped_property_model(args.model)
     return load_model(path, resolve_device(args.device), task="property")[0] if path else None
 
 
