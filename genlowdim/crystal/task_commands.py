@@ -90,11 +90,13 @@ def _print_cells(out: str, symprec: float, crystals) -> None:
 def _relax_csp(args: argparse.Namespace) -> None:
     from genlowdim.crystal.tasks.csp_relax import relax_candidates, relaxed_lines
     from genlowdim.physics.relax import RelaxSettings
+    from genlowdim.physics.workers import resolve_workers
 
     merged = "candidates.extxyz" if args.formula is not None else "predictions.extxyz"
     record = relax_candidates(args.out, merged, ranked_ids=args.formula is not None, symprec=args.symprec,
                               settings=RelaxSettings(fmax=args.fmax, steps=args.relax_steps,
-                                                     symmetry=args.relax_symmetry, symprec=args.symprec))
+                                                     symmetry=args.relax_symmetry, symprec=args.symprec,
+                                                     workers=resolve_workers(None)))
     print("\n".join(relaxed_lines(record, args.out, per_candidate=args.formula is not None)))
 
 

@@ -60,7 +60,14 @@ def _stability_options(args: argparse.Namespace, ids: list[str], dataset: str | 
         return None
     from genlowdim.errors import UsageError
 
-    options = {"dataset": dataset or "perov_5", "data_dir": args.data_dir}
+    import dataclasses
+
+    from genlowdim.physics.relax import RelaxSettings
+    from genlowdim.physics.workers import resolve_workers
+
+    workers = resolve_workers(args.workers)     # relaxation shares the cores like the other stages
+    options = {"dataset": dataset or "perov_5", "data_dir": args.data_dir,
+               "settings": RelaxSettings(workers=workers)}
     if args.stability:
         from genlowdim.physics.folder import read_records, results_from_records
 
@@ -70,7 +77,8 @@ def _stability_options(args: argparse.Namespace, ids: list[str], dataset: str | 
             raise UsageError(str(err)) from err
         if [r["id"] for r in sorted(records, key=lambda r: r["index"])] != list(ids):
             raise UsageError(f"{args.stability}: its structures are not those of {args.samples} (ids differ)")
-        options.update(results=results_from_records(records), settings=_relax_settings(args.stability))
+        options.update(results=results_from_records(records),
+                       settings=dataclasses.replace(_relax_settings(args.stability), workers=workers))
     return options
 
 

@@ -1,7 +1,7 @@
 """``genlowdim relax``: relax crystals with CHGNet (cell and positions), resumable, offline.
 
     genlowdim relax INPUT --out DIR [--optimizer FIRE|BFGS] [--fmax 0.05] [--steps 500] [--batch-size 64]
-                              [--symmetry] [--symprec 0.1]
+                              [--symmetry] [--symprec 0.1] [--workers 0]
 
 INPUT: a genlowdim sample folder (its ``samples.extxyz``), a CIF folder, (multi-block) CIF, extxyz, CDVAE
 CSV or genlowdim JSON (``.gz`` fine), or a dataset split ``name:split``. DIR receives ``relaxed.extxyz``,
@@ -9,6 +9,7 @@ CSV or genlowdim JSON (``.gz`` fine), or a dataset split ``name:split``. DIR rec
 structure in Å, steps, converged, the space group before and after at ``--symprec``, the error of a
 structure that failed). ``--symmetry`` keeps each structure's space group (ASE ``FixSymmetry`` at
 ``--symprec``); without it cell and positions relax freely and the record's ``constraint`` is null.
+``--workers`` processes (default: one per usable core) share the batches, one torch thread each.
 """
 from __future__ import annotations
 
@@ -34,7 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(default: free cell and positions)")
     p.add_argument("--symprec", type=float, default=0.1,
                    help="symmetry tolerance, Å, of --symmetry and of the recorded space groups (0.1)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes of one torch thread each that share the batches (default 0: one per usable "
+                   "core; 1: this process alone, with --threads)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads with --workers 1 (default: torch's own choice)")
     p.add_argument("--data-dir", default=None, help="folder holding the datasets (for name:split)")
     p.add_argument("--overwrite", action="store_true",
                    help="discard results of other settings already in --out (default: resume only results "
@@ -72,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     from genlowdim.errors import UsageError
 
     require_positive(args, "batch_size", "threads")
+    if args.workers < 0:
+        raise UsageError(f"--workers must be ≥ 0 (0: one per usable core), got {args.workers}")
     if args.steps < 0 or args.fmax <= 0 or args.symprec <= 0:
         raise UsageError(f"--steps must be ≥ 0, --fmax and --symprec > 0 (got {args.steps}, {args.fmax}, "
                          f"{args.symprec})")
@@ -82,9 +89,11 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     from genlowdim.physics.folder import relax_to_folder
     from genlowdim.physics.relax import RelaxSettings
+    from genlowdim.physics.workers import resolve_workers
 
     settings = RelaxSettings(optimizer=args.optimizer, fmax=args.fmax, steps=args.steps,
-                             batch_size=args.batch_size, symmetry=args.symmetry, symprec=args.symprec)
+                             batch_size=args.batch_size, symmetry=args.symmetry, symprec=args.symprec,
+                             workers=resolve_workers(args.workers))
     report = relax_to_folder(ids, structures, args.out, settings, overwrite=args.overwrite, source=args.input)
     print(format_summary(report))
     print(f"wrote {Path(args.out) / 'relax.json'}", file=sys.stderr)

@@ -10,6 +10,7 @@ not yet finished; other settings are refused (``--overwrite`` discards the earli
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from pathlib import Path
 from typing import Sequence
@@ -59,9 +60,12 @@ def _write_batch(writer, k: int, start: int, ids, names, chunk, results) -> None
 def relax_to_folder(ids: Sequence[str], structures: Sequence, out: str | Path, settings=None, potential=None,
                     *, overwrite: bool = False, source: str = "") -> dict:
     """Relax ``structures`` into ``out`` batch by batch (``settings.batch_size`` per batch, each written
-    when done) and return the run's summary record (also written to ``out/relax.json``)."""
+    when done) and return the run's summary record (also written to ``out/relax.json``). ``settings.workers`` > 1:
+    the batches still to do are shared by that many forked processes (one torch thread each), or, when
+    fewer batches remain than workers, each batch is split among them."""
     from genlowdim.physics.potential import load_potential
     from genlowdim.physics.relax import RelaxSettings, relax_structures
+    from genlowdim.physics.workers import map_in_workers
     from genlowdim.structures.batches import BatchWriter
 
     settings, potential = settings or RelaxSettings(), potential or load_potential()
@@ -71,13 +75,19 @@ def relax_to_folder(ids: Sequence[str], structures: Sequence, out: str | Path, s
                          cleared=("relax.json", "relax.csv", "relaxed.extxyz"))
     names, size = _unique_names(list(ids)), settings.batch_size
     num_batches = -(-len(structures) // size)
+    pending = [k for k in range(num_batches) if not writer.done(k)]
+    workers = settings.workers
+    inner = workers if len(pending) < workers else 1    # split a batch, or share out whole batches
+    per_batch = dataclasses.replace(settings, workers=inner)
     bar = progress(total=len(structures), desc="relaxing", unit="crystal")
-    for k in range(num_batches):
-        start = k * size
-        if not writer.done(k):
-            chunk = list(structures[start:start + size])
-            _write_batch(writer, k, start, ids, names, chunk, relax_structures(chunk, settings, potential))
-        bar.update(min(size, len(structures) - start))
+    bar.update(len(structures) - sum(len(structures[k * size:(k + 1) * size]) for k in pending))
+
+    def batch(k: int) -> list:
+        return relax_structures(list(structures[k * size:(k + 1) * size]), per_batch, potential)
+
+    for k, results in map_in_workers(batch, pending, 1 if inner > 1 else workers):
+        _write_batch(writer, k, k * size, ids, names, list(structures[k * size:(k + 1) * size]), results)
+        bar.update(len(results))
     bar.close()
     writer.merge(num_batches, name="relaxed.extxyz")
     records = [r for info in writer.infos(range(num_batches)) for r in info["records"]]

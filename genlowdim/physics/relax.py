@@ -39,7 +39,8 @@ MAX_VOLUME_RATIO = 8.0
 class RelaxSettings:
     """optimizer: 'FIRE' or 'BFGS' (ASE); fmax: convergence threshold, eV/Å; steps: at most this many
     optimiser steps; batch_size: structures relaxed in lockstep; stol/ltol/angle_tol: StructureMatcher
-    tolerances of the RMSD to the relaxed structure (angle_tol in degrees); symmetry: keep each
+    tolerances of the RMSD to the relaxed structure (angle_tol in degrees); workers: processes (one torch
+    thread each) that share the batches, split where needed so that each has one; symmetry: keep each
     structure's space group with ASE's ``FixSymmetry``; symprec: Å, the tolerance of that space group
     (and of the space groups recorded before and after relaxation, with or without ``symmetry``)."""
 
@@ -47,6 +48,7 @@ class RelaxSettings:
     fmax: float = 0.05
     steps: int = 500
     batch_size: int = 64
+    workers: int = 1
     stol: float = 0.5
     ltol: float = 0.3
     angle_tol: float = 10.0
@@ -58,13 +60,16 @@ class RelaxSettings:
             raise ValueError(f"optimizer {self.optimizer!r}: expected one of {OPTIMIZERS}")
         if not isinstance(self.symmetry, bool):
             raise ValueError(f"symmetry {self.symmetry!r}: expected true or false")
-        check_fields(self, fmax="positive", steps="non_negative", batch_size="positive", stol="positive",
+        check_fields(self, fmax="positive", steps="non_negative", batch_size="positive", workers="positive",
+                     stol="positive",
                      ltol="positive", angle_tol="positive", symprec="positive")
 
     def to_dict(self) -> dict:
-        """The record of the settings (what decides the result; ``batch_size`` only changes speed)."""
+        """The record of the settings (what decides the result; ``batch_size`` and ``workers`` only change
+        speed)."""
         out = asdict(self)
         out.pop("batch_size")
+        out.pop("workers")
         out.update(cell_filter="ase.filters.FrechetCellFilter", fmax_unit="eV/Å", symprec_unit="Å",
                    constraint=constraint_description(self), rmsd=rmsd_description(self))
         return out
@@ -254,27 +259,40 @@ def relax_structures(structures: Sequence, settings: RelaxSettings | None = None
                      on_batch: Callable[[int], None] | None = None) -> list[RelaxResult]:
     """Relax cell and positions of each structure (pymatgen ``Structure``s), ``settings.batch_size`` at a
     time in lockstep. A structure that fails (unbuildable graph, non-finite output, diverging cell) gets
-    its ``error`` and never stops the others. ``on_batch(n)`` is called after each batch of n structures."""
+    its ``error`` and never stops the others. ``on_batch(n)`` is called after each batch of n structures.
+    ``settings.workers`` > 1: the batches (made smaller where needed, so that each worker has one) are
+    shared by that many forked processes of one torch thread each (:mod:`genlowdim.physics.workers`); the
+    results are the same structure by structure."""
     from genlowdim.physics.potential import load_potential
+    from genlowdim.physics.workers import map_in_workers
 
     settings = settings or RelaxSettings()
     potential = potential or load_potential()
-    results: list[RelaxResult] = []
-    for start in range(0, len(structures), settings.batch_size):
-        chunk = structures[start:start + settings.batch_size]
-        runs = []
-        for s in chunk:
-            try:
-                runs.append(_Run(s, settings))
-            except Exception as err:  # noqa: BLE001
-                runs.append(RelaxResult(error=f"cannot set up the optimiser: {type(err).__name__}: {err}"))
-        live = [r for r in runs if isinstance(r, _Run)]
-        while any(not r.done for r in live):
-            _step_all(live, potential, settings.steps)
-        results.extend(_finish(r, settings) if isinstance(r, _Run) else r for r in runs)
+    size, workers = settings.batch_size, settings.workers
+    if workers > 1:
+        size = max(1, min(size, -(-len(structures) // workers)))
+    starts = list(range(0, len(structures), size))
+    parts: dict[int, list[RelaxResult]] = {}
+    for start, part in map_in_workers(lambda a: _relax_batch(structures[a:a + size], settings, potential),
+                                      starts, workers):
+        parts[start] = part
         if on_batch is not None:
-            on_batch(len(chunk))
-    return results
+            on_batch(len(part))
+    return [r for start in starts for r in parts[start]]
+
+
+def _relax_batch(chunk: Sequence, settings: RelaxSettings, potential) -> list[RelaxResult]:
+    """One lockstep batch: every structure's optimiser steps on one batched potential call per step."""
+    runs = []
+    for s in chunk:
+        try:
+            runs.append(_Run(s, settings))
+        except Exception as err:  # noqa: BLE001
+            runs.append(RelaxResult(error=f"cannot set up the optimiser: {type(err).__name__}: {err}"))
+    live = [r for r in runs if isinstance(r, _Run)]
+    while any(not r.done for r in live):
+        _step_all(live, potential, settings.steps)
+    return [_finish(r, settings) if isinstance(r, _Run) else r for r in runs]
 
 
 def rmsd_description(settings: RelaxSettings) -> str:
