@@ -11,7 +11,10 @@ step; ``--chunks``: at most so many structures per CHGNet pass) and each cell fi
 positions' logarithm from the forces' one), ``once`` (forces once per step, ASE's positions: the previous
 path), ``frechet`` (ASE's FrechetCellFilter as is), ``unitcell`` (ASE's UnitCellFilter: no matrix
 logarithm); ``--predict-graph`` adds the lockstep with CHGNet's own ``predict_graph`` (two backward
-passes). ``--processes 1 2`` repeats every row in 2 forked processes, each with a contiguous half of the
+passes). ``--workers W`` adds the lockstep as ``genlowdim relax --workers W`` runs it (the package's own
+split over W forked processes of one thread each), compared with one process one at a time: what a user
+gets from the command against what one runs by hand on the same machine; ``--baseline-threads T`` adds one
+at a time on T torch threads (torch's default on a T-core machine) in one process. ``--processes 1 2`` repeats every row in 2 forked processes, each with a contiguous half of the
 crystals (the baseline too, so that each lockstep row is compared with the baseline on as many cores).
 Wall and CPU seconds per crystal (CPU: this process and its finished children), the ratio to the baseline
 with the same number of processes, optimiser steps, the 1-minute load average after the row, and the
@@ -22,7 +25,7 @@ alone.
 
 Usage: python bench/relax.py [--num 8] [--baseline-num K] [--split test] [--optimizer BFGS] [--steps 100]
        [--threads 1] [--batch-sizes 16 128] [--chunks 8] [--processes 1 2] [--filters log frechet once unitcell]
-       [--symmetry] [--predict-graph] [--filter-cost] [--pass-cost]
+       [--symmetry] [--predict-graph] [--filter-cost] [--pass-cost] [--workers W] [--baseline-threads T]
 """
 from __future__ import annotations
 
@@ -222,12 +225,16 @@ def parse_args():
     parser.add_argument("--filters", nargs="+", choices=FILTERS, default=["log", "frechet"])
     parser.add_argument("--symmetry", action="store_true", help="every method under FixSymmetry (symprec 0.1 Å)")
     parser.add_argument("--predict-graph", action="store_true", help="add the predict_graph lockstep row")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="add the lockstep through relax_structures' own worker processes (RelaxSettings.workers)")
+    parser.add_argument("--baseline-threads", type=int, default=None,
+                        help="add one at a time in one process with this many torch threads")
     parser.add_argument("--filter-cost", action="store_true",
                         help="only the CPU time per step of each cell filter, without relaxing")
     parser.add_argument("--pass-cost", action="store_true",
                         help="only the CPU time per structure of CHGNet passes of several sizes, without relaxing")
     args = parser.parse_args()
-    for name in ("num", "baseline_num", "threads"):
+    for name in ("num", "baseline_num", "threads", "workers", "baseline_threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if any(v is not None and v < 1 for v in (args.batch_sizes or []) + args.chunks + args.processes):
@@ -260,6 +267,12 @@ def main() -> None:
         out, wall, cpu = split_run(one_at_a_time, structures[:k], p, settings=settings)
         baseline[p] = (wall / k, cpu / k)
         rows.append(("one at a time (CHGNetCalculator, Frechet)", p, k, wall, cpu, out, os.getloadavg()[0]))
+    if args.baseline_threads:
+        torch.set_num_threads(args.baseline_threads)
+        out, wall, cpu = split_run(one_at_a_time, structures[:k], 1, settings=settings)
+        torch.set_num_threads(args.threads)
+        rows.append((f"one at a time, {args.baseline_threads} torch threads", 1, k, wall, cpu, out,
+                     os.getloadavg()[0]))
     variants = [(b, name, c, None) for b in (args.batch_sizes or [n]) for c in args.chunks for name in args.filters]
     if args.predict_graph:
         variants.append(((args.batch_sizes or [n])[0], args.filters[0], args.chunks[0], chgnet_predict_graph))
@@ -272,6 +285,11 @@ def main() -> None:
             label = (f"lockstep, batch {batch}{f' (passes of {passes})' if passes < batch else ''}, filter {name}"
                      + (", predict_graph" if efs else ""))
             rows.append((label, p, n, wall, cpu, out, os.getloadavg()[0]))
+    if args.workers:
+        out, wall, cpu = split_run(lockstep, structures, 1, settings=dataclasses.replace(
+            settings, batch_size=(args.batch_sizes or [n])[0], workers=args.workers), cell_filter=args.filters[0])
+        rows.append((f"genlowdim relax --workers {args.workers} (package's split)", 1, n, wall, cpu, out,
+                     os.getloadavg()[0]))
     print(f"perov_5 {args.split} crystals (5 atoms): one at a time on the first {k}, lockstep on the first {n}; "
           f"{args.optimizer}, fmax {args.fmax} eV/Å, <= {args.steps} steps, "
           f"{'FixSymmetry (0.1 Å)' if args.symmetry else 'free cell and positions'}, {args.threads} torch "
@@ -279,7 +297,7 @@ def main() -> None:
           f"crystals and over the first {k}")
     print(f"{'method':56s} {'procs':>5s} {'crystals':>8s} {'wall s/crystal':>14s} {'CPU s/crystal':>13s} "
           f"{'x wall':>6s} {'x CPU':>6s} {'steps':>6s} {f'0-{k - 1}':>6s} {'load':>5s}  agreement with the first lockstep row")
-    reference = rows[len(args.processes)][5]
+    reference = next(row[5] for row in rows if row[0].startswith("lockstep"))
     for name, p, count, wall, cpu, out, load in rows:
         w, c = wall / count, cpu / count
         print(f"{name:56s} {p:5d} {f'0-{count - 1}':>8s} {w:14.2f} {c:13.2f} {baseline[p][0] / w:6.2f} "
