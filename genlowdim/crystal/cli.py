@@ -85,12 +85,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fmax", type=float, default=0.05, help="with --relax: force threshold, eV/Å (default 0.05)")
     p.add_argument("--relax-steps", type=int, default=500, help="with --relax: at most this many FIRE steps")
     p.add_argument("--relax-symmetry", action=argparse.BooleanOptionalAction, default=True,
-                   help="with --relax: keep each candidate's space group (found at --symprec) with ASE's "
+                   help="with --relax: keep each candidate's space group (found at --relax-symprec) with ASE's "
                    "FixSymmetry; --no-relax-symmetry relaxes cell and positions freely (default: kept, chosen on "
                    "val, docs/physics.md)")
+    p.add_argument("--relax-symprec", type=float, default=0.5,
+                   help="with --relax: tolerance (Å) of the space group FixSymmetry keeps; the start is refined to "
+                   "it (default 0.5, chosen on val)")
+    p.add_argument("--rank", choices=("arrangement", "energy"), default="arrangement",
+                   help="with --relax: 'arrangement' (default, chosen on val): the lowest-energy candidate among "
+                   "the highest-symmetry ones names an arrangement, whose lowest-energy candidate ranks first; "
+                   "'energy': relaxed energy per atom alone (docs/physics.md)")
     p.add_argument("--symprec", type=float, default=0.1,
-                   help="symmetry tolerance (Å) of the printed space groups, symmetrised CIFs and "
-                   "--relax-symmetry (default 0.1)")
+                   help="symmetry tolerance (Å) of the printed space groups, symmetrised CIFs and the point "
+                   "groups of --rank arrangement (default 0.1)")
     p.add_argument("--out", required=True)
     add_overwrite_flag(p)
     add_device_flag(p)

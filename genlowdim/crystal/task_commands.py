@@ -31,9 +31,9 @@ def _check_csp_args(args: argparse.Namespace) -> None:
     require_positive(args, "num", "samples", "draws", "batch_size", "pool_size", *STEP_FLAGS)
     if args.formula is not None and args.num is not None:
         raise UsageError("--num counts compositions of a --split; with --formula use --samples")
-    if args.fmax <= 0 or args.relax_steps < 0 or args.symprec <= 0:
-        raise UsageError(f"--fmax and --symprec must be > 0 and --relax-steps ≥ 0 (got {args.fmax}, "
-                         f"{args.symprec}, {args.relax_steps})")
+    if args.fmax <= 0 or args.relax_steps < 0 or args.symprec <= 0 or args.relax_symprec <= 0:
+        raise UsageError(f"--fmax, --symprec and --relax-symprec must be > 0 and --relax-steps ≥ 0 (got "
+                         f"{args.fmax}, {args.symprec}, {args.relax_symprec}, {args.relax_steps})")
 
 
 def _check_formula(args: argparse.Namespace, payload: dict, crystals, types) -> str | None:
@@ -95,8 +95,8 @@ def _relax_csp(args: argparse.Namespace) -> None:
     merged = "candidates.extxyz" if args.formula is not None else "predictions.extxyz"
     record = relax_candidates(args.out, merged, ranked_ids=args.formula is not None, symprec=args.symprec,
                               settings=RelaxSettings(fmax=args.fmax, steps=args.relax_steps,
-                                                     symmetry=args.relax_symmetry, symprec=args.symprec,
-                                                     workers=resolve_workers(None)))
+                                                     symmetry=args.relax_symmetry, symprec=args.relax_symprec,
+                                                     workers=resolve_workers(None)), ranking=args.rank)
     print("\n".join(relaxed_lines(record, args.out, per_candidate=args.formula is not None)))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["cell_summary", "format_cell", "write_symmetrized_cifs", "SYMPREC"]
+__all__ = ["cell_summary", "format_cell", "write_symmetrized_cifs", "point_group_order", "SYMPREC"]
 
 SYMPREC = 0.1   # Å
 
@@ -22,6 +22,17 @@ def _space_group(structure, symprec: float) -> tuple[str, int | None]:
         return analyzer.get_space_group_symbol(), analyzer.get_space_group_number()
     except Exception:  # noqa: BLE001 - spglib gives up on some cells; say so rather than fail the run
         return "unknown", None
+
+
+def point_group_order(structure, symprec: float = SYMPREC) -> int:
+    """Number of point-group operations spglib finds at ``symprec`` (Å): 48 for a cubic perovskite, 16 for a
+    tetragonal P4/mmm cell, 1 for P1 (also when spglib gives up)."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        return len(SpacegroupAnalyzer(structure, symprec=symprec).get_point_group_operations())
+    except Exception:  # noqa: BLE001 - as _space_group: an unanalysable cell counts as P1
+        return 1
 
 
 def cell_summary(structure, symprec: float = SYMPREC) -> dict:

@@ -57,9 +57,61 @@ def test_csp_relax_command(tmp_path, capsys):
     assert len(list((out / "relaxed" / "cif").glob("*.cif"))) == 2
     relax = json.loads((out / "manifest.json").read_text())["relax"]
     assert relax["settings"]["steps"] == 3 and relax["potential"]["potential"] == "CHGNet"
-    # the default, chosen on val: each candidate keeps its space group, at the run's --symprec
-    assert relax["settings"]["constraint"].startswith("ase.constraints.FixSymmetry(symprec=0.05)")
+    # the defaults, chosen on val: each candidate keeps its space group found at --relax-symprec 0.5 Å (not
+    # the printing --symprec), and the candidates are ranked by arrangement
+    assert relax["settings"]["constraint"].startswith("ase.constraints.FixSymmetry(symprec=0.5)")
+    assert relax["ranking"].startswith("by arrangement")
     assert main(["csp", "--model", "perov_5", "--formula", "SrTiO3", "--fmax", "0", "--out", str(out)]) == 2
+
+
+def test_point_group_order():
+    """Ideal cubic SrTiO3 has the 48 operations of m-3m; the dataset's cell, ~0.035 Å off the cubic sites,
+    has them at 0.1 Å and only P4mm's 8 at 0.01 Å; a cell strained along one axis keeps 4/mmm's 16."""
+    from pymatgen.core import Lattice, Structure
+
+    from genlowdim.structures.symmetry import point_group_order
+
+    ideal = Structure(Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
+                      [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    assert point_group_order(ideal) == 48
+    assert point_group_order(srtio3(), 0.1) == 48 and point_group_order(srtio3(), 0.01) == 8
+    strained = ideal.copy()
+    strained.apply_strain([0, 0, 0.05])
+    assert point_group_order(strained, 0.01) == 16
+
+
+def test_ranking_by_arrangement_keeps_each_arrangement_together(tmp_path):
+    """Four candidates: SrTiO3 with one O pushed towards Ti (low symmetry), the cation-swapped twin (m-3m),
+    the ideal cubic SrTiO3 (m-3m) and the dataset's SrTiO3 (~0.035 Å polar: m-3m at 0.1 Å, 4mm at 0.01 Å).
+    Unrelaxed energies (steps=0): ideal -8.4231, dataset -8.4227 (within the 0.005 margin), pushed -8.20,
+    twin -5.63 eV/atom. The ideal cell names SrTiO3's arrangement among the m-3m candidates and the other
+    two SrTiO3 cells (one structure by the matcher) follow it before the twin."""
+    from pymatgen.core import Lattice, Structure
+
+    sites = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    twin = Structure(Lattice.cubic(4.4), ["Ti", "Sr", "O", "O", "O"], sites)
+    ideal = Structure(Lattice.cubic(3.931193), ["Sr", "Ti", "O", "O", "O"], sites)
+    write_extxyz([oxygen_near_titanium(1.6), twin, ideal, srtio3()], tmp_path / "candidates.extxyz",
+                 ids=[f"SrTiO3_{k:03d}" for k in range(4)])
+    record = relax_candidates(tmp_path, settings=RelaxSettings(steps=0), symprec=0.01)
+    assert [row["nll_rank"] for row in record["candidates"]] == [2, 3, 0, 1]
+    assert [row["space_group_number"] for row in record["candidates"]][:2] == [221, 99]
+
+
+def test_ranking_by_arrangement_lets_energy_decide_only_at_the_highest_symmetry(tmp_path):
+    """The twin (m-3m, -5.63 eV/atom) against the dataset's SrTiO3 (-8.42): by energy SrTiO3 first; by
+    arrangement too at --symprec 0.1 Å, where both are m-3m; at 0.01 Å SrTiO3 is only 4mm and the twin,
+    alone at the highest symmetry, ranks first. The point groups' tolerance is part of the rule."""
+    from pymatgen.core import Lattice, Structure
+
+    sites = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    twin = Structure(Lattice.cubic(4.4), ["Ti", "Sr", "O", "O", "O"], sites)
+    write_extxyz([twin, srtio3()], tmp_path / "candidates.extxyz", ids=["SrTiO3_000", "SrTiO3_001"])
+    ranks = {}
+    for name, options in {"energy": {"ranking": "energy"}, "0.1": {"symprec": 0.1}, "0.01": {"symprec": 0.01}}.items():
+        record = relax_candidates(tmp_path, settings=RelaxSettings(steps=0), **options)
+        ranks[name] = [row["nll_rank"] for row in record["candidates"]]
+    assert ranks == {"energy": [1, 0], "0.1": [1, 0], "0.01": [0, 1]}
 
 
 def test_relax_symmetry_flag_is_on_by_default_and_turns_off():

@@ -87,6 +87,20 @@ def test_rank_by_energy_keeps_model_order_within_margin():
         rank_by_energy([-1.0], margin=-1)
 
 
+def test_rank_by_arrangement_names_an_arrangement_among_the_highest_symmetry():
+    from genlowdim.physics.ranking import rank_by_arrangement
+
+    # 0: arrangement A (48 ops); 1: an unrelated low-symmetry minimum, lowest of all; 2: arrangement B (48
+    # ops), lower than A; 3: a distorted cell of B (8 ops), lower still; 4: failed
+    energies = [-1.0, -1.5, -1.1, -1.2, None]
+    orders = [48, 2, 48, 8, 1]
+    same = lambda i, j: {i, j} == {2, 3}   # noqa: E731
+    assert rank_by_arrangement(energies, orders, same) == [3, 2, 0, 1, 4]
+    # B's members within the margin of each other keep the model's order
+    assert rank_by_arrangement([-1.0, -1.5, -1.2, -1.198, None], orders, same, margin=0.005) == [2, 3, 0, 1, 4]
+    assert rank_by_arrangement([None, None], [1, 1], same) == [0, 1]
+
+
 def test_records_round_trip_to_results():
     from genlowdim.physics.folder import results_from_records
     from genlowdim.physics.relax import RelaxResult

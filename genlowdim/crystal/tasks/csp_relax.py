@@ -19,7 +19,14 @@ from typing import Sequence
 from genlowdim.runtime import write_json
 from genlowdim.structures.symmetry import SYMPREC, cell_summary, write_symmetrized_cifs
 
-__all__ = ["describe_candidates", "relax_candidates", "group_of"]
+__all__ = ["describe_candidates", "relax_candidates", "group_of", "RANKING_TEXT"]
+
+RANKING_TEXT = {
+    "energy": "relaxed energy per atom; within the margin the formula-NLL order is kept",
+    "arrangement": "by arrangement: among the highest point-group order the lowest relaxed energy names an "
+                   "arrangement, followed by every candidate StructureMatcher (stol 0.5, ltol 0.3, angle_tol 10, "
+                   "no scaling) finds to be it, lowest energy first; then the same on the rest; within the "
+                   "margin the formula-NLL order is kept"}
 
 
 def group_of(candidate_id: str, ranked_ids: bool) -> str:
@@ -37,15 +44,30 @@ def describe_candidates(structures: Sequence, names: Sequence[str], folder: Path
 
 
 def _ranked_groups(ids: Sequence[str], energies: Sequence[float | None], ranked_ids: bool,
-                   margin: float) -> list[int]:
-    """Candidate indices, formula by formula (first appearance), each formula's best by energy first."""
-    from genlowdim.physics.ranking import rank_by_energy
+                   margin: float, relaxed: Sequence | None = None, symprec: float = SYMPREC) -> list[int]:
+    """Candidate indices, formula by formula (first appearance), each formula's best first: by energy
+    alone, or with ``relaxed`` (the relaxed structures) by arrangement (:func:`genlowdim.physics.ranking.
+    rank_by_arrangement`: point groups at ``symprec``, one structure by CDVAE's matcher tolerances)."""
+    from genlowdim.physics.ranking import rank_by_arrangement, rank_by_energy
 
     groups: dict[str, list[int]] = {}
     for k, i in enumerate(ids):
         groups.setdefault(group_of(i, ranked_ids), []).append(k)
-    return [members[j] for members in groups.values()
-            for j in rank_by_energy([energies[m] for m in members], margin)]
+    if relaxed is None:
+        return [members[j] for members in groups.values()
+                for j in rank_by_energy([energies[m] for m in members], margin)]
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from genlowdim.structures.symmetry import point_group_order
+
+    matcher = StructureMatcher(stol=0.5, ltol=0.3, angle_tol=10, scale=False)
+    order = []
+    for members in groups.values():
+        cells = [relaxed[m] for m in members]
+        orders = [1 if c is None else point_group_order(c, symprec) for c in cells]
+        order += [members[j] for j in rank_by_arrangement([energies[m] for m in members], orders,
+                                                          lambda a, b: matcher.fit(cells[a], cells[b]), margin)]
+    return order
 
 
 def _new_names(ids: Sequence[str], order: list[int], ranked_ids: bool) -> list[str]:
@@ -61,10 +83,12 @@ def _new_names(ids: Sequence[str], order: list[int], ranked_ids: bool) -> list[s
 
 
 def relax_candidates(out_dir: str | Path, merged: str = "candidates.extxyz", *, ranked_ids: bool = True,
-                     settings=None, margin: float | None = None, symprec: float = SYMPREC) -> dict:
+                     settings=None, margin: float | None = None, symprec: float = SYMPREC,
+                     ranking: str = "arrangement") -> dict:
     """Relax the candidates in ``out_dir/merged`` and write them re-ranked to ``out_dir/relaxed/`` (module
     docstring). Returns the ``relax`` record (also added to ``manifest.json``) with ``candidates``: per
-    relaxed candidate, best first, its name, model rank, energies, RMSD and cell."""
+    relaxed candidate, best first, its name, model rank, energies, RMSD and cell. ``ranking``:
+    'arrangement' (:func:`genlowdim.physics.ranking.rank_by_arrangement`) or 'energy' (by energy alone)."""
     from genlowdim.physics.potential import load_potential
     from genlowdim.physics.ranking import TIE_MARGIN
     from genlowdim.physics.relax import RelaxSettings, relax_structures
@@ -75,8 +99,12 @@ def relax_candidates(out_dir: str | Path, merged: str = "candidates.extxyz", *, 
     pairs = read_structures(out_dir / merged)
     ids, initial = [i for i, _ in pairs], [s for _, s in pairs]
     results = relax_structures(initial, settings, potential)
+    from genlowdim.physics.ranking import RANKINGS
+
+    if ranking not in RANKINGS:
+        raise ValueError(f"ranking {ranking!r}: expected one of {RANKINGS}")
     order = _ranked_groups(ids, [r.energy_final if r.error is None else None for r in results], ranked_ids,
-                           margin)
+                           margin, [r.relaxed for r in results] if ranking == "arrangement" else None, symprec)
     names = _new_names(ids, order, ranked_ids)
     # a failed relaxation keeps its candidate as decoded (ranked last, energy NaN) so no formula is lost
     final = [results[k].relaxed if results[k].relaxed is not None else initial[k] for k in order]
@@ -92,7 +120,7 @@ def relax_candidates(out_dir: str | Path, merged: str = "candidates.extxyz", *, 
     rows = [{**cell, "nll_rank": model_rank[j], **results[k].to_record()} for j, (k, cell) in
             enumerate(zip(order, cells))]
     record = {"settings": settings.to_dict(), "potential": potential.to_dict(), "tie_margin_ev_per_atom": margin,
-              "ranking": "relaxed energy per atom; within the margin the formula-NLL order is kept",
+              "ranking": RANKING_TEXT[ranking],
               "output": str(Path("relaxed") / merged), "num_failed": sum(r.error is not None for r in results),
               "num_converged": sum(r.converged for r in results), "symprec": symprec}
     _add_to_manifest(out_dir, record)
