@@ -98,7 +98,11 @@ def relax_candidates(out_dir: str | Path, merged: str = "candidates.extxyz", *, 
     settings, potential = settings or RelaxSettings(), load_potential()
     pairs = read_structures(out_dir / merged)
     ids, initial = [i for i, _ in pairs], [s for _, s in pairs]
-    results = relax_structures(initial, settings, potential)
+    from genlowdim.runtime import progress
+
+    bar = progress(total=len(initial), desc="relaxing candidates", unit="candidate")
+    results = relax_structures(initial, settings, potential, on_batch=bar.update)
+    bar.close()
     from genlowdim.physics.ranking import RANKINGS
 
     if ranking not in RANKINGS:
