@@ -73,7 +73,8 @@ def main() -> None:
         pairs = Counter()
         for k, s in enumerate(initial):
             after = relaxed.get(names[k])
-            pairs[(classify(s, entries, matcher), "failed" if after is None else classify(after, entries, matcher))] += 1
+            end = "failed" if after is None else classify(after, entries, matcher)
+            pairs[(classify(s, entries, matcher), end)] += 1
         before = Counter({c: sum(v for (a, _), v in pairs.items() if a == c) for c in CLASSES})
         after = Counter({c: sum(v for (_, b), v in pairs.items() if b == c) for c in CLASSES + ("failed",)})
         label = "volume scaled" if scale else "unscaled"

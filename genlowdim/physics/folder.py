@@ -60,9 +60,9 @@ def _write_batch(writer, k: int, start: int, ids, names, chunk, results) -> None
 def relax_to_folder(ids: Sequence[str], structures: Sequence, out: str | Path, settings=None, potential=None,
                     *, overwrite: bool = False, source: str = "") -> dict:
     """Relax ``structures`` into ``out`` batch by batch (``settings.batch_size`` per batch, each written
-    when done) and return the run's summary record (also written to ``out/relax.json``). ``settings.workers`` > 1:
-    the batches still to do are shared by that many forked processes (one torch thread each), or, when
-    fewer batches remain than workers, each batch is split among them."""
+    when done) and return the run's summary record (also written to ``out/relax.json``). With
+    ``settings.workers`` > 1 the batches still to do are shared by that many forked processes (one torch
+    thread each), or, when fewer batches remain than workers, each batch is split among them."""
     from genlowdim.physics.potential import load_potential
     from genlowdim.physics.relax import RelaxSettings, relax_structures
     from genlowdim.physics.workers import map_in_workers

@@ -61,8 +61,7 @@ class RelaxSettings:
         if not isinstance(self.symmetry, bool):
             raise ValueError(f"symmetry {self.symmetry!r}: expected true or false")
         check_fields(self, fmax="positive", steps="non_negative", batch_size="positive", workers="positive",
-                     stol="positive",
-                     ltol="positive", angle_tol="positive", symprec="positive")
+                     stol="positive", ltol="positive", angle_tol="positive", symprec="positive")
 
     def to_dict(self) -> dict:
         """The record of the settings (what decides the result; ``batch_size`` and ``workers`` only change

@@ -90,23 +90,20 @@ def relax_candidates(out_dir: str | Path, merged: str = "candidates.extxyz", *, 
     relaxed candidate, best first, its name, model rank, energies, RMSD and cell. ``ranking``:
     'arrangement' (:func:`genlowdim.physics.ranking.rank_by_arrangement`) or 'energy' (by energy alone)."""
     from genlowdim.physics.potential import load_potential
-    from genlowdim.physics.ranking import TIE_MARGIN
+    from genlowdim.physics.ranking import RANKINGS, TIE_MARGIN
     from genlowdim.physics.relax import RelaxSettings, relax_structures
+    from genlowdim.runtime import progress
     from genlowdim.structures.io import read_structures, write_cif, write_extxyz
 
+    if ranking not in RANKINGS:
+        raise ValueError(f"ranking {ranking!r}: expected one of {RANKINGS}")
     out_dir, margin = Path(out_dir), TIE_MARGIN if margin is None else margin
     settings, potential = settings or RelaxSettings(), load_potential()
     pairs = read_structures(out_dir / merged)
     ids, initial = [i for i, _ in pairs], [s for _, s in pairs]
-    from genlowdim.runtime import progress
-
     bar = progress(total=len(initial), desc="relaxing candidates", unit="candidate")
     results = relax_structures(initial, settings, potential, on_batch=bar.update)
     bar.close()
-    from genlowdim.physics.ranking import RANKINGS
-
-    if ranking not in RANKINGS:
-        raise ValueError(f"ranking {ranking!r}: expected one of {RANKINGS}")
     order = _ranked_groups(ids, [r.energy_final if r.error is None else None for r in results], ranked_ids,
                            margin, [r.relaxed for r in results] if ranking == "arrangement" else None, symprec)
     names = _new_names(ids, order, ranked_ids)
