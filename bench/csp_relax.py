@@ -32,16 +32,9 @@ os.environ.setdefault("GENLOWDIM_QUIET", "1")
 
 def lowest_entries(formulas: set[str], data_dir=None) -> dict:
     """Reduced formula -> (heat_ref, Structure) of its lowest-heat_ref perov_5 entry over all splits."""
-    from genlowdim.structures.datasets import load_records
+    from twins import entries_by_formula   # bench/twins.py, beside this script
 
-    best: dict = {}
-    for split in ("train", "val", "test"):
-        for r in load_records("perov_5", split, data_dir=data_dir)[0]:
-            s = r.to_structure()
-            f, heat = s.composition.reduced_formula, float(r.properties["heat_ref"])
-            if f in formulas and (f not in best or heat < best[f][0]):
-                best[f] = (heat, s)
-    return best
+    return {f: rows[0] for f, rows in entries_by_formula(data_dir).items() if f in formulas}
 
 
 def top_per_id(path: Path) -> tuple[dict, dict]:

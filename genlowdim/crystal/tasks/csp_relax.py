@@ -56,11 +56,10 @@ def _ranked_groups(ids: Sequence[str], energies: Sequence[float | None], ranked_
     if relaxed is None:
         return [members[j] for members in groups.values()
                 for j in rank_by_energy([energies[m] for m in members], margin)]
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-
+    from genlowdim.metrics.matcher import CDVAE_TOLERANCES
     from genlowdim.structures.symmetry import point_group_order
 
-    matcher = StructureMatcher(stol=0.5, ltol=0.3, angle_tol=10, scale=False)
+    matcher = CDVAE_TOLERANCES.unscaled().matcher()
     order = []
     for members in groups.values():
         cells = [relaxed[m] for m in members]
