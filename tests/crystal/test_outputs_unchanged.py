@@ -40,6 +40,13 @@ RECORDED = {
         "optimize": "aaad88550ebb608434d6357e548deb576e1c4f1a1b66c81324a1b623fcf7d047",
         "target": "ac013d5f67c759f44387ebfc4ffbe91bfff0b722d2121001812965e42d44f7da",
     },
+    "Intel Xeon (AMX), torch 2.13.0 CPU, numpy 2.4.6, scipy 1.17.1, pymatgen 2026.10.16, spglib 2.8.0": {
+        "sample": "647ac1cd39f98392cb89bc574c4023a3144f1f3759cee02ca7309b56ad15517a",
+        "reconstruct": "4ca199394337aad393edefca3e279cb50f0e14eabd57eacf89618a2b41de74f7",
+        "csp": "37334080cb01758f15626236d37707eacfce2242423247d64cb8b133eeb1da47",
+        "optimize": "295cd6d49ea6b653bf1eaae794a33a947daedb05f87e26081694cd4a68417b47",
+        "target": "1f87a7172a2a81fe78f68b3c6d9ed54a54a6cad46439ee4bc090ebaeed131184",
+    },
 }
 OPTIMIZE_NUMBERS = ("SR5", "SR10", "SR15", "num", "radius", "thresholds", "snapshots")
 
