@@ -13,6 +13,7 @@ import argparse
 
 from genlowdim.crystal import analysis_commands, commands, task_commands
 from genlowdim.crystal.commands import property_fn, sample, train
+from genlowdim.physics.ranking import RANKINGS
 
 __all__ = ["register", "train", "sample", "property_fn", "add_model_flags", "add_overwrite_flag",
            "add_sampling_flags", "add_target_flags", "add_device_flag", "add_weights_flag"]
@@ -91,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--relax-symprec", type=float, default=0.5,
                    help="with --relax: tolerance (Å) of the space group FixSymmetry keeps; the start is refined to "
                    "it (default 0.5, chosen on val)")
-    p.add_argument("--rank", choices=("arrangement", "energy"), default="arrangement",
+    p.add_argument("--rank", choices=RANKINGS, default="arrangement",
                    help="with --relax: 'arrangement' (default, chosen on val): the lowest-energy candidate among "
                    "the highest-symmetry ones names an arrangement, whose lowest-energy candidate ranks first; "
                    "'energy': relaxed energy per atom alone (docs/physics.md)")

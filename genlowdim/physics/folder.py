@@ -79,14 +79,15 @@ def relax_to_folder(ids: Sequence[str], structures: Sequence, out: str | Path, s
     workers = settings.workers
     inner = workers if len(pending) < workers else 1    # split a batch, or share out whole batches
     per_batch = dataclasses.replace(settings, workers=inner)
+
+    def chunk(k: int) -> list:
+        return list(structures[k * size:(k + 1) * size])
+
     bar = progress(total=len(structures), desc="relaxing", unit="crystal")
-    bar.update(len(structures) - sum(len(structures[k * size:(k + 1) * size]) for k in pending))
-
-    def batch(k: int) -> list:
-        return relax_structures(list(structures[k * size:(k + 1) * size]), per_batch, potential)
-
-    for k, results in map_in_workers(batch, pending, 1 if inner > 1 else workers):
-        _write_batch(writer, k, k * size, ids, names, list(structures[k * size:(k + 1) * size]), results)
+    bar.update(len(structures) - sum(len(chunk(k)) for k in pending))
+    for k, results in map_in_workers(lambda k: relax_structures(chunk(k), per_batch, potential), pending,
+                                     1 if inner > 1 else workers):
+        _write_batch(writer, k, k * size, ids, names, chunk(k), results)
         bar.update(len(results))
     bar.close()
     writer.merge(num_batches, name="relaxed.extxyz")
