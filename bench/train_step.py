@@ -68,6 +68,7 @@ VARIANTS = {   # name: (fused kernel + cached encoder edges, compiled kernel, pr
     "fused + cached edges": (True, False, 1, 1),
     "fused, compiled": (True, True, 1, 1),
     "fused, 2 threads": (True, False, 1, 2),
+    "fused, compiled, 2 threads": (True, True, 1, 2),
     "fused, 2-process DDP": (True, False, 2, 1),
     "fused, compiled, 2-process DDP": (True, True, 2, 1),
 }
@@ -90,8 +91,6 @@ def _visit_rank(rank: int, world: int, variant: str, steps: int, batch_size: int
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     layers.use_fused_kernels(fused)
-    if compiled:
-        layers.use_compiled_kernels(True)
     cfg = load_crystal_config(ROOT / "configs/crystal/perov_5_pretrained.yaml", [])
     items = load_split(cfg, "train", batch_size * 8)
     torch.manual_seed(0)
@@ -99,6 +98,8 @@ def _visit_rank(rank: int, world: int, variant: str, steps: int, batch_size: int
     fit_scalers(model, items)
     if fused:
         model.encoder.attach_edges(items)
+    if compiled:
+        layers.compile_blocks(model)
     net = model if world == 1 else torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     gen = torch.Generator().manual_seed(rank)

@@ -108,11 +108,11 @@ class CDVAE(nn.Module):
             cfg.type_sigma_begin, cfg.type_sigma_end, cfg.num_type_noise_levels))
 
     def compile_kernels(self) -> None:
-        """Run the e3nn layers' fused message kernel through torch.compile, in this whole process
+        """Run the encoder's and decoder's interaction blocks through torch.compile, in place
         (``train.compile_kernels``; bench/train_step.py --visits measures the gain)."""
-        from genlowdim.crystal.geometry.layers import use_compiled_kernels
+        from genlowdim.crystal.geometry.layers import compile_blocks
 
-        use_compiled_kernels(True)
+        compile_blocks(self)
 
     # ---- latent ------------------------------------------------------------------------------------
     @property

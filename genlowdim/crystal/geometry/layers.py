@@ -232,8 +232,8 @@ class InteractionBlock(nn.Module):
         x = self.linear_in(h)
         if self.fused is not None and _MESSAGES["fused"]:
             cols = self.fused.scalar_columns if scalars_only else None   # radial_weights: same as radial_mlp
-            agg = _MESSAGES["kernel"](self.fused, x, sh, radial_weights(self.radial_mlp, radial, cols), src, dst,
-                                      scalars_only, degree) * self.norm
+            agg = self.fused(x, sh, radial_weights(self.radial_mlp, radial, cols), src, dst,
+                             scalars_only, degree) * self.norm
         else:
             messages = self.tp(x[src], sh, self.radial_mlp(radial))
             agg = scatter(messages, dst, dim=0, dim_size=h.shape[0], reduce="sum") * self.norm
@@ -264,8 +264,8 @@ def radial_weights(mlp: FullyConnectedNet, radial: torch.Tensor, columns: torch.
     return radial * carry
 
 
-# the message kernel the layers call: ChannelwiseMessages.forward, or its torch.compile'd version
-_MESSAGES = {"kernel": ChannelwiseMessages.forward, "fused": True}
+# which message kernel the layers call: the fused one (default) or e3nn's TensorProduct + scatter
+_MESSAGES = {"fused": True}
 
 
 def use_fused_kernels(enabled: bool = True) -> None:
@@ -274,16 +274,19 @@ def use_fused_kernels(enabled: bool = True) -> None:
     _MESSAGES["fused"] = bool(enabled)
 
 
-def use_compiled_kernels(enabled: bool = True) -> None:
-    """Run the fused message kernel through ``torch.compile`` (dynamic shapes; ~16% faster per training
-    step on a CPU core, after ~40 s of compilation per process). Same numbers up to float rounding."""
-    if not enabled:
-        _MESSAGES["kernel"] = ChannelwiseMessages.forward
-        return
+def compile_blocks(model: nn.Module) -> int:
+    """Run every :class:`InteractionBlock` of ``model`` through ``torch.compile`` in place (the state dict
+    keeps its keys). Whole blocks are compiled (radial MLP, messages, linears, gate, backward), so inductor
+    fuses their elementwise work: ~1.4x less time per perov_5 training step on a CPU core, after about a
+    minute of compilation per process; same numbers up to float rounding. Shapes are specialised first and
+    made dynamic on the first change (variable cell sizes). Returns the number of blocks compiled."""
     import torch._dynamo
 
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-    _MESSAGES["kernel"] = torch.compile(ChannelwiseMessages.forward, dynamic=True)
+    blocks = [m for m in model.modules() if isinstance(m, InteractionBlock)]
+    for block in blocks:
+        block.compile()
+    return len(blocks)
 
 
 class EdgeFeatures(nn.Module):
