@@ -4,9 +4,13 @@ resident memory at batch 256 perov_5 crystals (1,280 atoms), each config in its 
 ``--visits``: crystal visits per second of the shipped model's config (``perov_5_pretrained``, batch 128) as
 it was trained (e3nn's TensorProduct kernel, encoder edges rebuilt every step, one process, one thread)
 against the faster set-ups, all measured in this run, each in its own process(es): the fused message
-kernel with precomputed encoder edges, its torch.compile'd form, two intra-op threads, and two processes
-under DistributedDataParallel (gloo; each rank takes half of every global batch). Wall time and CPU time
-per step are both printed: on a busy machine the CPU time is the steadier figure.
+kernel with precomputed encoder edges, with its interaction blocks compiled (``train.compile_kernels``),
+two intra-op threads, and two processes under the training engine's DistributedDataParallel (gloo; each
+rank takes half of every global batch); the faster set-ups step the engine's fused Adam. Wall time and CPU
+time per step are both printed: on a busy machine the CPU time is the steadier figure.
+
+``--learning STEPS``: val loss along runs of the shipped config as trained, with the fused kernel, and with
+compiled blocks on two processes (``torchrun``), from the same seed.
 
 Baseline in the same run: a 3-layer channel-wise ('uvu', NequIP/MACE style) e3nn network, 64x0e+32x1o,
 12 neighbours / 6 Å, used
@@ -84,6 +88,7 @@ def _visit_rank(rank: int, world: int, variant: str, steps: int, batch_size: int
     from genlowdim.crystal.geometry import layers
     from genlowdim.crystal.cdvae.config import load_crystal_config
     from genlowdim.crystal.cdvae.training import build_model, fit_scalers, load_split
+    from genlowdim.distributed import wrap_ddp
 
     fused, compiled, _, threads = VARIANTS[variant]
     torch.set_num_threads(threads)
@@ -100,8 +105,12 @@ def _visit_rank(rank: int, world: int, variant: str, steps: int, batch_size: int
         model.encoder.attach_edges(items)
     if compiled:
         layers.compile_blocks(model)
-    net = model if world == 1 else torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    if variant == "shipped (e3nn kernel)":   # as the shipped model was trained
+        net = model if world == 1 else torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+    else:   # as the training engine runs today
+        net = wrap_ddp(model, torch.device("cpu"), world)
+        opt = torch.optim.Adam(model.parameters(), 1e-3, fused=True)
     gen = torch.Generator().manual_seed(rank)
     batches = [Batch.from_data_list(items[i + rank:i + batch_size:world]) for i in range(0, len(items), batch_size)]
     wall = cpu = 0.0
@@ -188,9 +197,11 @@ def profile_stages(steps: int, batch_size: int) -> None:
 
 
 def compare_learning(steps: int) -> None:
-    """Val loss along two short runs of the shipped config from the same seed: e3nn's kernel and the fused
-    one (which also reads cached encoder edges), so learning per visit can be compared."""
+    """Val loss along three short runs of the shipped config from the same seed: e3nn's kernel (as the
+    shipped model was trained), the fused one (which also reads cached encoder edges), and the fused one
+    with compiled blocks in two processes (``torchrun``, DDP), so learning per visit can be compared."""
     import csv
+    import os
     import tempfile
 
     import torch
@@ -200,23 +211,39 @@ def compare_learning(steps: int) -> None:
     from genlowdim.crystal.cdvae.training import train_cdvae
 
     torch.set_num_threads(1)
-    cfg = load_crystal_config(ROOT / "configs/crystal/perov_5_pretrained.yaml",
-                              [f"train.max_steps={steps}", "train.val_every=1", "data.val_limit=512",
-                               "train.checkpoint_every=100000", f"train.log_every={max(1, steps // 10)}"])
+    config = ROOT / "configs/crystal/perov_5_pretrained.yaml"
+    overrides = [f"train.max_steps={steps}", "train.val_every=1", "data.val_limit=512",
+                 "train.checkpoint_every=100000", f"train.log_every={max(1, steps // 10)}"]
+    cfg = load_crystal_config(config, overrides)
     curves = {}
+
+    def read(run: Path, label: str, seconds: float) -> None:
+        rows = list(csv.DictReader((run / "val.csv").open()))
+        curves[label] = ([(int(r["step"]), float(r["val_loss"])) for r in rows], seconds)
+
     with tempfile.TemporaryDirectory() as tmp:
         for label, fused in (("e3nn kernel", False), ("fused kernel", True)):
             layers.use_fused_kernels(fused)
             t0 = time.perf_counter()
             train_cdvae(cfg, Path(tmp) / label.replace(" ", "_"))
-            rows = list(csv.DictReader((Path(tmp) / label.replace(" ", "_") / "val.csv").open()))
-            curves[label] = ([(int(r["step"]), float(r["val_loss"])) for r in rows], time.perf_counter() - t0)
-    layers.use_fused_kernels(True)
+            read(Path(tmp) / label.replace(" ", "_"), label, time.perf_counter() - t0)
+        layers.use_fused_kernels(True)
+        run = Path(tmp) / "ddp"
+        command = [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", "2", "-m", "genlowdim",
+                   "train", "--config", str(config), "--out", str(run), "--set", "train.compile_kernels=true"]
+        for item in overrides:
+            command += ["--set", item]
+        t0 = time.perf_counter()
+        subprocess.run(command, check=True, cwd=ROOT, capture_output=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1", "GENLOWDIM_QUIET": "1"})
+        read(run, "compiled, 2-process DDP", time.perf_counter() - t0)
+    labels = list(curves)
     print(f"val loss (10·coord + type, 512 val crystals) along {steps} steps of batch 128, same seed")
-    print(f"{'step':>6}{'visits':>9}{'e3nn kernel':>13}{'fused kernel':>14}")
-    for (step, a), (_, b) in zip(curves["e3nn kernel"][0], curves["fused kernel"][0]):
-        print(f"{step:>6}{step * 128:>9}{a:>13.4f}{b:>14.4f}")
-    print(f"wall time: e3nn {curves['e3nn kernel'][1]:.0f} s, fused {curves['fused kernel'][1]:.0f} s")
+    print(f"{'step':>6}{'visits':>9}" + "".join(f"{name:>26}" for name in labels))
+    for rows in zip(*(curves[name][0] for name in labels)):
+        step = rows[0][0]
+        print(f"{step:>6}{step * 128:>9}" + "".join(f"{value:>26.4f}" for _, value in rows))
+    print("wall time: " + ", ".join(f"{name} {curves[name][1]:.0f} s" for name in labels))
 
 
 def measure_visits(variant: str, steps: int, batch_size: int) -> dict:
