@@ -222,6 +222,7 @@ class InteractionBlock(nn.Module):
         # the fused kernel computes the same messages as self.tp (which keeps the checkpoint layout)
         self.fused = ChannelwiseMessages(self.tp) if ChannelwiseMessages.supports(self.tp) else None
         self.num_scalars_out = scalars.dim
+        self.residual = self.irreps_in == self.irreps_out   # a bool, so compiled code has no Irreps to guard
 
     def forward(self, h, sh, radial, edge_index, scalars_only: bool = False, degree: int | None = None):
         """With ``scalars_only`` only the scalar outputs (N, scalars.dim) are computed: the paths, radial
@@ -238,7 +239,7 @@ class InteractionBlock(nn.Module):
             messages = self.tp(x[src], sh, self.radial_mlp(radial))
             agg = scatter(messages, dst, dim=0, dim_size=h.shape[0], reduce="sum") * self.norm
         out = self.gate(self.linear_out(agg) + self.self_connection(h))
-        if self.irreps_in == self.irreps_out:
+        if self.residual:
             out = out + h
         return out[:, : self.num_scalars_out] if scalars_only else out
 
