@@ -278,7 +278,7 @@ def use_fused_kernels(enabled: bool = True) -> None:
 def compile_blocks(model: nn.Module) -> int:
     """Run every :class:`InteractionBlock` of ``model`` through ``torch.compile`` in place (the state dict
     keeps its keys). Whole blocks are compiled (radial MLP, messages, linears, gate, backward), so inductor
-    fuses their elementwise work: ~1.4x less time per perov_5 training step on a CPU core, after about a
+    fuses their elementwise work: 1.2-1.4x less time per perov_5 training step on a CPU core, after about a
     minute of compilation per process; same numbers up to float rounding. Shapes are specialised first and
     made dynamic on the first change (variable cell sizes). Returns the number of blocks compiled."""
     import torch._dynamo
