@@ -83,27 +83,37 @@ def measure(checkpoint: Path, args, val_items, truths, reference) -> dict:
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """Each figure against crystal visits: the run's kept checkpoints as lines, a reference checkpoint (not a
+    ``step_<N>.pt``) as a star at its own visits."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = sorted((r for r in rows if r["step"]), key=lambda r: r["visits"])
+    run = [r for r in rows if Path(r["checkpoint"]).name.startswith("step_")]
+    refs = [r for r in rows if r not in run]
     if not rows:
         return
-    visits = [r["visits"] / 1e6 for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    axes[0].plot(visits, [r["val_loss"] for r in rows], "o-")
+    panels = [(axes[0], [("val_loss", "val loss", "o-")]),
+              (axes[1], [("recon_match", "match rate", "o-"), ("recon_rmse", "RMSE (normalised)", "s--")]),
+              (axes[2], [("cov_recall", "COV-R", "o-"), ("cov_precision", "COV-P", "o-"),
+                         ("struct_valid", "struct valid", "o-")])]
+    for ax, series in panels:
+        for key, label, style in series:
+            line, = ax.plot([r["visits"] / 1e6 for r in run], [r[key] for r in run], style, label=label)
+            for r in refs:
+                if r[key] is not None:
+                    ax.plot(r["visits"] / 1e6, r[key], "*", ms=12, color=line.get_color())
     axes[0].set_ylabel("val loss (10·coord + type)")
-    axes[1].plot(visits, [r["recon_match"] for r in rows], "o-", label="match rate")
-    axes[1].plot(visits, [r["recon_rmse"] for r in rows], "s--", label="RMSE (normalised)")
     axes[1].set_ylabel("val reconstruction (cdvae protocol)")
-    for key, label in (("cov_recall", "COV-R"), ("cov_precision", "COV-P"), ("struct_valid", "struct valid")):
-        axes[2].plot(visits, [r[key] for r in rows], "o-", label=label)
     axes[2].set_ylabel("val generation (fraction)")
     for ax in axes:
         ax.set_xlabel("crystal visits (millions)")
         ax.grid(alpha=0.3)
+    if refs:
+        axes[1].set_title("stars: " + ", ".join(Path(r["checkpoint"]).parent.name for r in refs), fontsize=8)
     axes[1].legend(fontsize=8)
     axes[2].legend(fontsize=8)
     fig.tight_layout()
@@ -147,6 +157,7 @@ def main() -> None:
             fh.write(json.dumps(row) + "\n")
         plot(rows, out / "curve.png")
         print(json.dumps(row), flush=True)
+    plot(rows, out / "curve.png")
     print(f"{'step':>7}{'visits (M)':>11}{'hours':>7}{'val loss':>9}{'recon':>7}{'RMSE':>7}"
           f"{'struct':>7}{'comp':>6}{'COV-R':>7}{'COV-P':>7}")
     for r in sorted(rows, key=lambda r: r["visits"]):
