@@ -67,7 +67,7 @@ def measure(name: str, steps: int, threads: int, batch_size: int) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-VARIANTS = {   # name: (fused kernel + cached encoder edges, compiled kernel, processes, threads per process)
+VARIANTS = {   # name: (fused kernel + cached encoder edges, compiled blocks, processes, threads per process)
     "shipped (e3nn kernel)": (False, False, 1, 1),
     "fused + cached edges": (True, False, 1, 1),
     "fused, compiled": (True, True, 1, 1),
