@@ -136,6 +136,22 @@ class Trainer:
         self.state = RunState(**payload["train_state"])
         self.extra_state = payload.get("extra_state") or self.extra_state
 
+    def warm_start(self, path: Path) -> None:
+        """Start from another run's weights and EMA (``train.init_from``); the optimiser, schedule, step
+        count and random streams stay this run's own. The networks must be the same shape."""
+        if not path.is_file():
+            raise FileNotFoundError(f"train.init_from: no checkpoint at {path}")
+        payload = torch.load(path, map_location=self.device, weights_only=False)
+        if "state_dict" not in payload:
+            raise ValueError(f"train.init_from: {path} holds no 'state_dict' (not a training checkpoint)")
+        try:
+            self.model.load_state_dict(payload["state_dict"])
+        except RuntimeError as err:
+            raise ValueError(f"train.init_from: {path}'s weights do not fit this model: {err}") from None
+        if self.ema is not None:
+            shadow = payload.get("ema_state_dict") or payload["state_dict"]
+            self.ema.shadow = {k: v.detach().clone().to(self.device) for k, v in shadow.items()}
+
     # ----- steps -------------------------------------------------------------------------------
     def _step(self, batch: Any) -> tuple[float | None, dict]:
         ctx = StepContext(self.state.epoch, self.state.step, self.generator, self.device,
@@ -230,6 +246,8 @@ class Trainer:
         elif last.exists() and not resume:
             raise FileExistsError(f"{self.out} already holds a run (last.pt); pass resume to continue "
                                   f"it or choose another output directory")
+        elif self.s.init_from:
+            self.warm_start(Path(self.s.init_from))
         self.out.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:  # the resolved config, readable beside the checkpoints
             dump_yaml(self.config, self.out / "config.yaml")

@@ -35,6 +35,8 @@ class TrainSettings:
     seed: int = 0
     max_bad_steps: int = 50
     batch_draw: Literal["permutation", "replacement"] = "permutation"   # see genlowdim.train's docstring
+    init_from: str | None = None          # a checkpoint whose weights (and EMA) a new run starts from: a warm
+                                          # restart with a fresh optimiser, schedule and step count
 
     def __post_init__(self) -> None:
         check_fields(self, epochs="positive", batch_size="positive", lr="positive", max_minutes="positive",

@@ -104,6 +104,40 @@ def test_resume_may_extend_the_budget_but_not_change_the_run(tmp_path):
             family="toy", config=other, resume=True)
 
 
+def test_warm_start_takes_weights_and_ema_but_not_the_step_count(tmp_path):
+    """``init_from``: a new run begins at the other run's weights (its first loss is computed with them) and
+    its EMA, with its own step count; a model of another shape is named in the error."""
+    data = _data()
+    fit(Regressor(), data, loss_fn=noisy_loss, settings=_settings(ema_decay=0.9), out_dir=tmp_path / "a",
+        family="toy", config={})
+    first = load_checkpoint(tmp_path / "a" / "last.pt")
+    seen = []
+
+    def recording_loss(model, batch, ctx):
+        if ctx.step == 0:
+            seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return noisy_loss(model, batch, ctx)
+
+    result = fit(Regressor(), data, loss_fn=recording_loss, out_dir=tmp_path / "b", family="toy", config={},
+                 settings=_settings(ema_decay=0.9, max_steps=1, init_from=str(tmp_path / "a" / "last.pt")))
+    assert result.steps == 1
+    for key, value in first["state_dict"].items():
+        torch.testing.assert_close(seen[0][key], value, rtol=0, atol=0)
+    after = load_checkpoint(tmp_path / "b" / "last.pt")
+    for key, value in first["ema_state_dict"].items():   # one EMA step from A's average, not from B's weights
+        expected = 0.9 * value + 0.1 * after["state_dict"][key]
+        torch.testing.assert_close(after["ema_state_dict"][key], expected)
+
+    class Wider(Regressor):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1))
+
+    with pytest.raises(ValueError, match="init_from: .*last.pt's weights do not fit"):
+        fit(Wider(), data, loss_fn=noisy_loss, out_dir=tmp_path / "c", family="toy", config={},
+            settings=_settings(init_from=str(tmp_path / "a" / "last.pt")))
+
+
 def test_existing_run_is_not_overwritten(tmp_path):
     data = _data()
     fit(Regressor(), data, loss_fn=noisy_loss, settings=_settings(epochs=1), out_dir=tmp_path,
