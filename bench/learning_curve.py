@@ -2,7 +2,8 @@
 ``train.keep_every``), on perov_5's **val** split: val loss (the run's own val.csv, nearest validation),
 reconstruction (``cdvae`` protocol with the fast sampler: z sampled from q(z|x), argmax types) of the first
 ``--num-recon`` val crystals, and COV-R / COV-P / validity of ``--num-gen`` generated crystals against the
-first ``--num-ref`` val crystals; each against crystal visits (steps x batch) and training hours.
+first ``--num-ref`` val crystals; each against crystal visits (steps x batch) and training hours, counting
+those of the run a warm restart (``train.init_from``) started from.
 
 Every row goes to OUT/rows.jsonl as soon as it is measured (a rerun skips finished checkpoints); OUT/curve.png
 is redrawn after each. ``--reference-checkpoint`` adds a row for another model (e.g. the shipped one).
@@ -50,6 +51,19 @@ def _val_loss_near(run: Path, step: int) -> float | None:
     return float(best["val_loss"])
 
 
+def inherited(payload: dict, depth: int = 0) -> tuple[int, float]:
+    """Crystal visits and training hours of the run(s) a warm restart started from (``train.init_from``,
+    followed back), so that a continued run's rows sit after its parent's on the same axis."""
+    source = (payload.get("settings") or {}).get("init_from")
+    if not source or depth > 20:
+        return 0, 0.0
+    parent = load_checkpoint(Path(source), map_location="cpu")
+    state = parent.get("train_state") or {}
+    visits, hours = inherited(parent, depth + 1)
+    return (visits + int(state.get("step", 0)) * int((parent.get("settings") or {}).get("batch_size", 0)),
+            hours + float(state.get("elapsed_s", 0.0)) / 3600)
+
+
 def measure(checkpoint: Path, args, val_items, truths, reference) -> dict:
     """One row: the checkpoint's EMA weights on val (reconstruction and generation)."""
     model, cfg = load_model(checkpoint, task="cdvae")
@@ -74,8 +88,9 @@ def measure(checkpoint: Path, args, val_items, truths, reference) -> dict:
     report = evaluate_generation(structures, reference, dataset="perov_5", seed=args.seed, compute_unique=False,
                                  show_progress=False, num_wdist_seeds=0,
                                  reference_cache_key=f"perov_5:val[:{args.num_ref}]")
-    return {"checkpoint": str(checkpoint), "step": step, "visits": step * batch_size,
-            "train_hours": float(state.get("elapsed_s", 0.0)) / 3600,
+    before_visits, before_hours = inherited(payload)
+    return {"checkpoint": str(checkpoint), "step": step, "visits": before_visits + step * batch_size,
+            "train_hours": before_hours + float(state.get("elapsed_s", 0.0)) / 3600,
             "val_loss": _val_loss_near(checkpoint.parent, step) if step else None,
             "recon_match": _value(recon, "match_rate"), "recon_rmse": _value(recon, "rms_dist"),
             **{k: _value(report, k) for k in ("struct_valid", "comp_valid", "cov_recall", "cov_precision")},
