@@ -75,7 +75,7 @@ def filter_maker(name: str):
 
     from genlowdim.physics.relax import make_filter
 
-    return {"log": make_filter, "once": lambda atoms: make_filter(atoms, reuse_log=False),
+    return {"log": make_filter, "once": lambda atoms, **kw: make_filter(atoms, reuse_log=False, **kw),
             "frechet": ase.filters.FrechetCellFilter, "unitcell": ase.filters.UnitCellFilter}[name]
 
 

@@ -1,7 +1,7 @@
 """``genlowdim relax``: relax crystals with CHGNet (cell and positions), resumable, offline.
 
     genlowdim relax INPUT --out DIR [--optimizer FIRE|BFGS] [--fmax 0.05] [--steps 500] [--batch-size 64]
-                              [--symmetry] [--symprec 0.1] [--workers 0]
+                              [--symmetry] [--symprec 0.1] [--pressure 0] [--workers 0]
 
 INPUT: a genlowdim sample folder (its ``samples.extxyz``), a CIF folder, (multi-block) CIF, extxyz, CDVAE
 CSV or genlowdim JSON (``.gz`` fine), or a dataset split ``name:split``. DIR receives ``relaxed.extxyz``,
@@ -9,7 +9,9 @@ CSV or genlowdim JSON (``.gz`` fine), or a dataset split ``name:split``. DIR rec
 structure in Å, steps, converged, the space group before and after at ``--symprec``, the error of a
 structure that failed). ``--symmetry`` keeps each structure's space group (ASE ``FixSymmetry`` at
 ``--symprec``); without it cell and positions relax freely and the record's ``constraint`` is null.
-``--workers`` processes (default: one per usable core) share the batches, one torch thread each.
+``--pressure`` GPa relaxes under that hydrostatic pressure (the enthalpy E + PV is minimised and recorded
+as ``enthalpy_per_atom_final``; energies stay E). ``--workers`` processes (default: one per usable core)
+share the batches, one torch thread each.
 """
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(default: free cell and positions)")
     p.add_argument("--symprec", type=float, default=0.1,
                    help="symmetry tolerance, Å, of --symmetry and of the recorded space groups (0.1)")
+    p.add_argument("--pressure", type=float, default=0.0,
+                   help="hydrostatic pressure to relax under, GPa (default 0): the cell minimises E + PV")
     p.add_argument("--workers", type=int, default=0,
                    help="processes of one torch thread each that share the batches (default 0: one per usable "
                    "core; 1: this process alone, with --threads)")
@@ -93,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = RelaxSettings(optimizer=args.optimizer, fmax=args.fmax, steps=args.steps,
                              batch_size=args.batch_size, symmetry=args.symmetry, symprec=args.symprec,
+                             pressure=args.pressure,
                              workers=resolve_workers(args.workers))
     report = relax_to_folder(ids, structures, args.out, settings, overwrite=args.overwrite, source=args.input)
     print(format_summary(report))

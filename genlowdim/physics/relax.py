@@ -20,6 +20,7 @@ one-at-a-time path).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Sequence
@@ -42,7 +43,9 @@ class RelaxSettings:
     tolerances of the RMSD to the relaxed structure (angle_tol in degrees); workers: processes (one torch
     thread each) that share the batches, split where needed so that each has one; symmetry: keep each
     structure's space group with ASE's ``FixSymmetry``; symprec: Å, the tolerance of that space group
-    (and of the space groups recorded before and after relaxation, with or without ``symmetry``)."""
+    (and of the space groups recorded before and after relaxation, with or without ``symmetry``); pressure:
+    GPa, the hydrostatic pressure the cell relaxes under (``FrechetCellFilter``'s ``scalar_pressure``: the
+    minimum of the enthalpy E + PV; 0, the default, is the plain energy minimum)."""
 
     optimizer: str = "FIRE"
     fmax: float = 0.05
@@ -54,10 +57,13 @@ class RelaxSettings:
     angle_tol: float = 10.0
     symmetry: bool = False
     symprec: float = SYMPREC
+    pressure: float = 0.0
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer {self.optimizer!r}: expected one of {OPTIMIZERS}")
+        if not math.isfinite(self.pressure):
+            raise ValueError(f"pressure {self.pressure!r}: expected a finite number of GPa")
         if not isinstance(self.symmetry, bool):
             raise ValueError(f"symmetry {self.symmetry!r}: expected true or false")
         check_fields(self, fmax="positive", steps="non_negative", batch_size="positive", workers="positive",
@@ -69,6 +75,8 @@ class RelaxSettings:
         out = asdict(self)
         out.pop("batch_size")
         out.pop("workers")
+        if out.pop("pressure"):   # absent means 0 GPa, so records and caches made at zero pressure stay valid
+            out.update(pressure=self.pressure, pressure_unit="GPa")
         out.update(cell_filter="ase.filters.FrechetCellFilter", fmax_unit="eV/Å", symprec_unit="Å",
                    constraint=constraint_description(self), rmsd=rmsd_description(self))
         return out
@@ -104,7 +112,7 @@ class RelaxResult:
                 "converged": self.converged, "error": self.error, **self.extra}
 
 
-def make_filter(atoms, reuse_log: bool = True):
+def make_filter(atoms, reuse_log: bool = True, scalar_pressure: float = 0.0):
     """``FrechetCellFilter`` on ``atoms`` whose forces are computed once per potential result and whose
     positions reuse the forces' matrix logarithm.
 
@@ -117,8 +125,8 @@ def make_filter(atoms, reuse_log: bool = True):
     second, slow logarithm of a matrix far from the identity. N is a positive scalar, so
     log(N F) = log(N) I + log(F) exactly, and log(F) is the one the forces of the same state took: with
     ``reuse_log`` the positions use it (equal to ASE's to float rounding, not bit for bit; without
-    ``reuse_log`` they are ASE's own)."""
-    return _once_filter_class()(atoms, reuse_log=reuse_log)
+    ``reuse_log`` they are ASE's own). ``scalar_pressure``: eV/Å³, as ASE's filter takes it."""
+    return _once_filter_class()(atoms, reuse_log=reuse_log, scalar_pressure=scalar_pressure)
 
 
 @lru_cache(maxsize=1)
@@ -131,8 +139,8 @@ def _once_filter_class():
         _last: tuple | None = None
         _log: tuple | None = None      # (deformation gradient, its logarithm)
 
-        def __init__(self, atoms, reuse_log: bool = True):
-            super().__init__(atoms)
+        def __init__(self, atoms, reuse_log: bool = True, scalar_pressure: float = 0.0):
+            super().__init__(atoms, scalar_pressure=scalar_pressure)
             self.reuse_log = reuse_log
             self._utility.logm = self._logm    # the forces' log(F) goes through the cache
 
@@ -183,7 +191,10 @@ class _Run:
 
             self.atoms.set_constraint(FixSymmetry(self.atoms, symprec=settings.symprec))
         self.volume0 = float(self.atoms.get_volume())
-        self.filter = make_filter(self.atoms)
+        from genlowdim.physics.potential import GPA_TO_EV_PER_A3
+
+        self.pressure = settings.pressure * GPA_TO_EV_PER_A3       # eV/Å³
+        self.filter = make_filter(self.atoms, scalar_pressure=self.pressure)
         self.optimizer = getattr(ase.optimize, settings.optimizer)(self.filter, logfile=None)
         self.optimizer.fmax = settings.fmax
         self.done = False
@@ -242,6 +253,9 @@ def _finish(run: _Run, settings: RelaxSettings) -> RelaxResult:
     if result.error is None:
         result.relaxed = atoms_to_structure(run.atoms)
         result.volume_change = float(run.atoms.get_volume() / run.volume0 - 1.0)
+        if run.pressure:   # what the relaxation minimised: E + PV, per atom
+            result.extra["enthalpy_per_atom_final"] = float(
+                result.energy_final + run.pressure * run.atoms.get_volume() / len(run.atoms))
         result.rmsd = rmsd_to_relaxed(run.structure, result.relaxed, settings)
         result.extra["space_group_final"] = space_group_number(result.relaxed, settings.symprec)
     return result
