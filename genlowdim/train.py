@@ -48,7 +48,7 @@ from genlowdim.config import dump_yaml
 from genlowdim.distributed import (all_agree, barrier, broadcast_float, init_distributed, mean_over_ranks,
                                    wrap_ddp)
 from genlowdim.resume import check_resumable, check_same_run, load_for_resume, settings_record
-from genlowdim.runtime import progress, save_checkpoint
+from genlowdim.runtime import CheckpointError, load_checkpoint, progress, save_checkpoint
 from genlowdim.train_logs import CsvLog, plot_losses
 from genlowdim.train_settings import TrainSettings
 from genlowdim.train_state import (Ema, FitResult, LossFn, RunState, StepContext, TrainingDiverged, epoch_order,
@@ -139,9 +139,10 @@ class Trainer:
     def warm_start(self, path: Path) -> None:
         """Start from another run's weights and EMA (``train.init_from``); the optimiser, schedule, step
         count and random streams stay this run's own. The networks must be the same shape."""
-        if not path.is_file():
-            raise FileNotFoundError(f"train.init_from: no checkpoint at {path}")
-        payload = torch.load(path, map_location=self.device, weights_only=False)
+        try:   # the engine's own loader: checksum, format and family checked, named errors
+            payload = load_checkpoint(path, self.family, map_location=self.device)
+        except CheckpointError as err:
+            raise CheckpointError(f"train.init_from: {err}") from None
         if "state_dict" not in payload:
             raise ValueError(f"train.init_from: {path} holds no 'state_dict' (not a training checkpoint)")
         try:
