@@ -95,7 +95,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     crystal_only = [flag for flag, value in (("--step-lr", args.step_lr), ("--type-update", args.type_update),
                                              ("--steps-per-level", args.steps_per_level),
                                              ("--protocol", args.protocol), ("--target", args.target),
-                                             ("--target-source", args.target_source))
+                                             ("--target-source", args.target_source),
+                                             ("--latent-source", args.latent_source), ("--pool-size", args.pool_size))
                     if value is not None]
     if payload["family"] != "crystal" and crystal_only:
         raise UsageError(f"{' and '.join(crystal_only)} apply to crystal checkpoints; {args.checkpoint} is "

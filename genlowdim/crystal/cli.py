@@ -200,7 +200,7 @@ def add_model_flags(p: argparse.ArgumentParser, help_text: str = "trained checkp
 
 def add_sampling_flags(p: argparse.ArgumentParser, task: str = "sample") -> None:
     """The protocol and the settings that override it for one command (see genlowdim.crystal.cdvae.protocols)."""
-    from genlowdim.crystal.cdvae.protocols import CONSTRAINTS, LATENTS, PROTOCOLS
+    from genlowdim.crystal.cdvae.protocols import CONSTRAINTS, LATENTS, POOL_SIZE, PROTOCOLS, SOURCES
 
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default=None,
                    help="settings as CDVAE's evaluate.py ('cdvae') or this package's defaults ('genlowdim', "
@@ -218,6 +218,14 @@ def add_sampling_flags(p: argparse.ArgumentParser, task: str = "sample") -> None
     if task != "csp":   # CSP keeps the formula's types (the decoder places them)
         p.add_argument("--type-update", choices=["argmax", "composition", "fixed"], default=None,
                        help="how types follow the decoder (default: the protocol's)")
+    if task == "sample":
+        p.add_argument("--latent-source", choices=SOURCES, default=None,
+                       help="crystals: draw z from N(0, I) ('prior'; CDVAE) or around the encoded training "
+                       "crystals ('posterior', z = μ_i + σ_i·ε with i uniform; docs/cdvae.md); default: the "
+                       "protocol's")
+        p.add_argument("--pool-size", type=int, default=None,
+                       help=f"with --latent-source posterior: the first N training crystals encoded (default "
+                       f"{POOL_SIZE}; 0: the whole training split)")
     if task == "reconstruct":
         p.add_argument("--latent", choices=LATENTS, default=None,
                        help="decode z = μ ('mean') or a posterior sample ('sample'; CDVAE)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from genlowdim.crystal.cdvae.from_args import STEP_FLAGS, protocol_config
+from genlowdim.crystal.cdvae.from_args import STEP_FLAGS, protocol_config, sample_pool_size
 from genlowdim.errors import UsageError, require_positive
 
 __all__ = ["STEP_FLAGS", "protocol_config", "resolve_checkpoint", "load_crystals", "family_crystals",
@@ -111,7 +111,6 @@ def train(args: argparse.Namespace) -> int:
 
 
 TARGET_SOURCE = "prior"      # where --target screens latents by default (docs/csp.md)
-TARGET_POOL_SIZE = 2000      # training crystals encoded for --target-source posterior
 
 
 def target_margin(args: argparse.Namespace) -> float:
@@ -150,10 +149,11 @@ def _aim(args: argparse.Namespace, crystals):
         raise UsageError(f"--target-margin must be >= 0, got {margin:g}")
     target.shrunk(margin)   # UsageError when nothing of the target is left
     pool = None
-    if (getattr(args, "target_source", None) or TARGET_SOURCE) == "posterior":
+    source = getattr(args, "target_source", None) or getattr(args, "latent_source", None) or TARGET_SOURCE
+    if source == "posterior":
         from genlowdim.crystal.latents import encode_pool
 
-        pool = encode_pool(crystals, crystals.load_split("train", TARGET_POOL_SIZE))
+        pool = encode_pool(crystals, crystals.load_split("train", sample_pool_size(args) or None))
     return Aim(target, max_draws=getattr(args, "target_draws", None) or 1000, pool=pool, margin=margin,
                head=crystals.property_head)
 

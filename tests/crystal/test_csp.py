@@ -291,3 +291,31 @@ def test_sample_with_a_target_from_the_training_posterior(checkpoint, tmp_path, 
     assert "posterior" in manifest["method"] and manifest["head_accepted"] == 2
     assert _run(["sample", "--checkpoint", checkpoint, "--target-source", "posterior", "--num", "2",
                  "--out", str(tmp_path / "q")]) == 2
+
+
+def test_sample_from_the_training_posterior_draws_around_the_pool(model_cfg, monkeypatch):
+    """A pool whose crystals all sit at μ = 50·1 with σ = 0.01: every drawn z is within 0.1 of it per
+    coordinate (5 σ), where N(0, I) would never be."""
+    from genlowdim.crystal.cdvae.contract import CDVAECrystals
+
+    model, cfg = model_cfg
+    d = cfg.model.latent_dim
+    pool = LatentPool(torch.full((3, d), 50.0), torch.full((3, d), 0.01), radius=1.0)
+    crystals = CDVAECrystals(model, cfg.sampling, config=cfg, source="posterior", pool=pool)
+    seen = []
+    monkeypatch.setattr(CDVAECrystals, "decode", lambda self, z, generator=None: seen.append(z) or len(z))
+    assert crystals.sample(7, torch.Generator().manual_seed(0)) == 7
+    assert seen[0].shape == (7, d) and float((seen[0] - 50.0).abs().max()) < 0.1
+
+
+def test_sample_latent_source_posterior_records_its_pool(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLOWDIM_QUIET", "1")
+    out = tmp_path / "p"
+    args = ["sample", "--checkpoint", checkpoint, "--latent-source", "posterior", "--pool-size", "3", "--num", "2",
+            "--sampler", "ald_fast", "--steps-per-level", "1", "--out", str(out)]
+    assert _run(args) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["count"] == 2 and manifest["pool_size"] == 3
+    assert manifest["protocol"]["latent_source"] == "posterior"
+    assert _run(args[:6] + ["4"] + args[7:]) == 2          # another pool: not the same run, refused to resume
+    assert _run(args[:6] + ["-1"] + args[7:] + ["--overwrite"]) == 2

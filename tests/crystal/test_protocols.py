@@ -45,12 +45,21 @@ def test_a_flag_overrides_one_setting_and_is_recorded(cfg):
     assert used.sampling.spec().method == "pc" and used.sampling.spec().steps == 12
 
 
+def test_generation_draws_from_the_prior_unless_told_and_records_a_posterior_source(cfg):
+    for protocol in ("cdvae", "genlowdim"):
+        settings = resolve(protocol, "sample", cfg)[1]
+        assert settings.source == "prior" and "latent_source" not in settings.to_dict()
+    settings = resolve("cdvae", "sample", cfg, source="posterior")[1]
+    assert settings.to_dict()["latent_source"] == "posterior" and settings.overridden == ("latent_source",)
+
+
 @pytest.mark.parametrize("kwargs, words", [
     ({"protocol": "paper"}, "--protocol 'paper'"),
     ({"step_lr": 1e-4, "sampler": "pc"}, "--step-lr"),
     ({"step_lr": -1.0}, "positive"),
     ({"latent": "mode"}, "--latent 'mode'"),
     ({"constraint": "box"}, "--constraint 'box'"),
+    ({"source": "data"}, "--latent-source 'data'"),
 ])
 def test_bad_settings_name_the_flag(cfg, kwargs, words):
     protocol = kwargs.pop("protocol", "genlowdim")

@@ -15,7 +15,7 @@ from genlowdim.crystal.cdvae.protocols import DecodeSettings
 from genlowdim.crystal.cdvae.sampling import decode_latents, generate, reconstruct_batch
 from genlowdim.crystal.contract import LatentOptimization
 from genlowdim.crystal.decoded import DecodedCrystals
-from genlowdim.crystal.latents import LatentPool
+from genlowdim.crystal.latents import LatentPool, draw_latents
 from genlowdim.crystal.runs import model_digest
 
 __all__ = ["CDVAECrystals", "data_record"]
@@ -27,10 +27,11 @@ class CDVAECrystals:
     ``sampling.samplers`` and its step count (None: the config's); ``latent``: reconstruction from the
     posterior ``mean`` or a posterior ``sample`` (also where property optimisation starts); ``constraint``:
     property optimisation's bound on z (``none``/``ball``, :meth:`latent_optimization`); ``csp``/``pool``: how
-    :meth:`predict` proposes latents (``pool_loader``: loads the pool at the first prediction instead, so that a
-    finished run encodes nothing; ``pool_size``: the training crystals it encodes, recorded). ``config``: the checkpoint's config (its
-    dataset, for :meth:`load_split`); ``protocol``: the decode settings ``sampling`` was resolved from
-    (recorded by the runs)."""
+    :meth:`predict` proposes latents (``pool_loader``: loads the pool at the first use instead, so that a
+    finished run encodes nothing; ``pool_size``: the training crystals it encodes, recorded); ``source``:
+    where :meth:`sample` draws z, ``prior`` N(0, I) or ``posterior`` around the pool's crystals.
+    ``config``: the checkpoint's config (its dataset, for :meth:`load_split`); ``protocol``: the decode
+    settings ``sampling`` was resolved from (recorded by the runs)."""
     model: torch.nn.Module
     sampling: SamplingConfig
     sampler: str | None = None
@@ -43,6 +44,7 @@ class CDVAECrystals:
     pool_size: int | None = None
     config: CrystalConfig | None = None
     protocol: DecodeSettings | None = None
+    source: str = "prior"
 
     @property
     def sampler_name(self) -> str:
@@ -93,9 +95,12 @@ class CDVAECrystals:
             return {"protocol": record}, {"protocol": record, "sampler": name,
                                           "sampler_spec": to_dict(self.sampling.spec(name))}
         manifest = {"sampler": name, "steps": self.steps, "protocol": record}
+        settings = {"protocol": record}
         if task == "sample":
             manifest["sampling_config"] = to_dict(self.sampling)
-        return {"protocol": record}, manifest
+            if self.source != "prior":   # the pool the latents are drawn around (0: the whole training split)
+                settings["pool_size"] = manifest["pool_size"] = self.pool_size
+        return settings, manifest
 
     def record(self, task: str) -> dict:
         """Weights digest, sampler and its spec, device; for ``sample`` and ``reconstruct`` also the step
@@ -114,7 +119,11 @@ class CDVAECrystals:
         return self.pool if self.pool is not None or self.pool_loader is None else self.pool_loader()
 
     def sample(self, num: int, generator=None) -> DecodedCrystals:
-        return generate(self.model, num, self.sampling, sampler=self.sampler, steps=self.steps, generator=generator)
+        if self.source == "prior":
+            return generate(self.model, num, self.sampling, sampler=self.sampler, steps=self.steps,
+                            generator=generator)
+        z = draw_latents(num, self.latent_dim, self.latent_pool, generator, like=next(self.model.parameters()))
+        return self.decode(z, generator)
 
     def reconstruct(self, batch, generator=None) -> DecodedCrystals:
         return reconstruct_batch(self.model, batch, self.sampling, sampler=self.sampler, steps=self.steps,

@@ -10,7 +10,8 @@ import sys
 
 from genlowdim.errors import UsageError, require_positive
 
-__all__ = ["STEP_FLAGS", "protocol_config", "warn_deprecated_steps", "csp_settings", "cdvae_crystals"]
+__all__ = ["STEP_FLAGS", "protocol_config", "warn_deprecated_steps", "csp_settings", "sample_pool_size",
+           "cdvae_crystals"]
 
 STEP_FLAGS = ("levels", "steps_per_level", "steps")   # attributes of the sampling step flags
 
@@ -33,7 +34,8 @@ def protocol_config(cfg, args: argparse.Namespace):
         return resolve(args.protocol or DEFAULT_PROTOCOL, args.task, cfg, sampler=args.sampler,
                        steps=args.steps, levels=args.levels, steps_per_level=args.steps_per_level,
                        step_lr=args.step_lr, type_update=getattr(args, "type_update", None),
-                       latent=getattr(args, "latent", None), constraint=getattr(args, "constraint", None))
+                       latent=getattr(args, "latent", None), constraint=getattr(args, "constraint", None),
+                       source=getattr(args, "latent_source", None))
     except ValueError as err:
         raise UsageError(str(err)) from err
 
@@ -49,6 +51,18 @@ def csp_settings(args: argparse.Namespace):
     given = {k: v for k, v in (("method", args.method), ("draws", args.draws), ("opt_steps", args.opt_steps))
              if v is not None}
     return CSPSettings(**given)
+
+
+def sample_pool_size(args: argparse.Namespace) -> int:
+    """``sample --pool-size`` (0: the whole training split), else the default; UsageError when negative."""
+    from genlowdim.crystal.cdvae.protocols import POOL_SIZE
+
+    size = getattr(args, "pool_size", None)
+    if size is None:
+        return POOL_SIZE
+    if size < 0:
+        raise UsageError(f"--pool-size {size}: give a number of training crystals, or 0 for all of them")
+    return size
 
 
 def _check_property_head(cfg, args: argparse.Namespace) -> None:
@@ -70,6 +84,8 @@ def cdvae_crystals(payload: dict, args: argparse.Namespace):
     from genlowdim.crystal.cdvae.checkpoints import load_model
     from genlowdim.crystal.cdvae.contract import CDVAECrystals
     from genlowdim.crystal.cdvae.csp import load_pool
+    from genlowdim.crystal.cdvae.training import load_split
+    from genlowdim.crystal.latents import encode_pool
     from genlowdim.runtime import resolve_device
 
     task = getattr(args, "task", None)
@@ -88,4 +104,8 @@ def cdvae_crystals(payload: dict, args: argparse.Namespace):
                   pool_loader=lambda: load_pool(model, cfg, settings, pool_size))
     elif task == "optimize":
         kw = dict(latent=decode.latent, constraint=decode.constraint)
+    elif task == "sample" and decode.source == "posterior":
+        pool_size = sample_pool_size(args)
+        kw = dict(source="posterior", pool_size=pool_size,
+                  pool_loader=lambda: encode_pool(model, load_split(cfg, "train", pool_size or None)))
     return CDVAECrystals(model, cfg.sampling, config=cfg, protocol=decode, **kw)

@@ -30,6 +30,8 @@ from genlowdim.crystal.contract import CONSTRAINTS, START_LATENTS as LATENTS
 
 TASKS = ("sample", "reconstruct", "optimize", "csp")
 CDVAE_ALD = SamplerSpec(method="ald", steps_each=100, step_lr=1e-4)
+SOURCES = ("prior", "posterior")   # where generation draws z: N(0, I), or around encoded training crystals
+POOL_SIZE = 2000   # training crystals encoded for the posterior source
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Protocol:
     recon_type_update: str | None
     latent: str
     constraint: str
+    source: str = "prior"
 
 
 PROTOCOLS = {
@@ -66,6 +69,7 @@ class DecodeSettings:
     overridden: tuple[str, ...] = ()
     latent: str = "mean"
     constraint: str = "none"
+    source: str = "prior"
 
     def to_dict(self) -> dict:
         record = {"protocol": self.protocol, "task": self.task, "sampler": self.sampler,
@@ -75,6 +79,8 @@ class DecodeSettings:
             record["latent"] = self.latent
         if self.task == "optimize":
             record["constraint"] = self.constraint
+        if self.task == "sample" and self.source != "prior":   # absent: z ~ N(0, I), as runs written before
+            record["latent_source"] = self.source
         return record
 
 
@@ -105,7 +111,7 @@ def step_override(spec: SamplerSpec, name: str, *, levels: int | None = None,
 def resolve(protocol: str, task: str, cfg: CrystalConfig, *, sampler: str | None = None,
             steps: int | None = None, step_lr: float | None = None, type_update: str | None = None,
             latent: str | None = None, constraint: str | None = None, levels: int | None = None,
-            steps_per_level: int | None = None) -> tuple[CrystalConfig, DecodeSettings]:
+            steps_per_level: int | None = None, source: str | None = None) -> tuple[CrystalConfig, DecodeSettings]:
     """(config to decode with, :class:`DecodeSettings`) for ``task`` under ``protocol``.
 
     The returned config's ``sampling.sampler`` is the sampler to use and its spec holds the step settings
@@ -121,7 +127,8 @@ def resolve(protocol: str, task: str, cfg: CrystalConfig, *, sampler: str | None
     step_count = next((v for v in (steps, levels, steps_per_level) if v is not None), None)
     overridden = [name for name, value in (("sampler", sampler), ("steps", step_count), ("step_lr", step_lr),
                                            ("type_update", type_update), ("latent", latent),
-                                           ("constraint", constraint)) if value is not None]
+                                           ("constraint", constraint), ("latent_source", source))
+                  if value is not None]
     name = sampler or p.sampler
     spec = p.spec if (p.spec is not None and sampler is None) else cfg.sampling.spec(name)
     spec = replace(spec, **step_override(spec, name, levels=levels, steps_per_level=steps_per_level, steps=steps))
@@ -139,7 +146,11 @@ def resolve(protocol: str, task: str, cfg: CrystalConfig, *, sampler: str | None
         raise ValueError(f"--latent {latent!r}: choose one of {', '.join(LATENTS)}")
     if constraint not in CONSTRAINTS:
         raise ValueError(f"--constraint {constraint!r}: choose one of {', '.join(CONSTRAINTS)}")
+    source = source or p.source
+    if source not in SOURCES:
+        raise ValueError(f"--latent-source {source!r}: choose one of {', '.join(SOURCES)}")
     sampling = replace(cfg.sampling, sampler=name, samplers={**cfg.sampling.samplers, name: spec},
                        **{field: chosen_types})
-    settings = DecodeSettings(protocol, task, name, spec, chosen_types, tuple(overridden), latent, constraint)
+    settings = DecodeSettings(protocol, task, name, spec, chosen_types, tuple(overridden), latent, constraint,
+                              source)
     return replace(cfg, sampling=sampling), settings
