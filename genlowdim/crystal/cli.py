@@ -200,7 +200,7 @@ def add_model_flags(p: argparse.ArgumentParser, help_text: str = "trained checkp
 
 def add_sampling_flags(p: argparse.ArgumentParser, task: str = "sample") -> None:
     """The protocol and the settings that override it for one command (see genlowdim.crystal.cdvae.protocols)."""
-    from genlowdim.crystal.cdvae.protocols import CONSTRAINTS, LATENTS, POOL_SIZE, PROTOCOLS, SOURCES
+    from genlowdim.crystal.cdvae.protocols import CONSTRAINTS, LATENTS, PROTOCOLS, SOURCES
 
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default=None,
                    help="settings as CDVAE's evaluate.py ('cdvae') or this package's defaults ('genlowdim', "
@@ -224,8 +224,8 @@ def add_sampling_flags(p: argparse.ArgumentParser, task: str = "sample") -> None
                        "crystals ('posterior', z = μ_i + σ_i·ε with i uniform; docs/cdvae.md); default: the "
                        "protocol's")
         p.add_argument("--pool-size", type=int, default=None,
-                       help=f"with --latent-source posterior: the first N training crystals encoded (default "
-                       f"{POOL_SIZE}; 0: the whole training split)")
+                       help="with --latent-source posterior: the first N training crystals encoded (default 0, "
+                       "the whole training split; 2,000 with --target)")
     if task == "reconstruct":
         p.add_argument("--latent", choices=LATENTS, default=None,
                        help="decode z = μ ('mean') or a posterior sample ('sample'; CDVAE)")

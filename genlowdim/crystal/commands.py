@@ -111,6 +111,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 TARGET_SOURCE = "prior"      # where --target screens latents by default (docs/csp.md)
+TARGET_POOL_SIZE = 2000      # training crystals encoded for --target-source posterior (measured so, docs/csp.md)
 
 
 def target_margin(args: argparse.Namespace) -> float:
@@ -153,7 +154,8 @@ def _aim(args: argparse.Namespace, crystals):
     if source == "posterior":
         from genlowdim.crystal.latents import encode_pool
 
-        pool = encode_pool(crystals, crystals.load_split("train", sample_pool_size(args) or None))
+        size = sample_pool_size(args, TARGET_POOL_SIZE)
+        pool = encode_pool(crystals, crystals.load_split("train", size or None))
     return Aim(target, max_draws=getattr(args, "target_draws", None) or 1000, pool=pool, margin=margin,
                head=crystals.property_head)
 

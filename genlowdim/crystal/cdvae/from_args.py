@@ -53,13 +53,11 @@ def csp_settings(args: argparse.Namespace):
     return CSPSettings(**given)
 
 
-def sample_pool_size(args: argparse.Namespace) -> int:
-    """``sample --pool-size`` (0: the whole training split), else the default; UsageError when negative."""
-    from genlowdim.crystal.cdvae.protocols import POOL_SIZE
-
+def sample_pool_size(args: argparse.Namespace, default: int = 0) -> int:
+    """``sample --pool-size`` (0: the whole training split), else ``default``; UsageError when negative."""
     size = getattr(args, "pool_size", None)
     if size is None:
-        return POOL_SIZE
+        return default
     if size < 0:
         raise UsageError(f"--pool-size {size}: give a number of training crystals, or 0 for all of them")
     return size

@@ -9,9 +9,12 @@
                optimisation kept inside the ball that holds the encoded training crystals (the one change
                to CDVAE's optimisation; see :mod:`genlowdim.crystal.tasks.optimize`).
 
+Both draw generation's latents from the prior N(0, I) (``--latent-source posterior`` draws them around the
+encoded training crystals instead).
+
 A protocol sets defaults; any explicit command-line setting (``--sampler``, ``--levels``,
-``--steps-per-level``, ``--step-lr``, ``--type-update``, ``--latent``, ``--constraint``) overrides one of them,
-and :func:`resolve` returns the config to decode with together with a record of every setting actually used
+``--steps-per-level``, ``--step-lr``, ``--type-update``, ``--latent``, ``--constraint``, ``--latent-source``)
+overrides one of them, and :func:`resolve` returns the config to decode with together with a record of every setting actually used
 and which ones were overridden.
 
 Step counts have one unit per flag: ``--steps-per-level`` is the Langevin steps at each of the model's σ
@@ -31,13 +34,13 @@ from genlowdim.crystal.contract import CONSTRAINTS, START_LATENTS as LATENTS
 TASKS = ("sample", "reconstruct", "optimize", "csp")
 CDVAE_ALD = SamplerSpec(method="ald", steps_each=100, step_lr=1e-4)
 SOURCES = ("prior", "posterior")   # where generation draws z: N(0, I), or around encoded training crystals
-POOL_SIZE = 2000   # training crystals encoded for the posterior source
 
 
 @dataclass(frozen=True)
 class Protocol:
     """Defaults of one protocol. ``spec`` None: the checkpoint's own spec of ``sampler``;
-    ``recon_type_update``/``type_update`` None: the checkpoint's own setting."""
+    ``recon_type_update``/``type_update`` None: the checkpoint's own setting; ``source``: where generation
+    draws z (:data:`SOURCES`)."""
     name: str
     sampler: str
     spec: SamplerSpec | None
@@ -59,7 +62,8 @@ DEFAULT_PROTOCOL = "genlowdim"
 class DecodeSettings:
     """A protocol resolved once for one task: the sampler and its spec (step overrides applied), how types
     follow the decoder, the reconstruction latent (``mean``/``sample``: z = μ or μ + σ·ε; also where property
-    optimisation starts) and the optimisation constraint (``none``/``ball``). ``to_dict()`` is the record
+    optimisation starts), the optimisation constraint (``none``/``ball``) and generation's latent source
+    (``prior``: z ~ N(0, I); ``posterior``: around encoded training crystals). ``to_dict()`` is the record
     written to manifests and to the settings a resumed run must match."""
     protocol: str
     task: str
