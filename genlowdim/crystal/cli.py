@@ -247,7 +247,7 @@ def add_target_flags(p: argparse.ArgumentParser) -> None:
                    help="with --target: at most this many latents drawn per crystal (default 1000)")
     p.add_argument("--target-margin", type=float, default=None,
                    help="with --target: the property head screens the target moved this far inwards, in the "
-                   "property's units (default: a shipped model's own, one val std of its head's error, 0.107 "
+                   "property's units (default: a shipped model's own, one val std of its head's error, 0.099 "
                    "for perov_5; 0 for --checkpoint; docs/csp.md)")
     p.add_argument("--target-source", choices=["prior", "posterior"], default=None,
                    help="with --target: screen z ~ N(0, I) ('prior', the default) or draws around encoded training "

@@ -123,7 +123,7 @@ def test_target_margin_defaults_to_the_shipped_models_own():
 
     from genlowdim.crystal.commands import target_margin
 
-    assert target_margin(argparse.Namespace(target_margin=None, model="perov_5")) == pytest.approx(0.107)
+    assert target_margin(argparse.Namespace(target_margin=None, model="perov_5")) == pytest.approx(0.099)
     assert target_margin(argparse.Namespace(target_margin=0.0, model="perov_5")) == 0.0
     assert target_margin(argparse.Namespace(target_margin=None, model=None, checkpoint="x.pt")) == 0.0
 
