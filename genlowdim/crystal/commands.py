@@ -127,11 +127,15 @@ def target_margin(args: argparse.Namespace) -> float:
 
 
 def _check_target_flags(args: argparse.Namespace) -> None:
-    """UsageError for settings of ``--target`` given without it."""
+    """UsageError for settings of ``--target`` given without it, and for ``--pool-size`` without a posterior
+    source to use it."""
     if getattr(args, "target", None) is None and any(
             getattr(args, k, None) is not None for k in ("target_source", "target_draws", "target_margin")):
         raise UsageError("--target-source, --target-draws and --target-margin apply with --target")
     require_positive(args, "target_draws")
+    if getattr(args, "pool_size", None) is not None and "posterior" not in (
+            getattr(args, "latent_source", None), getattr(args, "target_source", None)):
+        raise UsageError("--pool-size applies with --latent-source posterior (or --target-source posterior)")
 
 
 def _aim(args: argparse.Namespace, crystals):

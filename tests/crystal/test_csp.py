@@ -275,6 +275,8 @@ def test_sample_target_with_a_shipped_model_is_scored_by_its_predictor(tmp_path,
     (["sample", "--target", "0<heat_ref<1", "--target-margin", "0.6", "--num", "2"], "leaves nothing"),
     (["sample", "--target", "heat_ref<1", "--target-margin", "-1", "--num", "2"], "--target-margin"),
     (["sample", "--target-margin", "0.1", "--num", "2"], "apply with --target"),
+    (["sample", "--pool-size", "100", "--num", "2"], "--pool-size applies with --latent-source posterior"),
+    (["sample", "--latent-source", "posterior", "--pool-size", "-3", "--num", "2"], "--pool-size -3"),
 ])
 def test_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path, capsys, args, message):
     assert _run(args + ["--checkpoint", checkpoint, "--out", str(tmp_path / "x")]) == 2
@@ -318,4 +320,3 @@ def test_sample_latent_source_posterior_records_its_pool(checkpoint, tmp_path, m
     assert manifest["count"] == 2 and manifest["pool_size"] == 3
     assert manifest["protocol"]["latent_source"] == "posterior"
     assert _run(args[:6] + ["4"] + args[7:]) == 2          # another pool: not the same run, refused to resume
-    assert _run(args[:6] + ["-1"] + args[7:] + ["--overwrite"]) == 2

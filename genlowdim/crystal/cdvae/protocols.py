@@ -14,8 +14,8 @@ encoded training crystals instead).
 
 A protocol sets defaults; any explicit command-line setting (``--sampler``, ``--levels``,
 ``--steps-per-level``, ``--step-lr``, ``--type-update``, ``--latent``, ``--constraint``, ``--latent-source``)
-overrides one of them, and :func:`resolve` returns the config to decode with together with a record of every setting actually used
-and which ones were overridden.
+overrides one of them, and :func:`resolve` returns the config to decode with together with a record of every
+setting actually used and which ones were overridden.
 
 Step counts have one unit per flag: ``--steps-per-level`` is the Langevin steps at each of the model's σ
 levels of an ALD sampler (``steps_each``), ``--levels`` the noise levels of a Karras-grid sampler
@@ -115,7 +115,8 @@ def step_override(spec: SamplerSpec, name: str, *, levels: int | None = None,
 def resolve(protocol: str, task: str, cfg: CrystalConfig, *, sampler: str | None = None,
             steps: int | None = None, step_lr: float | None = None, type_update: str | None = None,
             latent: str | None = None, constraint: str | None = None, levels: int | None = None,
-            steps_per_level: int | None = None, source: str | None = None) -> tuple[CrystalConfig, DecodeSettings]:
+            steps_per_level: int | None = None,
+            source: str | None = None) -> tuple[CrystalConfig, DecodeSettings]:
     """(config to decode with, :class:`DecodeSettings`) for ``task`` under ``protocol``.
 
     The returned config's ``sampling.sampler`` is the sampler to use and its spec holds the step settings
