@@ -15,10 +15,11 @@ source "$(dirname "$0")/timed.sh"
 report_setup "--model perov_5"
 
 for source in prior posterior; do
+    pool=(); [ "$source" = posterior ] && pool=(--pool-size 0)   # the whole training split
     for types in argmax composition; do
         run="$OUT/${source}_${types}"
         timed "sample_${source}_${types}" "$G" sample "${M[@]}" --sampler "$SAMPLER" --latent-source "$source" \
-            --pool-size 0 --type-update "$types" --num "$NUM" --out "$run"
+            "${pool[@]}" --type-update "$types" --num "$NUM" --out "$run"
         timed "evaluate_${source}_${types}" "$G" evaluate "$run" --reference "perov_5:$SPLIT" \
             --property-model perov_5 --train perov_5:train --out "$run/eval"
     done

@@ -178,7 +178,10 @@ def sample(args: argparse.Namespace, checkpoint: dict) -> int:
                              overwrite=args.overwrite, settings=settings, aim=aim,
                              manifest={**entries, "checkpoint": args.checkpoint})
     record = entries.get("protocol")
-    how = f" ({record['protocol']} protocol, sampler {record['sampler']})" if isinstance(record, dict) else ""
+    how = ""
+    if isinstance(record, dict):
+        source = ", z around the encoded training crystals" if record.get("latent_source") == "posterior" else ""
+        how = f" ({record['protocol']} protocol, sampler {record['sampler']}{source})"
     aimed = "" if aim is None else "; " + _aim_report(args, aim.target, manifest)
     print(f"wrote {manifest['count']} crystals to {args.out}{how}{aimed}")
     return 0

@@ -310,12 +310,13 @@ def test_sample_from_the_training_posterior_draws_around_the_pool(model_cfg, mon
     assert seen[0].shape == (7, d) and float((seen[0] - 50.0).abs().max()) < 0.1
 
 
-def test_sample_latent_source_posterior_records_its_pool(checkpoint, tmp_path, monkeypatch):
+def test_sample_latent_source_posterior_records_its_pool(checkpoint, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GENLOWDIM_QUIET", "1")
     out = tmp_path / "p"
     args = ["sample", "--checkpoint", checkpoint, "--latent-source", "posterior", "--pool-size", "3", "--num", "2",
             "--sampler", "ald_fast", "--steps-per-level", "1", "--out", str(out)]
     assert _run(args) == 0
+    assert "z around the encoded training crystals" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["count"] == 2 and manifest["pool_size"] == 3
     assert manifest["protocol"]["latent_source"] == "posterior"
