@@ -36,7 +36,7 @@ from genlowdim.crystal.decoded import DecodedCrystals
 from genlowdim.crystal.latents import LatentPool, adam_in_ball, draw_latents, encode_pool
 
 __all__ = ["METHODS", "CSPSettings", "formula_counts", "formula_nll",
-           "propose_latents", "refine_latents", "predict_structures"]
+           "propose_latents", "refine_latents", "predict_structures", "training_pool", "load_pool"]
 
 METHODS = ("random", "prior", "prior_opt", "posterior", "posterior_opt")
 
@@ -137,10 +137,13 @@ def needs_pool(settings: CSPSettings) -> bool:
     return settings.method.startswith("posterior") or settings.method.endswith("_opt")
 
 
-def load_pool(model, cfg, settings: CSPSettings, pool_size: int) -> LatentPool | None:
-    """The encoded first ``pool_size`` training crystals, for methods that need them (:func:`needs_pool`)."""
-    if not needs_pool(settings):
-        return None
+def training_pool(model, cfg, pool_size: int | None) -> LatentPool:
+    """The encoded first ``pool_size`` training crystals of the config's dataset (None: all of them)."""
     from genlowdim.crystal.cdvae.training import load_split
 
     return encode_pool(model, load_split(cfg, "train", pool_size))
+
+
+def load_pool(model, cfg, settings: CSPSettings, pool_size: int) -> LatentPool | None:
+    """:func:`training_pool` for the methods that need one (:func:`needs_pool`), else None."""
+    return training_pool(model, cfg, pool_size) if needs_pool(settings) else None

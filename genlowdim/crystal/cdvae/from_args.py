@@ -81,9 +81,7 @@ def cdvae_crystals(payload: dict, args: argparse.Namespace):
     for a command with the protocol flags (``args.task``), with the resolved protocol."""
     from genlowdim.crystal.cdvae.checkpoints import load_model
     from genlowdim.crystal.cdvae.contract import CDVAECrystals
-    from genlowdim.crystal.cdvae.csp import load_pool
-    from genlowdim.crystal.cdvae.training import load_split
-    from genlowdim.crystal.latents import encode_pool
+    from genlowdim.crystal.cdvae.csp import load_pool, training_pool
     from genlowdim.runtime import resolve_device
 
     task = getattr(args, "task", None)
@@ -105,5 +103,5 @@ def cdvae_crystals(payload: dict, args: argparse.Namespace):
     elif task == "sample" and decode.source == "posterior":
         pool_size = sample_pool_size(args)
         kw = dict(source="posterior", pool_size=pool_size,
-                  pool_loader=lambda: encode_pool(model, load_split(cfg, "train", pool_size or None)))
+                  pool_loader=lambda: training_pool(model, cfg, pool_size or None))
     return CDVAECrystals(model, cfg.sampling, config=cfg, protocol=decode, **kw)
