@@ -203,8 +203,9 @@ def run(args: argparse.Namespace) -> int:
     from genlowdim.metrics.evaluate import (evaluate_generation, evaluate_reconstruction,
                                             evaluate_reconstruction_best_of, format_table)
 
-    skipped: list[dict] = []
-    ids, structures = load_input(args.samples, args.data_dir, skipped)
+    unread: list[dict] = []           # inputs of the evaluated set that could not be read
+    ids, structures = load_input(args.samples, args.data_dir, unread)
+    skipped = list(unread)
     ref_ids, reference = load_input(args.reference, args.data_dir, skipped)
     if args.mode == "reconstruction":
         if args.property_model or args.stability is not None:
@@ -225,6 +226,10 @@ def run(args: argparse.Namespace) -> int:
         dataset = args.dataset or (args.reference.split(":")[0] if _is_dataset_ref(args.reference) else None)
         cut = args.cutoffs or (None, None)
         train = load_input(args.train, args.data_dir, skipped)[1] if args.train else None
+        # like CDVAE, a generated crystal that cannot be built (here: read) counts as generated and invalid
+        # (construction_failed), so validity is never taken over the readable ones only
+        ids = list(ids) + [s["where"] for s in unread]
+        structures = list(structures) + [None] * len(unread)
         property_fn = _property_fn(args)
         try:
             report = evaluate_generation(
@@ -241,7 +246,9 @@ def run(args: argparse.Namespace) -> int:
     _record_skipped(args.out, skipped)
     print(format_table(report))
     if skipped:
-        print(f"{len(skipped)} input structures could not be read (named above and in metrics.json)",
+        counted = (f"; the {len(unread)} of the generated set count as generated and invalid (construction_failed)"
+                   if unread and args.mode != "reconstruction" else "")
+        print(f"{len(skipped)} input structures could not be read (named above and in metrics.json){counted}",
               file=sys.stderr)
     print(f"wrote {Path(args.out) / 'metrics.json'}", file=sys.stderr)
     return 0

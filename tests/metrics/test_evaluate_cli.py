@@ -169,7 +169,34 @@ def test_a_folder_with_unreadable_files_is_evaluated_on_its_good_ones(files, cap
     err = capsys.readouterr().err
     assert "binary.cif: cannot read file" in err and "[unreadable file]" in err
     assert "unknown.cif" in err
+    assert "the 2 of the generated set count as generated and invalid" in err
     report = json.loads((out / "metrics.json").read_text())
     assert report["metrics"]["cov_recall"] == 1.0   # the five good crystals against themselves
+    # the two unreadable files are generated crystals that could not be built: in every denominator
+    assert report["metrics"]["struct_valid"] == pytest.approx(5 / 7)
+    assert report["metrics"]["cov_precision"] == pytest.approx(5 / 7)
+    assert report["params"]["struct_valid"]["invalid_reasons"]["construction_failed"] == 2
     assert sorted(s["where"].rsplit("/", 1)[-1].split(":")[0] for s in report["skipped_inputs"]) == \
         ["binary.cif", "unknown.cif"]
+
+
+def test_a_flat_generated_cell_counts_as_generated_and_invalid(files, capsys):
+    """A decoded lattice of zero volume cannot be read back as a crystal; CDVAE counts such a crystal as
+    generated and invalid, so the readable ones alone must not make the denominator."""
+    from ase import Atoms
+    from ase.io import read, write
+
+    tmp, _, _ = files
+    frames = read(tmp / "samples" / "samples.extxyz", index=":")
+    flat = Atoms("NaCl", positions=[[0, 0, 0], [1, 1, 1]], cell=[[4, 0, 0], [4, 0, 0], [0, 0, 4]], pbc=True)
+    write(tmp / "flat.extxyz", frames + [flat], format="extxyz")
+    out = tmp / "eval_flat"
+    assert main(["evaluate", str(tmp / "flat.extxyz"), "--reference", str(tmp / "ref.extxyz"),
+                 "--dataset", "perov_5", "--out", str(out), "--workers", "1"]) == 0
+    assert "not a periodic crystal" in capsys.readouterr().err
+    report = json.loads((out / "metrics.json").read_text())
+    # N good crystals, the 'bad' pair at 0.6 Å and the flat cell: N valid of N + 2 generated
+    assert report["metrics"]["struct_valid"] == pytest.approx(N / (N + 2))
+    reasons = report["params"]["struct_valid"]["invalid_reasons"]
+    assert reasons["too_close"] == 1 and reasons["construction_failed"] == 1
+    assert len(report["skipped_inputs"]) == 1
